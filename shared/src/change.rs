@@ -1,0 +1,212 @@
+//! What the differ decides and the writer applies: one change per person, each naming the
+//! stored state it expects to replace, so a stale or repeated change can be recognised.
+
+use serde::{Deserialize, Serialize};
+
+use crate::person::Person;
+
+/// The state of a stored person that a change is checked against: the content hash
+/// ([`Person::content_hash`]) and the activity flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RowState {
+    /// [`Person::content_hash`] of the row.
+    pub hash: i64,
+    /// Whether the row is active.
+    pub active: bool,
+}
+
+impl RowState {
+    /// The state `person` would have once stored.
+    pub fn of(person: &Person) -> Self {
+        RowState {
+            hash: person.content_hash(),
+            active: person.active,
+        }
+    }
+}
+
+/// What kind of change a person goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// A person not stored before.
+    Created,
+    /// A stored person whose fields changed; activity did not.
+    Updated,
+    /// An active person becomes inactive (fields may change too).
+    Deactivated,
+    /// An inactive person becomes active again (fields may change too).
+    Reactivated,
+}
+
+impl ChangeKind {
+    /// Every kind, in the order summaries list them.
+    pub const ALL: [ChangeKind; 4] = [
+        ChangeKind::Created,
+        ChangeKind::Updated,
+        ChangeKind::Deactivated,
+        ChangeKind::Reactivated,
+    ];
+
+    /// The routing key of the event announcing this kind of change (`employee.created`, ...).
+    pub fn event_name(self) -> &'static str {
+        match self {
+            ChangeKind::Created => "employee.created",
+            ChangeKind::Updated => "employee.updated",
+            ChangeKind::Deactivated => "employee.deactivated",
+            ChangeKind::Reactivated => "employee.reactivated",
+        }
+    }
+
+    /// The kind's short name (`created`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeKind::Created => "created",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Deactivated => "deactivated",
+            ChangeKind::Reactivated => "reactivated",
+        }
+    }
+}
+
+/// One field that changed, with its old and new values (`None`: absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// The field's name ([`crate::person::Field::name`]) or `extra.<header>`.
+    pub field: String,
+    /// Value before.
+    pub old: Option<String>,
+    /// Value after.
+    pub new: Option<String>,
+}
+
+/// One change to one person.
+///
+/// Promise: applying it is allowed only where the stored row is in state `expected`
+/// (`None`: no row); a row already in state `target` means it was applied before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// What happens to the person.
+    pub kind: ChangeKind,
+    /// The person's key.
+    pub email: String,
+    /// The stored state this change replaces; `None` for a creation.
+    pub expected: Option<RowState>,
+    /// The state after the change.
+    pub target: RowState,
+    /// The full record after the change; `None` for a deactivation of someone absent
+    /// from a full snapshot, where only activity changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
+    /// The fields that changed (empty for creations and plain deactivations).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<FieldChange>,
+}
+
+/// How a change meets the stored row it was planned against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applicability {
+    /// The row is in the expected state: apply it.
+    Apply,
+    /// The row is already in the target state: applied before, nothing to do.
+    AlreadyApplied,
+    /// The row is in some other state: the change is stale and must be re-planned.
+    Conflict,
+}
+
+impl Change {
+    /// Compares the stored row's state (`None`: no row) with what this change expects.
+    pub fn check(&self, stored: Option<RowState>) -> Applicability {
+        if stored == self.expected {
+            Applicability::Apply
+        } else if stored == Some(self.target) {
+            Applicability::AlreadyApplied
+        } else {
+            Applicability::Conflict
+        }
+    }
+}
+
+/// Counts of each kind of change, as runs and summaries report them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeCounts {
+    /// People created.
+    pub created: u64,
+    /// People updated.
+    pub updated: u64,
+    /// People deactivated.
+    pub deactivated: u64,
+    /// People reactivated.
+    pub reactivated: u64,
+}
+
+impl ChangeCounts {
+    /// Adds one change of `kind`.
+    pub fn add(&mut self, kind: ChangeKind) {
+        *self.get_mut(kind) += 1;
+    }
+
+    /// The count for `kind`.
+    pub fn get(&self, kind: ChangeKind) -> u64 {
+        match kind {
+            ChangeKind::Created => self.created,
+            ChangeKind::Updated => self.updated,
+            ChangeKind::Deactivated => self.deactivated,
+            ChangeKind::Reactivated => self.reactivated,
+        }
+    }
+
+    fn get_mut(&mut self, kind: ChangeKind) -> &mut u64 {
+        match kind {
+            ChangeKind::Created => &mut self.created,
+            ChangeKind::Updated => &mut self.updated,
+            ChangeKind::Deactivated => &mut self.deactivated,
+            ChangeKind::Reactivated => &mut self.reactivated,
+        }
+    }
+
+    /// All changes together.
+    pub fn total(&self) -> u64 {
+        self.created + self.updated + self.deactivated + self.reactivated
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(hash: i64, active: bool) -> RowState {
+        RowState { hash, active }
+    }
+
+    #[test]
+    fn check_sorts_apply_already_and_conflict() {
+        let update = Change {
+            kind: ChangeKind::Updated,
+            email: "a@x.com".into(),
+            expected: Some(state(1, true)),
+            target: state(2, true),
+            person: None,
+            changed: vec![],
+        };
+        assert_eq!(update.check(Some(state(1, true))), Applicability::Apply);
+        assert_eq!(
+            update.check(Some(state(2, true))),
+            Applicability::AlreadyApplied
+        );
+        assert_eq!(update.check(Some(state(1, false))), Applicability::Conflict);
+        assert_eq!(update.check(None), Applicability::Conflict);
+
+        let create = Change {
+            expected: None,
+            kind: ChangeKind::Created,
+            ..update
+        };
+        assert_eq!(create.check(None), Applicability::Apply);
+        assert_eq!(
+            create.check(Some(state(2, true))),
+            Applicability::AlreadyApplied
+        );
+        assert_eq!(create.check(Some(state(3, true))), Applicability::Conflict);
+    }
+}

@@ -1,0 +1,10 @@
+//! The sea-orm entities. One set serves SQLite and PostgreSQL. Every table holding tenant
+//! data has a `tenant_id` column, and the queries in [`crate::db`] always filter on it.
+
+pub mod column_mapping;
+pub mod fetched_file;
+pub mod person;
+pub mod run;
+pub mod run_batch;
+pub mod run_error;
+pub mod tenant;

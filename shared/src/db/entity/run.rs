@@ -1,0 +1,86 @@
+//! `runs`: one row per sync run, moved through its states by the stages.
+
+use sea_orm::entity::prelude::*;
+
+/// A sync run.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "runs")]
+pub struct Model {
+    /// The [`crate::ids::RunId`].
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// Order of the run among its tenant's runs, from 1.
+    pub seq: i64,
+    /// Where the file came from (`cli`, `inbox`, a source name).
+    pub source: String,
+    /// The file's original name.
+    pub file_name: String,
+    /// Blob key of the raw file.
+    pub blob_key: String,
+    /// Hex SHA-256 of the raw file.
+    pub sha256: String,
+    /// Size of the raw file in bytes.
+    pub size: i64,
+    /// Format hint (`auto`, `csv`, `tsv`, `json`).
+    pub format: String,
+    /// `full` or `delta`.
+    pub mode: String,
+    /// Encoding label for BOM-less files, if not UTF-8.
+    pub encoding: Option<String>,
+    /// [`crate::db::RunState`] name.
+    pub state: String,
+    /// Why the run failed, was rejected, held or superseded.
+    pub reason: Option<String>,
+    /// Whether the `file.fetched` message went out (the fetcher re-sends it otherwise).
+    pub published: bool,
+    /// Whether an operator approved a held run.
+    pub approved: bool,
+    /// Data rows read.
+    pub rows_read: i64,
+    /// Rows in the snapshot.
+    pub accepted: i64,
+    /// Rows rejected alone.
+    pub rejected: i64,
+    /// People created.
+    pub created: i64,
+    /// People updated.
+    pub updated: i64,
+    /// People deactivated.
+    pub deactivated: i64,
+    /// People reactivated.
+    pub reactivated: i64,
+    /// People in the snapshot that needed no change.
+    pub unchanged: i64,
+    /// Planned changes found stale when applied.
+    pub conflicts: i64,
+    /// Planning generation (bumped by each re-plan).
+    pub generation: i32,
+    /// Number of change batches in the current generation.
+    pub batches_total: Option<i32>,
+    /// Blob key of the snapshot.
+    pub snapshot_key: Option<String>,
+    /// Blob key of the rejected rows.
+    pub rejects_key: Option<String>,
+    /// Fetched (run created).
+    pub fetched_at: DateTimeUtc,
+    /// Parsed.
+    pub parsed_at: Option<DateTimeUtc>,
+    /// Diffed.
+    pub diffed_at: Option<DateTimeUtc>,
+    /// Reached a final state.
+    pub finished_at: Option<DateTimeUtc>,
+    /// Milliseconds the parser spent.
+    pub parse_ms: Option<i64>,
+    /// Milliseconds the differ spent.
+    pub diff_ms: Option<i64>,
+    /// Last change of this row.
+    pub updated_at: DateTimeUtc,
+}
+
+/// No relations are navigated through the ORM.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,22 @@
+//! `tenants`: one row per organization.
+
+use sea_orm::entity::prelude::*;
+
+/// A tenant.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "tenants")]
+pub struct Model {
+    /// The [`crate::ids::TenantId`].
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// Sequence number the next run of this tenant gets.
+    pub next_run_seq: i64,
+    /// When the tenant was first seen.
+    pub created_at: DateTimeUtc,
+}
+
+/// No relations are navigated through the ORM.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,16 @@
+//! Schema migrations, named by date, run by `roster migrate` (and automatically for an
+//! embedded SQLite database). Each works on SQLite and PostgreSQL.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_directory;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_directory::Migration)]
+    }
+}

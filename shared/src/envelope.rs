@@ -1,0 +1,291 @@
+//! The messages stages hand each other. Every message is an [`Envelope`] around a small
+//! body that refers to blobs rather than carrying files (RabbitMQ refuses big messages,
+//! and big messages hurt everyone else on the broker).
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::change::{Change, ChangeKind, FieldChange};
+use crate::ids::{MessageId, RunId, TenantId};
+use crate::person::Person;
+
+/// Version of the envelope and body layout. A stage refuses (dead-letters) a message
+/// with a version it does not know instead of misreading it.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// W3C trace context carried across stages, so one sync run is one trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceContext {
+    /// The `traceparent` header value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The `tracestate` header value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
+}
+
+/// The frame around every message body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// Idempotency key: the same work always travels under the same id.
+    pub message_id: MessageId,
+    /// Whose data this is.
+    pub tenant: TenantId,
+    /// The sync run the message belongs to.
+    pub run_id: RunId,
+    /// Delivery attempt, 1 for the first. The transport keeps the authoritative count
+    /// (see [`crate::transport::Delivery::attempt`]); this is what it was when published.
+    pub attempt: u32,
+    /// [`SCHEMA_VERSION`] of the publisher.
+    pub schema_version: u16,
+    /// Trace context of the publisher.
+    #[serde(default)]
+    pub trace: TraceContext,
+    /// The message itself.
+    pub body: T,
+}
+
+impl<T: Serialize + DeserializeOwned> Envelope<T> {
+    /// A first-attempt envelope with the current trace context.
+    pub fn new(message_id: MessageId, tenant: TenantId, run_id: RunId, body: T) -> Self {
+        Envelope {
+            message_id,
+            tenant,
+            run_id,
+            attempt: 1,
+            schema_version: SCHEMA_VERSION,
+            trace: crate::telemetry::current_trace_context(),
+            body,
+        }
+    }
+
+    /// JSON bytes of the envelope.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("envelopes always serialise")
+    }
+
+    /// Reads an envelope, refusing unknown schema versions.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        #[derive(Deserialize)]
+        struct Version {
+            schema_version: u16,
+        }
+        let v: Version = serde_json::from_slice(bytes).map_err(EnvelopeError::Malformed)?;
+        if v.schema_version != SCHEMA_VERSION {
+            return Err(EnvelopeError::UnknownVersion(v.schema_version));
+        }
+        serde_json::from_slice(bytes).map_err(EnvelopeError::Malformed)
+    }
+}
+
+/// Why bytes from the transport are not a usable envelope. Always permanent.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not JSON of the expected shape.
+    #[error("malformed message: {0}")]
+    Malformed(serde_json::Error),
+    /// Written by a Roster that speaks another schema version.
+    #[error("message schema version {0} is not supported (this build speaks {SCHEMA_VERSION})")]
+    UnknownVersion(u16),
+}
+
+/// Input formats Roster reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Decide from the content.
+    #[default]
+    Auto,
+    /// Delimited text with a header row; the delimiter (comma, semicolon, tab) is sniffed.
+    Csv,
+    /// Tab-separated text with a header row.
+    Tsv,
+    /// The web-service JSON shape: `{"employees": [...]}` or a bare array.
+    Json,
+}
+
+impl Format {
+    /// The name as the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::Json => "json",
+        }
+    }
+}
+
+/// How a snapshot relates to the stored directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// The snapshot is everyone: a stored person missing from it is deactivated.
+    #[default]
+    Full,
+    /// The snapshot holds only changed people: absent people are left alone.
+    Delta,
+}
+
+impl SyncMode {
+    /// The name as the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncMode::Full => "full",
+            SyncMode::Delta => "delta",
+        }
+    }
+}
+
+/// `file.fetched`: a raw file is safe in the blob store; the parser's input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFetched {
+    /// Where it came from (`inbox`, `cli`, a source name).
+    pub source: String,
+    /// Blob key of the raw bytes.
+    pub blob_key: String,
+    /// Hex SHA-256 of the raw bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The file's original name, for messages to people.
+    pub file_name: String,
+    /// Format hint.
+    pub format: Format,
+    /// Sync mode.
+    pub mode: SyncMode,
+    /// A text encoding to decode with when the file has no BOM (an `encoding_rs` label,
+    /// such as `windows-1252`); `None` means UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+}
+
+/// `snapshot.parsed`: a file is parsed into a normalised snapshot; the differ's input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotParsed {
+    /// Blob key of the snapshot ([`crate::snapshot`] format, sorted by email).
+    pub snapshot_key: String,
+    /// Blob key of the rejected rows (JSON lines of [`RowError`]).
+    pub rejects_key: String,
+    /// Data rows read from the file.
+    pub rows_read: u64,
+    /// Rows in the snapshot.
+    pub accepted: u64,
+    /// Rows rejected alone.
+    pub rejected: u64,
+    /// Sync mode.
+    pub mode: SyncMode,
+}
+
+/// `changes.ready`: one batch of planned changes; the writer's input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangesReady {
+    /// Which planning of the run this batch belongs to; a re-plan bumps it and the
+    /// writer ignores batches of older generations.
+    pub generation: u32,
+    /// Batch number, from 1.
+    pub batch: u32,
+    /// Number of batches in this generation.
+    pub of: u32,
+    /// The changes, at most [`crate::CHANGE_BATCH_SIZE`].
+    pub changes: Vec<Change>,
+}
+
+/// One error attached to one input row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    /// Line in the file where the row starts (1 is the first line), when the format
+    /// has lines.
+    pub line: Option<u64>,
+    /// The column (its header) or field (`employees[3].email` in JSON) at fault.
+    pub column: Option<String>,
+    /// What is wrong, in words for the person who fixes the file.
+    pub message: String,
+}
+
+/// One event on the `roster.events` exchange: something changed for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryEvent {
+    /// Stable id: the same change always has the same id, so consumers can drop repeats.
+    pub event_id: MessageId,
+    /// `employee.created`, ... ([`ChangeKind::event_name`]).
+    pub event: String,
+    /// Whose directory.
+    pub tenant: TenantId,
+    /// The run that made the change.
+    pub run_id: RunId,
+    /// The person's key.
+    pub email: String,
+    /// The person after the change, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
+    /// The changed fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<FieldChange>,
+    /// When the change was stored.
+    pub at: DateTime<Utc>,
+}
+
+impl DirectoryEvent {
+    /// The event announcing `change`, made in `run` of `tenant` at `at`.
+    pub fn of(change: &Change, tenant: &TenantId, run: RunId, at: DateTime<Utc>) -> Self {
+        let run_text = run.to_string();
+        DirectoryEvent {
+            event_id: MessageId::derived(&[
+                "event",
+                tenant.as_str(),
+                &run_text,
+                change.kind.name(),
+                &change.email,
+            ]),
+            event: change.kind.event_name().to_owned(),
+            tenant: tenant.clone(),
+            run_id: run,
+            email: change.email.clone(),
+            person: change.person.clone(),
+            changed: change.changed.clone(),
+            at,
+        }
+    }
+}
+
+/// The body of an events message: events of one kind from one batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventBatch {
+    /// The kind all events here share.
+    pub kind: ChangeKind,
+    /// The events.
+    pub events: Vec<DirectoryEvent>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_and_refuse_unknown_versions() {
+        let tenant = TenantId::new("acme").unwrap();
+        let env = Envelope::new(
+            MessageId::new(),
+            tenant,
+            RunId::new(),
+            SnapshotParsed {
+                snapshot_key: "s".into(),
+                rejects_key: "r".into(),
+                rows_read: 3,
+                accepted: 2,
+                rejected: 1,
+                mode: SyncMode::Delta,
+            },
+        );
+        let bytes = env.to_bytes();
+        assert_eq!(Envelope::<SnapshotParsed>::from_bytes(&bytes).unwrap(), env);
+
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        value["schema_version"] = 99.into();
+        let err = Envelope::<SnapshotParsed>::from_bytes(&serde_json::to_vec(&value).unwrap());
+        assert!(matches!(err, Err(EnvelopeError::UnknownVersion(99))));
+        assert!(Envelope::<SnapshotParsed>::from_bytes(b"{}").is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! The normalised snapshot file the parser writes and the differ reads: one person per
+//! line, sorted by email, each line led by the fields the differ compares so an unchanged
+//! person is never deserialised.
+//!
+//! Line layout: `<content hash, 16 hex digits>\t<a|i>\t<email>\t<person as JSON>\n`.
+//! Tabs cannot occur unescaped in JSON nor in a normalised email, so the split is exact.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use crate::change::RowState;
+use crate::person::Person;
+
+/// Appends one snapshot line for `person` to `out`.
+pub fn encode_line(person: &Person, out: &mut Vec<u8>) {
+    let state = RowState::of(person);
+    write!(
+        out,
+        "{:016x}\t{}\t{}\t",
+        state.hash as u64,
+        if state.active { 'a' } else { 'i' },
+        person.email
+    )
+    .expect("writing to a Vec cannot fail");
+    serde_json::to_writer(&mut *out, person).expect("a person always serialises");
+    out.push(b'\n');
+}
+
+/// The email of an encoded line (as written by [`encode_line`]).
+pub fn line_email(line: &[u8]) -> &[u8] {
+    let rest = &line[19..];
+    let end = rest.iter().position(|&b| b == b'\t').unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// Why a snapshot could not be read. A snapshot is written by Roster itself, so any of
+/// these means corruption or a bug, never bad customer input.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Reading failed.
+    #[error("reading snapshot: {0}")]
+    Io(#[from] io::Error),
+    /// A line is not in the snapshot layout.
+    #[error("snapshot line {line} is malformed: {why}")]
+    Malformed {
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// Lines are not strictly ascending by email.
+    #[error("snapshot line {line} is out of order")]
+    Unsorted {
+        /// 1-based line number.
+        line: u64,
+    },
+}
+
+/// One line of a snapshot, with the person left encoded until asked for.
+#[derive(Debug, Clone)]
+pub struct SnapshotEntry {
+    /// The person's state (content hash and activity).
+    pub state: RowState,
+    /// The key.
+    pub email: String,
+    json: Vec<u8>,
+    line: u64,
+}
+
+impl SnapshotEntry {
+    /// Decodes the full record.
+    pub fn person(&self) -> Result<Person, SnapshotError> {
+        serde_json::from_slice(&self.json).map_err(|e| SnapshotError::Malformed {
+            line: self.line,
+            why: e.to_string(),
+        })
+    }
+}
+
+/// Reads a snapshot line by line, checking its order as it goes.
+pub struct SnapshotReader<R> {
+    input: BufReader<R>,
+    buf: Vec<u8>,
+    line: u64,
+    last_email: String,
+}
+
+impl<R: Read> SnapshotReader<R> {
+    /// Wraps a reader positioned at the start of a snapshot.
+    pub fn new(input: R) -> Self {
+        SnapshotReader {
+            input: BufReader::with_capacity(1 << 16, input),
+            buf: Vec::with_capacity(512),
+            line: 0,
+            last_email: String::new(),
+        }
+    }
+
+    /// The next entry, `None` at the end.
+    pub fn next_entry(&mut self) -> Result<Option<SnapshotEntry>, SnapshotError> {
+        self.buf.clear();
+        if self.input.read_until(b'\n', &mut self.buf)? == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        let line = self.line;
+        let malformed = |why: &str| SnapshotError::Malformed {
+            line,
+            why: why.to_owned(),
+        };
+        let text = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+        let mut parts = text.splitn(4, |&b| b == b'\t');
+        let (Some(hash), Some(active), Some(email), Some(json)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed("expected four tab-separated parts"));
+        };
+        let hash = std::str::from_utf8(hash)
+            .ok()
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .ok_or_else(|| malformed("bad hash"))? as i64;
+        let active = match active {
+            b"a" => true,
+            b"i" => false,
+            _ => return Err(malformed("bad activity flag")),
+        };
+        let email = std::str::from_utf8(email)
+            .map_err(|_| malformed("email is not UTF-8"))?
+            .to_owned();
+        if line > 1 && email <= self.last_email {
+            return Err(SnapshotError::Unsorted { line });
+        }
+        self.last_email.clone_from(&email);
+        Ok(Some(SnapshotEntry {
+            state: RowState { hash, active },
+            email,
+            json: json.to_vec(),
+            line,
+        }))
+    }
+}
+
+impl<R: Read> Iterator for SnapshotReader<R> {
+    type Item = Result<SnapshotEntry, SnapshotError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_entry().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::person::Field;
+
+    #[test]
+    fn lines_round_trip_and_order_is_checked() {
+        let mut a = Person::new("a@x.com".into());
+        a.set(Field::JobTitle, "tab\there");
+        let mut b = Person::new("b@x.com".into());
+        b.active = false;
+        let mut bytes = Vec::new();
+        encode_line(&a, &mut bytes);
+        encode_line(&b, &mut bytes);
+        assert_eq!(line_email(&bytes), b"a@x.com");
+        let entries: Vec<_> = SnapshotReader::new(&bytes[..])
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].person().unwrap(), a);
+        assert_eq!(entries[0].state, RowState::of(&a));
+        assert!(!entries[1].state.active);
+
+        let mut unsorted = Vec::new();
+        encode_line(&b, &mut unsorted);
+        encode_line(&a, &mut unsorted);
+        let err = SnapshotReader::new(&unsorted[..]).nth(1).unwrap();
+        assert!(matches!(err, Err(SnapshotError::Unsorted { line: 2 })));
+    }
+}

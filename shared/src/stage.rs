@@ -1,0 +1,220 @@
+//! What every stage shares at run time: the [`Services`] it is given, and [`consume`], the
+//! one loop that takes messages off a queue, runs the stage's handler and settles each
+//! delivery by the handler's outcome (ack, retry with growing delay, postpone, or
+//! dead-letter with the reason and mark the run failed).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::blob::BlobStore;
+use crate::config::RetryPolicy;
+use crate::db::{Db, RunState, runs};
+use crate::envelope::Envelope;
+use crate::error::{Disposition, StageError};
+use crate::ids::{RunId, TenantId};
+use crate::transport::{
+    DeadLetterInfo, Delivery, Message, Outcome, Stage, Transport, TransportError, header,
+};
+
+/// Receives progress as stages work, for a progress bar. Calls are cheap and frequent.
+pub trait Progress: Send + Sync {
+    /// `rows` more input rows were read.
+    fn rows_read(&self, rows: u64);
+    /// `changes` more changes were applied.
+    fn changes_applied(&self, changes: u64);
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn rows_read(&self, _: u64) {}
+    fn changes_applied(&self, _: u64) {}
+}
+
+/// What a stage is given to work with.
+#[derive(Clone)]
+pub struct Services {
+    /// The database.
+    pub db: Db,
+    /// Raw files and snapshots.
+    pub blobs: BlobStore,
+    /// The message transport.
+    pub transport: Arc<dyn Transport>,
+    /// Progress reporting.
+    pub progress: Arc<dyn Progress>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("db", &self.db)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How [`consume`] runs a stage's handler.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumeOptions {
+    /// Messages handled at once.
+    pub concurrency: usize,
+    /// Deliveries held unsettled at once (at least `concurrency`).
+    pub prefetch: u16,
+    /// How failures are retried.
+    pub retry: RetryPolicy,
+}
+
+/// Builds the transport message for `envelope`, with the routing headers set.
+pub fn message<T: Serialize + DeserializeOwned>(
+    envelope: &Envelope<T>,
+    file_name: Option<&str>,
+) -> Message {
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert(header::TENANT.to_owned(), envelope.tenant.to_string());
+    headers.insert(header::RUN.to_owned(), envelope.run_id.to_string());
+    if let Some(name) = file_name {
+        headers.insert(header::FILE.to_owned(), name.to_owned());
+    }
+    Message {
+        id: envelope.message_id,
+        headers,
+        payload: envelope.to_bytes(),
+    }
+}
+
+/// Consumes `stage`'s input queue until `shutdown`, calling `handler` for each message.
+///
+/// Outcomes: `Ok` acks; a retryable error retries after [`RetryPolicy::delay`] until
+/// [`RetryPolicy::max_attempts`], then dead-letters; a deferral re-delivers later without
+/// counting an attempt; a permanent error dead-letters at once. Dead-lettering marks the
+/// run `rejected` (refused input) or `failed`. On shutdown no new message is taken and
+/// the ones in hand finish.
+pub async fn consume<T, H, Fut>(
+    services: &Services,
+    stage: Stage,
+    options: ConsumeOptions,
+    shutdown: CancellationToken,
+    handler: H,
+) -> Result<(), TransportError>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    H: Fn(Envelope<T>) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<(), StageError>> + Send,
+{
+    let queue = stage
+        .input()
+        .expect("consume is for stages with an input queue");
+    let prefetch = options.prefetch.max(options.concurrency as u16).max(1);
+    let deliveries = services.transport.consume(queue, prefetch).await?;
+    info!(stage = stage.name(), queue = queue.base_name(), "consuming");
+    let shutdown_signal = shutdown.clone();
+    deliveries
+        .take_until(async move { shutdown_signal.cancelled().await })
+        .for_each_concurrent(options.concurrency.max(1), |delivery| {
+            handle(services, stage, options.retry, delivery, &handler)
+        })
+        .await;
+    info!(stage = stage.name(), "stopped consuming");
+    Ok(())
+}
+
+async fn handle<T, H, Fut>(
+    services: &Services,
+    stage: Stage,
+    retry: RetryPolicy,
+    delivery: Delivery,
+    handler: &H,
+) where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    H: Fn(Envelope<T>) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<(), StageError>> + Send,
+{
+    let attempt = delivery.attempt();
+    let msg = delivery.message();
+    let tenant = msg.header(header::TENANT).unwrap_or("").to_owned();
+    let run = msg.header(header::RUN).unwrap_or("").to_owned();
+    let span = info_span!("message", stage = stage.name(), %tenant, %run, id = %msg.id, attempt);
+    async move {
+        let result = match Envelope::<T>::from_bytes(&delivery.message().payload) {
+            Ok(mut envelope) => {
+                envelope.attempt = attempt;
+                handler(envelope).await
+            }
+            Err(e) => Err(StageError::Internal(e.to_string())),
+        };
+        let outcome = match &result {
+            Ok(()) => Outcome::Ack,
+            Err(e) => match e.disposition() {
+                Disposition::Defer(delay) => Outcome::Defer { delay },
+                Disposition::Retry if attempt < retry.max_attempts => {
+                    let delay = retry.delay(attempt);
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "will retry");
+                    Outcome::Retry { delay }
+                }
+                _ => {
+                    error!(error = %e, "giving up: dead-lettering");
+                    Outcome::DeadLetter(DeadLetterInfo {
+                        reason: e.to_string(),
+                        stage,
+                        attempts: attempt,
+                    })
+                }
+            },
+        };
+        let dead = matches!(outcome, Outcome::DeadLetter(_));
+        if let Err(e) = delivery.settle(outcome).await {
+            // Unsettled deliveries come back when the connection does.
+            warn!(error = %e, "could not settle the delivery; it will be delivered again");
+            return;
+        }
+        if dead {
+            let err = result.expect_err("dead letters come from errors");
+            let state = if err.is_rejection() {
+                RunState::Rejected
+            } else {
+                RunState::Failed
+            };
+            if let (Ok(tenant), Ok(run)) = (TenantId::new(tenant), run.parse::<RunId>()) {
+                if let Err(e) =
+                    runs::fail(&services.db, &tenant, run, state, &err.to_string()).await
+                {
+                    warn!(error = %e, "could not mark the run failed; `roster dlq` will");
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        info!("shutdown requested");
+        cancel.cancel();
+    });
+    token
+}
