@@ -2,8 +2,11 @@
 //! line, sorted by email, each line led by the fields the differ compares so an unchanged
 //! person is never deserialised.
 //!
-//! Line layout: `<content hash, 16 hex digits>\t<a|i>\t<email>\t<person as JSON>\n`.
-//! Tabs cannot occur unescaped in JSON nor in a normalised email, so the split is exact.
+//! Line layout: `<content hash, 16 hex digits>\t<flag>\t<email>\t<person as JSON>\n`, with
+//! flag `a` (active), `i` (inactive) or `r`: a row of this email was rejected, so the
+//! person is left as stored (a full sync must not deactivate someone whose row merely
+//! failed to read). Tabs cannot occur unescaped in JSON nor in a normalised email, so the
+//! split is exact.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
@@ -23,6 +26,11 @@ pub fn encode_line(person: &Person, out: &mut Vec<u8>) {
     .expect("writing to a Vec cannot fail");
     serde_json::to_writer(&mut *out, person).expect("a person always serialises");
     out.push(b'\n');
+}
+
+/// Appends the line that protects `email` (a rejected row) to `out`.
+pub fn encode_protected(email: &str, out: &mut Vec<u8>) {
+    write!(out, "{:016x}\tr\t{email}\t{{}}\n", 0).expect("writing to a Vec cannot fail");
 }
 
 /// The email of an encoded line (as written by [`encode_line`]).
@@ -62,6 +70,9 @@ pub struct SnapshotEntry {
     pub state: RowState,
     /// The key.
     pub email: String,
+    /// Whether this only protects a person whose row was rejected (no record; leave the
+    /// stored person as it is).
+    pub protected: bool,
     json: Vec<u8>,
     line: u64,
 }
@@ -118,10 +129,11 @@ impl<R: Read> SnapshotReader<R> {
             .ok()
             .and_then(|h| u64::from_str_radix(h, 16).ok())
             .ok_or_else(|| malformed("bad hash"))? as i64;
-        let active = match active {
-            b"a" => true,
-            b"i" => false,
-            _ => return Err(malformed("bad activity flag")),
+        let (active, protected) = match active {
+            b"a" => (true, false),
+            b"i" => (false, false),
+            b"r" => (false, true),
+            _ => return Err(malformed("bad flag")),
         };
         let email = std::str::from_utf8(email)
             .map_err(|_| malformed("email is not UTF-8"))?
@@ -133,6 +145,7 @@ impl<R: Read> SnapshotReader<R> {
         Ok(Some(SnapshotEntry {
             state: RowState { hash, active },
             email,
+            protected,
             json: json.to_vec(),
             line,
         }))
@@ -160,11 +173,14 @@ mod tests {
         let mut bytes = Vec::new();
         encode_line(&a, &mut bytes);
         encode_line(&b, &mut bytes);
+        encode_protected("c@x.com", &mut bytes);
         assert_eq!(line_email(&bytes), b"a@x.com");
         let entries: Vec<_> = SnapshotReader::new(&bytes[..])
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(entries.len(), 2);
+        assert_eq!(entries.len(), 3);
+        assert!(!entries[0].protected && entries[2].protected);
+        assert_eq!(entries[2].email, "c@x.com");
         assert_eq!(entries[0].person().unwrap(), a);
         assert_eq!(entries[0].state, RowState::of(&a));
         assert!(!entries[1].state.active);

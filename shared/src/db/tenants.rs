@@ -22,31 +22,40 @@ pub async fn list(db: &Db) -> Result<Vec<TenantId>, DbErr> {
         .collect())
 }
 
-/// The tenant's own header mappings: normalised header to field.
-pub async fn mappings(db: &Db, tenant: &TenantId) -> Result<Vec<(String, Field)>, DbErr> {
+/// What a header can be mapped to besides a field name: kept as an extra attribute,
+/// dropped, or read as a full name.
+pub const MAPPING_TARGETS: [&str; 3] = ["extra", "ignore", "name"];
+
+/// Whether `target` is a field name or one of [`MAPPING_TARGETS`].
+pub fn is_mapping_target(target: &str) -> bool {
+    Field::from_name(target).is_some() || MAPPING_TARGETS.contains(&target)
+}
+
+/// The tenant's own header mappings: (normalised header, target), sorted by header.
+pub async fn mappings(db: &Db, tenant: &TenantId) -> Result<Vec<(String, String)>, DbErr> {
     let rows = column_mapping::Entity::find()
         .filter(column_mapping::Column::TenantId.eq(tenant.as_str()))
         .order_by_asc(column_mapping::Column::Header)
         .all(db.conn())
         .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|m| Field::from_name(&m.field).map(|f| (m.header, f)))
-        .collect())
+    Ok(rows.into_iter().map(|m| (m.header, m.field)).collect())
 }
 
-/// Maps the (already normalised) `header` to `field` for the tenant, replacing any
-/// earlier mapping of that header.
+/// Maps the (already normalised) `header` to `target` (see [`is_mapping_target`]) for the
+/// tenant, replacing any earlier mapping of that header.
 pub async fn set_mapping(
     db: &Db,
     tenant: &TenantId,
     header: &str,
-    field: Field,
+    target: &str,
 ) -> Result<(), DbErr> {
+    if !is_mapping_target(target) {
+        return Err(DbErr::Custom(format!("{target:?} is not a field name")));
+    }
     column_mapping::Entity::insert(column_mapping::ActiveModel {
         tenant_id: Set(tenant.to_string()),
         header: Set(header.to_owned()),
-        field: Set(field.name().to_owned()),
+        field: Set(target.to_owned()),
     })
     .on_conflict(
         OnConflict::columns([

@@ -1,0 +1,157 @@
+//! Delimited text with a header row: comma, semicolon or tab, quoted fields, CRLF or LF.
+
+use roster_shared::envelope::RowError;
+use roster_shared::person::{Field, normalize_email};
+use roster_shared::stage::Progress;
+
+use crate::collect::Collector;
+use crate::decode::Decoded;
+use crate::headers::{HeaderMap, Role};
+use crate::rows;
+
+/// Picks the delimiter of a header line: whichever of `,` `;` `\t` occurs most outside
+/// quotes (comma on a tie or when none occurs).
+pub fn sniff_delimiter(head: &[u8]) -> u8 {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(head);
+    let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0)];
+    let mut quoted = false;
+    for &b in line {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted {
+            for (d, n) in counts.iter_mut() {
+                if *d == b {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    counts
+        .iter()
+        .fold(
+            (b',', 0),
+            |best, &(d, n)| if n > best.1 { (d, n) } else { best },
+        )
+        .0
+}
+
+fn text<'a>(
+    bytes: &'a [u8],
+    validate: bool,
+    line: u64,
+    column: usize,
+    header: &str,
+) -> Result<&'a str, String> {
+    if validate {
+        std::str::from_utf8(bytes).map_err(|e| {
+            format!(
+                "line {line}, column {column} ({header:?}): not valid UTF-8 (bad byte 0x{:02X} \
+                 at position {}); the file must be UTF-8 (with or without BOM) or UTF-16 with \
+                 BOM, or name its encoding (for example --encoding windows-1252)",
+                bytes[e.valid_up_to()],
+                e.valid_up_to() + 1
+            )
+        })
+    } else {
+        // Decoded input is UTF-8 by construction.
+        std::str::from_utf8(bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// Reads every row into `out`. `Err` rejects the whole file, with the reason.
+pub fn read(
+    decoded: Decoded,
+    delimiter: u8,
+    headers: &HeaderMap,
+    out: &mut Collector,
+    progress: &dyn Progress,
+) -> Result<Option<String>, String> {
+    let validate = decoded.validate;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(1 << 16)
+        .from_reader(decoded.reader);
+    let mut record = csv::ByteRecord::new();
+    let csv_error = |e: csv::Error| match e.position() {
+        Some(p) => format!("line {}: {e}", p.line()),
+        None => e.to_string(),
+    };
+    if !reader.read_byte_record(&mut record).map_err(csv_error)? {
+        return Err("the file is empty: expected a header row".into());
+    }
+    let header_line = record.position().map_or(1, |p| p.line());
+    let names: Vec<String> = record
+        .iter()
+        .enumerate()
+        .map(|(i, h)| text(h, validate, header_line, i + 1, "header").map(str::to_owned))
+        .collect::<Result<_, _>>()?;
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let roles = headers.roles(&name_refs)?;
+    let email_index = roles
+        .iter()
+        .position(|r| *r == Role::Field(Field::Email))
+        .expect("roles() requires an email column");
+    let mut since_report = 0u64;
+    while reader.read_byte_record(&mut record).map_err(csv_error)? {
+        let line = record.position().map_or(0, |p| p.line());
+        let mut values = Vec::with_capacity(record.len());
+        for (i, field) in record.iter().enumerate() {
+            let header = names.get(i).map_or("", String::as_str);
+            values.push(text(field, validate, line, i + 1, header)?);
+        }
+        if values.len() != roles.len() {
+            if values.iter().all(|v| v.trim().is_empty()) {
+                continue;
+            }
+            let error = RowError {
+                line: Some(line),
+                column: None,
+                message: format!(
+                    "expected {} fields (as in the header), found {}",
+                    roles.len(),
+                    values.len()
+                ),
+            };
+            match values.get(email_index).map(|e| normalize_email(e)) {
+                Some(Ok(email)) => out.push(
+                    rows::RowOutcome::Rejected {
+                        email: Some(email),
+                        errors: vec![error],
+                    },
+                    line,
+                ),
+                _ => out.reject(error),
+            }
+        } else {
+            let cells = roles
+                .iter()
+                .zip(names.iter())
+                .zip(values.iter())
+                .map(|((r, n), v)| (r, n.as_str(), *v));
+            out.push(rows::build(cells, Some(line)), line);
+        }
+        since_report += 1;
+        if since_report == 10_000 {
+            progress.rows_read(since_report);
+            since_report = 0;
+        }
+    }
+    progress.rows_read(since_report);
+    Ok(Some(names[email_index].clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delimiters_are_sniffed() {
+        assert_eq!(sniff_delimiter(b"a,b,c\n1;2"), b',');
+        assert_eq!(sniff_delimiter(b"a;b;c\n"), b';');
+        assert_eq!(sniff_delimiter(b"a\tb\tc"), b'\t');
+        assert_eq!(sniff_delimiter(b"\"a;b\",c"), b',');
+        assert_eq!(sniff_delimiter(b"email"), b',');
+    }
+}

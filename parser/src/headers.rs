@@ -1,0 +1,309 @@
+//! Which column (or JSON key) feeds which canonical field: the built-in aliases, the
+//! tenant's own mappings on top, and the checks that a file's header makes sense.
+
+use std::collections::HashMap;
+
+use roster_shared::person::Field;
+
+/// What one column is used for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A canonical field.
+    Field(Field),
+    /// A full name: split into first and last name (unless those have columns of their
+    /// own) and kept as the display name (unless that has a column of its own).
+    Name,
+    /// An extra attribute under this key.
+    Extra(String),
+    /// Not used (a column without a header).
+    Ignore,
+}
+
+/// A header reduced to what identifies it: lower case, letters and digits only.
+/// `"Email ID"`, `"email_id"` and `"E-mail-ID"` all become `emailid`.
+pub fn normalize_header(header: &str) -> String {
+    header
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The built-in aliases, as normalised headers.
+const ALIASES: &[(Field, &[&str])] = &[
+    (
+        Field::Email,
+        &[
+            "email",
+            "emailid",
+            "primaryemail",
+            "mail",
+            "emailaddress",
+            "primaryemailaddress",
+            "workemail",
+            "workemailaddress",
+            "businessemail",
+            "useremail",
+        ],
+    ),
+    (
+        Field::EmployeeId,
+        &[
+            "employeeid",
+            "employeenumber",
+            "employeeno",
+            "empid",
+            "empno",
+            "staffid",
+            "staffnumber",
+            "personnelnumber",
+        ],
+    ),
+    (
+        Field::FirstName,
+        &["firstname", "givenname", "first", "fname", "forename"],
+    ),
+    (
+        Field::LastName,
+        &["lastname", "surname", "sn", "familyname", "last", "lname"],
+    ),
+    (Field::DisplayName, &["displayname", "fullname"]),
+    (
+        Field::JobTitle,
+        &[
+            "jobtitle",
+            "designation",
+            "title",
+            "position",
+            "jobposition",
+        ],
+    ),
+    (Field::Department, &["department", "dept", "departmentname"]),
+    (
+        Field::Phone,
+        &[
+            "phone",
+            "phonenumber",
+            "phoneno",
+            "telephone",
+            "telephonenumber",
+            "tel",
+            "mobile",
+            "mobilephone",
+            "mobilenumber",
+            "workphone",
+            "businessphone",
+        ],
+    ),
+    (
+        Field::Active,
+        &[
+            "active",
+            "status",
+            "enabled",
+            "isactive",
+            "activestatus",
+            "accountstatus",
+            "accountenabled",
+        ],
+    ),
+    (
+        Field::Group,
+        &[
+            "group",
+            "groupname",
+            "office",
+            "officename",
+            "physicaldeliveryofficename",
+        ],
+    ),
+    (
+        Field::Organization,
+        &[
+            "organization",
+            "organisation",
+            "company",
+            "companyname",
+            "org",
+        ],
+    ),
+    (Field::Site, &["site", "sitename"]),
+    (Field::Location, &["location", "locationname"]),
+    (
+        Field::Locale,
+        &["locale", "language", "preferredlanguage", "lang"],
+    ),
+    (Field::TimeZone, &["timezone", "tz"]),
+    (
+        Field::ManagerEmail,
+        &[
+            "manageremail",
+            "manageremailid",
+            "manageremailaddress",
+            "managermail",
+        ],
+    ),
+];
+
+/// Header names accepted for `field`, as people write them (for error messages).
+pub fn spelled_aliases(field: Field) -> &'static str {
+    match field {
+        Field::Email => "Email, Email ID, Primary Email, mail, EmailAddress",
+        _ => "",
+    }
+}
+
+/// Resolves headers to roles: the tenant's mappings first, then the built-in aliases,
+/// then `Name`, then an extra attribute.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderMap {
+    tenant: HashMap<String, Role>,
+}
+
+impl HeaderMap {
+    /// A resolver with the tenant's own mappings (normalised header, field name).
+    /// A mapping to `extra` keeps the column as an extra attribute; to `ignore` drops it.
+    pub fn new(tenant: &[(String, String)]) -> Self {
+        let tenant = tenant
+            .iter()
+            .filter_map(|(header, target)| {
+                let role = match target.as_str() {
+                    "extra" => Role::Extra(header.clone()),
+                    "ignore" => Role::Ignore,
+                    "name" => Role::Name,
+                    field => Role::Field(Field::from_name(field)?),
+                };
+                Some((normalize_header(header), role))
+            })
+            .collect();
+        HeaderMap { tenant }
+    }
+
+    /// The role of a column headed `header`.
+    pub fn role(&self, header: &str) -> Role {
+        let trimmed = header.trim();
+        let key = normalize_header(trimmed);
+        if key.is_empty() {
+            return Role::Ignore;
+        }
+        if let Some(role) = self.tenant.get(&key) {
+            return match role {
+                Role::Extra(_) => Role::Extra(trimmed.to_owned()),
+                other => other.clone(),
+            };
+        }
+        for (field, aliases) in ALIASES {
+            if aliases.contains(&key.as_str()) {
+                return Role::Field(*field);
+            }
+        }
+        if key == "name" {
+            return Role::Name;
+        }
+        Role::Extra(trimmed.to_owned())
+    }
+
+    /// Roles for a whole header row, checked: there must be an email column, and no two
+    /// columns may feed the same field. The error says which columns and what to do.
+    pub fn roles(&self, headers: &[&str]) -> Result<Vec<Role>, String> {
+        let roles: Vec<Role> = headers.iter().map(|h| self.role(h)).collect();
+        let mut seen: HashMap<&Role, usize> = HashMap::new();
+        for (i, role) in roles.iter().enumerate() {
+            if matches!(role, Role::Ignore) {
+                continue;
+            }
+            if let Some(first) = seen.insert(role, i) {
+                let what = match role {
+                    Role::Field(f) => f.name().to_owned(),
+                    Role::Name => "name".to_owned(),
+                    Role::Extra(k) => format!("extra attribute {k:?}"),
+                    Role::Ignore => unreachable!(),
+                };
+                return Err(format!(
+                    "columns {} ({:?}) and {} ({:?}) both map to {what}; remove one, or map \
+                     one elsewhere with `roster mapping set`",
+                    first + 1,
+                    headers[first].trim(),
+                    i + 1,
+                    headers[i].trim()
+                ));
+            }
+        }
+        if !roles.contains(&Role::Field(Field::Email)) {
+            let found: Vec<&str> = headers.iter().map(|h| h.trim()).collect();
+            return Err(format!(
+                "no email column: expected one of {} (or a column mapped to email with \
+                 `roster mapping set`); found: {}",
+                spelled_aliases(Field::Email),
+                found.join(", ")
+            ));
+        }
+        Ok(roles)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(h: &str) -> Role {
+        HeaderMap::default().role(h)
+    }
+
+    #[test]
+    fn every_documented_alias_resolves() {
+        for h in [
+            "Email",
+            "Email ID",
+            "Primary Email",
+            "mail",
+            "EmailAddress",
+            "E-mail",
+        ] {
+            assert_eq!(role(h), Role::Field(Field::Email), "{h}");
+        }
+        for h in ["Designation", "Title", "Job Title"] {
+            assert_eq!(role(h), Role::Field(Field::JobTitle), "{h}");
+        }
+        for h in ["Status", "Active", "Enabled"] {
+            assert_eq!(role(h), Role::Field(Field::Active), "{h}");
+        }
+        for h in ["Group", "Office"] {
+            assert_eq!(role(h), Role::Field(Field::Group), "{h}");
+        }
+        assert_eq!(role("Name"), Role::Name);
+        assert_eq!(role("Time Zone"), Role::Field(Field::TimeZone));
+        assert_eq!(role("Source"), Role::Extra("Source".into()));
+        assert_eq!(role("  "), Role::Ignore);
+        // The directory's own headers read back.
+        for f in Field::ALL {
+            assert_eq!(role(f.name()), Role::Field(f), "{f}");
+        }
+    }
+
+    #[test]
+    fn tenant_mappings_come_first() {
+        let map = HeaderMap::new(&[
+            ("Courriel".into(), "email".into()),
+            ("Title".into(), "extra".into()),
+        ]);
+        assert_eq!(map.role("courriel"), Role::Field(Field::Email));
+        assert_eq!(map.role("Title"), Role::Extra("Title".into()));
+    }
+
+    #[test]
+    fn header_rows_are_checked() {
+        let map = HeaderMap::default();
+        let err = map.roles(&["Name", "Phone"]).unwrap_err();
+        assert!(
+            err.contains("no email column") && err.contains("Name, Phone"),
+            "{err}"
+        );
+        let err = map.roles(&["Email", "Name", "mail"]).unwrap_err();
+        assert!(
+            err.contains("columns 1 (\"Email\") and 3 (\"mail\")"),
+            "{err}"
+        );
+        assert!(map.roles(&["Email", "", ""]).is_ok());
+    }
+}

@@ -1,0 +1,365 @@
+//! The parser over whole files: every header alias, delimiter, encoding and bad-input case.
+
+use std::io::Cursor;
+
+use roster_parser::{ParseOptions, ParsedFile, Rejection, parse};
+use roster_shared::envelope::Format;
+use roster_shared::person::Person;
+use roster_shared::snapshot::{SnapshotEntry, SnapshotReader};
+use roster_shared::stage::NoProgress;
+
+fn run(bytes: &[u8], format: Format) -> Result<ParsedFile, Rejection> {
+    let options = ParseOptions {
+        file_name: "people.csv".into(),
+        format,
+        encoding: None,
+        mappings: vec![],
+    };
+    parse(Box::new(Cursor::new(bytes.to_vec())), &options, &NoProgress)
+}
+
+fn entries(parsed: &ParsedFile) -> Vec<SnapshotEntry> {
+    let mut out = Vec::new();
+    parsed.write_snapshot(&mut out).unwrap();
+    SnapshotReader::new(&out[..])
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn people(bytes: &[u8]) -> Vec<Person> {
+    let parsed = run(bytes, Format::Auto).unwrap_or_else(|e| panic!("rejected: {e}"));
+    assert!(parsed.errors.is_empty(), "row errors: {:?}", parsed.errors);
+    entries(&parsed)
+        .iter()
+        .map(|e| e.person().unwrap())
+        .collect()
+}
+
+fn rejection(bytes: &[u8]) -> String {
+    match run(bytes, Format::Auto) {
+        Err(Rejection(msg)) => msg,
+        Ok(p) => panic!("accepted with {} rows", p.rows_read),
+    }
+}
+
+#[test]
+fn every_email_alias_is_the_key() {
+    for header in [
+        "Email",
+        "Email ID",
+        "Primary Email",
+        "mail",
+        "EmailAddress",
+        "email_address",
+        "E-Mail",
+    ] {
+        let csv = format!("{header},Name\n Frank.Williams@Widget.com ,Frank Williams\n");
+        let p = people(csv.as_bytes());
+        assert_eq!(p.len(), 1, "{header}");
+        assert_eq!(p[0].email, "frank.williams@widget.com", "{header}");
+    }
+}
+
+#[test]
+fn field_aliases_map_to_canonical_fields() {
+    let cases: &[(&str, &str, fn(&Person) -> Option<&str>)] = &[
+        ("Designation", "Engineer", |p| p.job_title.as_deref()),
+        ("Title", "Engineer", |p| p.job_title.as_deref()),
+        ("Job Title", "Engineer", |p| p.job_title.as_deref()),
+        ("Department", "IT", |p| p.department.as_deref()),
+        ("Phone", "+91 1", |p| p.phone.as_deref()),
+        ("Mobile", "+91 1", |p| p.phone.as_deref()),
+        ("Group", "HQ", |p| p.group.as_deref()),
+        ("Office", "HQ", |p| p.group.as_deref()),
+        ("Organization", "Widget USA", |p| p.organization.as_deref()),
+        ("Company", "Widget USA", |p| p.organization.as_deref()),
+        ("Site", "Chicago Sales Office", |p| p.site.as_deref()),
+        ("Location", "Room 202", |p| p.location.as_deref()),
+        ("Locale", "en-US", |p| p.locale.as_deref()),
+        ("Language", "en-US", |p| p.locale.as_deref()),
+        ("Time Zone", "Paris", |p| p.time_zone.as_deref()),
+        ("Employee ID", "E1", |p| p.employee_id.as_deref()),
+        ("First Name", "Amit", |p| p.first_name.as_deref()),
+        ("Given Name", "Amit", |p| p.first_name.as_deref()),
+        ("Last Name", "Kumar", |p| p.last_name.as_deref()),
+        ("Surname", "Kumar", |p| p.last_name.as_deref()),
+        ("Display Name", "AK", |p| p.display_name.as_deref()),
+        ("Manager Email", "boss@x.com", |p| {
+            p.manager_email.as_deref()
+        }),
+    ];
+    for (header, value, get) in cases {
+        let csv = format!("email,{header}\na@x.com,{value}\n");
+        let p = &people(csv.as_bytes())[0];
+        assert_eq!(get(p), Some(*value), "{header}");
+    }
+}
+
+#[test]
+fn status_aliases_and_values() {
+    for header in ["Status", "Active", "Enabled"] {
+        for (value, active) in [
+            ("active", true),
+            ("inactive", false),
+            ("true", true),
+            ("false", false),
+            ("1", true),
+            ("0", false),
+            ("yes", true),
+            ("no", false),
+            ("", true),
+        ] {
+            let csv = format!("Email,{header}\na@x.com,{value}\n");
+            assert_eq!(people(csv.as_bytes())[0].active, active, "{header}={value}");
+        }
+    }
+    let parsed = run(
+        b"Email,Status\na@x.com,gone fishing\nb@x.com,active\n",
+        Format::Auto,
+    )
+    .unwrap();
+    assert_eq!(parsed.accepted, 1);
+    assert_eq!(parsed.rejected, 1);
+    let e = &parsed.errors[0];
+    assert_eq!((e.line, e.column.as_deref()), (Some(2), Some("Status")));
+    assert!(
+        e.message.contains("\"gone fishing\" is not a status"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn name_splits_into_first_and_last() {
+    let p = &people(b"Name,Email\nPierre Lef\xC3\xA8vre,p@x.com\n")[0];
+    assert_eq!(p.first_name.as_deref(), Some("Pierre"));
+    assert_eq!(p.last_name.as_deref(), Some("Lefèvre"));
+    assert_eq!(p.display_name.as_deref(), Some("Pierre Lefèvre"));
+}
+
+#[test]
+fn delimiters_quotes_crlf_and_bom() {
+    let expected = ["a@x.com", "b@x.com"];
+    let files: [&[u8]; 5] = [
+        b"Email,Title\r\na@x.com,\"Engineer, Senior\"\r\nb@x.com,\"Says \"\"hi\"\"\"\r\n",
+        b"Email;Title\na@x.com;Engineer, Senior\nb@x.com;x\n",
+        b"Email\tTitle\na@x.com\tEngineer, Senior\nb@x.com\tx\n",
+        b"\xEF\xBB\xBFEmail,Title\na@x.com,\"Engineer, Senior\"\nb@x.com,x",
+        b"Email,Title\n\"a@x.com\",\"Engineer,\nSenior\"\n\nb@x.com,x\n",
+    ];
+    for file in files {
+        let p = people(file);
+        let emails: Vec<&str> = p.iter().map(|p| p.email.as_str()).collect();
+        assert_eq!(emails, expected, "{}", String::from_utf8_lossy(file));
+        assert!(p[0].job_title.as_deref().unwrap().starts_with("Engineer,"));
+    }
+    assert_eq!(
+        people(b"Email,Title\na@x.com,\"Says \"\"hi\"\"\"\n")[0]
+            .job_title
+            .as_deref(),
+        Some("Says \"hi\"")
+    );
+}
+
+#[test]
+fn tsv_format_forces_tabs() {
+    let parsed = run(b"Email\tName,with comma\na@x.com\tA B\n", Format::Tsv).unwrap();
+    assert_eq!(parsed.accepted, 1);
+}
+
+#[test]
+fn the_seed_people_file_reads_as_tsv() {
+    let file = "Primary Email\tSource\tName\tOrganization\tJob Title\tSite\tLocation\tLocale\tTime Zone\tTime Format 24h\n\
+frank.williams@widget.com\tActive Directory\tFrank Williams\tWidget USA\tSales Executive\tChicago Sales Office\tRoom 202\ten-US\tCentral Time (US & Canada)\t0\n\
+pierre.lefevre@widget.com\tActive Directory\tPierre Lefèvre\tWidget France\tAccount Manager\tParis Sales Office\tRoom 312\tfr\tParis\t1\n";
+    let p = people(file.as_bytes());
+    assert_eq!(p.len(), 2);
+    assert_eq!(p[0].organization.as_deref(), Some("Widget USA"));
+    assert_eq!(
+        p[0].time_zone.as_deref(),
+        Some("Central Time (US & Canada)")
+    );
+    assert_eq!(p[1].extra["Source"], "Active Directory");
+    assert_eq!(p[1].extra["Time Format 24h"], "1");
+}
+
+#[test]
+fn utf16_with_bom_is_decoded() {
+    let text = "Email,Name\r\nz@x.com,Zoë Ünal\r\n";
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(text.encode_utf16().flat_map(|u| u.to_le_bytes()));
+    let p = people(&bytes);
+    assert_eq!(p[0].first_name.as_deref(), Some("Zoë"));
+}
+
+#[test]
+fn declared_encoding_is_used_for_bomless_files() {
+    let options = ParseOptions {
+        file_name: "latin.csv".into(),
+        format: Format::Csv,
+        encoding: Some("windows-1252".into()),
+        mappings: vec![],
+    };
+    let parsed = parse(
+        Box::new(Cursor::new(b"Email,Name\na@x.com,Ren\xE9 Roy\n".to_vec())),
+        &options,
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(
+        entries(&parsed)[0].person().unwrap().first_name.as_deref(),
+        Some("René")
+    );
+}
+
+#[test]
+fn files_that_are_not_text_are_rejected_whole() {
+    let msg = rejection(b"Email,Name\na@x.com,Ren\xE9 Roy\n");
+    assert!(
+        msg.starts_with("people.csv: line 2, column 2 (\"Name\"): not valid UTF-8"),
+        "{msg}"
+    );
+    assert!(rejection(b"PK\x03\x04\x14\0\0").contains("xlsx"));
+    assert!(rejection(b"Email\na@x.com\0\n").contains("NUL byte"));
+    assert!(rejection(b"").contains("empty"));
+}
+
+#[test]
+fn a_file_without_an_email_column_is_rejected_whole() {
+    let msg = rejection(b"Name,Phone\nA B,1\n");
+    assert!(msg.starts_with("people.csv: no email column"), "{msg}");
+    assert!(msg.contains("found: Name, Phone"), "{msg}");
+    let msg = rejection(b"Email,mail\na@x.com,b@x.com\n");
+    assert!(msg.contains("both map to email"), "{msg}");
+}
+
+#[test]
+fn tenant_mappings_rescue_unknown_headers() {
+    let options = ParseOptions {
+        file_name: "fr.csv".into(),
+        format: Format::Auto,
+        encoding: None,
+        mappings: vec![("courriel".into(), "email".into())],
+    };
+    let parsed = parse(
+        Box::new(Cursor::new(b"Courriel,Nom\na@x.com,A\n".to_vec())),
+        &options,
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(parsed.accepted, 1);
+}
+
+#[test]
+fn rows_fail_alone_with_line_and_column() {
+    let file = b"Email,Name,Status\n\
+a@x.com,A A,active\n\
+,No Email,active\n\
+not-an-email,Bad,active\n\
+b@x.com,B B\n\
+A@X.com,Dup,active\n\
+c@x.com,C C,active\n";
+    let parsed = run(file, Format::Auto).unwrap();
+    assert_eq!(parsed.rows_read, 6);
+    assert_eq!(parsed.accepted, 2, "a and c");
+    assert_eq!(parsed.rejected, 4);
+    let errs: Vec<(Option<u64>, Option<&str>, &str)> = parsed
+        .errors
+        .iter()
+        .map(|e| (e.line, e.column.as_deref(), e.message.as_str()))
+        .collect();
+    assert_eq!(errs[0], (Some(3), Some("Email"), "missing email"));
+    assert_eq!(errs[1].0, Some(4));
+    assert!(errs[1].2.contains("not an email address"));
+    assert_eq!(errs[2].0, Some(5));
+    assert!(errs[2].2.contains("expected 3 fields"), "{}", errs[2].2);
+    assert_eq!(errs[3].0, Some(6));
+    assert!(
+        errs[3]
+            .2
+            .contains("duplicate email a@x.com: already on line 2"),
+        "{}",
+        errs[3].2
+    );
+    // b@x.com's row failed, but its email was readable: it is protected, not absent.
+    let snap = entries(&parsed);
+    let protected: Vec<&str> = snap
+        .iter()
+        .filter(|e| e.protected)
+        .map(|e| e.email.as_str())
+        .collect();
+    assert_eq!(protected, ["b@x.com"]);
+}
+
+#[test]
+fn header_only_and_blank_rows() {
+    let parsed = run(b"Email,Name\n\n,\n", Format::Auto).unwrap();
+    assert_eq!(
+        (parsed.rows_read, parsed.accepted, parsed.rejected),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn snapshot_is_sorted_by_email() {
+    let p = people(b"Email\nc@x.com\na@x.com\nB@x.com\n");
+    let emails: Vec<&str> = p.iter().map(|p| p.email.as_str()).collect();
+    assert_eq!(emails, ["a@x.com", "b@x.com", "c@x.com"]);
+}
+
+#[test]
+fn json_web_service_shape() {
+    let json = br#"{
+"employees": [{
+"name": "Amit Kumar",
+"designation": "Software Engineer",
+"group": "IT",
+"status": "active",
+"email": "ak@veris.in",
+"phone": "+91XXXXXXXXXX"
+},
+{"name": "Ex Employee", "email": "ex@veris.in", "status": "inactive", "badge": 42, "tags": ["a"]}
+], "next": null}"#;
+    let p = people(json);
+    assert_eq!(p.len(), 2);
+    let ak = &p[0];
+    assert_eq!(
+        (ak.first_name.as_deref(), ak.last_name.as_deref()),
+        (Some("Amit"), Some("Kumar"))
+    );
+    assert_eq!(ak.job_title.as_deref(), Some("Software Engineer"));
+    assert_eq!(ak.group.as_deref(), Some("IT"));
+    assert_eq!(ak.phone.as_deref(), Some("+91XXXXXXXXXX"));
+    assert!(ak.active);
+    assert!(!p[1].active);
+    assert_eq!(p[1].extra["badge"], "42");
+    assert_eq!(p[1].extra["tags"], "[\"a\"]");
+    // A bare list works too, and the format is picked by content.
+    assert_eq!(
+        people(br#"[{"Email": "a@x.com", "Enabled": true}]"#).len(),
+        1
+    );
+}
+
+#[test]
+fn json_rows_fail_alone_and_bad_json_fails_whole() {
+    let json = b"{\"employees\": [\n{\"email\": \"a@x.com\"},\n{\"name\": \"No Mail\"},\n{\"email\": \"b@x.com\", \"status\": \"??\"},\n7\n]}";
+    let parsed = run(json, Format::Json).unwrap();
+    assert_eq!((parsed.accepted, parsed.rejected), (1, 3));
+    assert_eq!(parsed.errors[0].line, Some(3));
+    assert_eq!(
+        parsed.errors[0].column.as_deref(),
+        Some("employees[1].email")
+    );
+    assert_eq!(
+        parsed.errors[1].column.as_deref(),
+        Some("employees[2].status")
+    );
+    assert_eq!(parsed.errors[2].column.as_deref(), Some("employees[3]"));
+
+    let msg = rejection(b"{\"employees\": [{\"email\": \"a@x.com\"}");
+    assert!(msg.starts_with("people.csv: invalid JSON"), "{msg}");
+    assert!(msg.contains("line 1"), "{msg}");
+    let msg = rejection(br#"{"staff": []}"#);
+    assert!(msg.contains("no list of people"), "{msg}");
+}
