@@ -1,1 +1,422 @@
-//! stub
+//! The differ stage: takes `snapshot.parsed`, compares the snapshot with the tenant's
+//! stored directory and publishes the changes as `changes.ready` batches, each change
+//! naming the stored state it expects to replace.
+//!
+//! Promises:
+//! - a tenant's runs are planned in order: a run waits while an earlier one is still
+//!   moving, and a run overtaken by a later applied one is `superseded`, never applied;
+//! - a full snapshot with nobody in it is refused (it would deactivate everyone), and one
+//!   that would deactivate more than the brake allows is `held` for an operator;
+//! - an unchanged person costs a hash comparison; records are decoded only for changes;
+//! - planning again (a redelivery, a stale batch) starts a new generation, and the writer
+//!   ignores batches of older ones.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use roster_shared::brake::Brake;
+use roster_shared::change::{Change, ChangeKind, FieldChange, RowState};
+use roster_shared::db::people::{self, IndexEntry};
+use roster_shared::db::{Db, RunState, runs};
+use roster_shared::envelope::{ChangesReady, Envelope, SnapshotParsed, SyncMode};
+use roster_shared::error::StageError;
+use roster_shared::ids::{MessageId, RunId, TenantId};
+use roster_shared::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
+use roster_shared::stage::{self, ConsumeOptions, Services};
+use roster_shared::transport::{Queue, Stage};
+use roster_shared::CHANGE_BATCH_SIZE;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub mod plan;
+
+pub use plan::{PlanSummary, Step};
+
+/// Settings of the differ stage.
+#[derive(Debug, Clone, Copy)]
+pub struct DifferConfig {
+    /// How messages are consumed.
+    pub consume: ConsumeOptions,
+    /// The mass-deactivation brake.
+    pub brake: Brake,
+}
+
+/// Runs the differ stage until `shutdown`.
+pub async fn run(
+    config: DifferConfig,
+    services: Services,
+    shutdown: CancellationToken,
+) -> Result<(), StageError> {
+    stage::consume(&services, Stage::Differ, config.consume, shutdown, |env| {
+        handle(&services, &config, env)
+    })
+    .await?;
+    Ok(())
+}
+
+fn corrupt(e: SnapshotError) -> StageError {
+    StageError::Internal(e.to_string())
+}
+
+/// How long a run waits before looking again at an earlier run still in flight.
+const WAIT_FOR_EARLIER: Duration = Duration::from_millis(250);
+
+/// Handles one `snapshot.parsed` message.
+pub async fn handle(
+    services: &Services,
+    config: &DifferConfig,
+    env: Envelope<SnapshotParsed>,
+) -> Result<(), StageError> {
+    let started = Instant::now();
+    let (db, tenant, run_id) = (&services.db, &env.tenant, env.run_id);
+    let Some(run) = runs::get(db, tenant, run_id).await? else {
+        return Err(StageError::Internal(format!("run {run_id} is unknown")));
+    };
+    match runs::state_of(&run) {
+        RunState::Parsed | RunState::Diffed | RunState::Applying => {}
+        RunState::Fetched => {
+            return Err(StageError::Internal(format!("run {run_id} is not parsed yet")));
+        }
+        // Final or held: nothing to plan.
+        _ => return Ok(()),
+    }
+    if let Some(earlier) = runs::blocking_predecessor(db, tenant, run.seq).await? {
+        return Err(StageError::Deferred {
+            reason: format!("earlier run {} is {}", earlier.id, earlier.state),
+            delay: WAIT_FOR_EARLIER,
+        });
+    }
+    if let Some(later) = runs::later_applied(db, tenant, run.seq).await? {
+        let why = format!("run {} (a later delivery) was applied first", later.id);
+        runs::transition(
+            db.conn(),
+            tenant,
+            run_id,
+            &[RunState::Parsed, RunState::Diffed, RunState::Applying],
+            RunState::Superseded,
+            Some(&why),
+        )
+        .await?;
+        info!(%why, "superseded");
+        return Ok(());
+    }
+    let mode = env.body.mode;
+    if mode == SyncMode::Full && env.body.accepted == 0 {
+        return Err(StageError::Rejected(format!(
+            "{}: no usable people in the file; a full sync of it would deactivate everyone, \
+             so it was refused",
+            run.file_name
+        )));
+    }
+    let Some(generation) = runs::begin_plan(db, tenant, run_id).await? else {
+        return Ok(());
+    };
+    let index = Arc::new(people::load_index(db, tenant, run_id).await?);
+    let file = services.blobs.open(&env.body.snapshot_key).await?;
+    let summary = {
+        let index = index.clone();
+        tokio::task::spawn_blocking(move || {
+            plan::summarize(&index, SnapshotReader::new(file), mode)
+        })
+        .await
+        .map_err(|e| StageError::Internal(e.to_string()))?
+        .map_err(corrupt)?
+    };
+    if mode == SyncMode::Full && !run.approved {
+        let active = index.iter().filter(|e| e.state.active).count() as u64;
+        if let Some(why) = config.brake.check(summary.counts.deactivated, active) {
+            runs::transition(
+                db.conn(),
+                tenant,
+                run_id,
+                &[RunState::Parsed, RunState::Diffed, RunState::Applying],
+                RunState::Held,
+                Some(&why),
+            )
+            .await?;
+            info!(%why, "held");
+            return Ok(());
+        }
+    }
+    let total = summary.counts.total();
+    let batches = total.div_ceil(CHANGE_BATCH_SIZE as u64) as u32;
+    let diff_ms = started.elapsed().as_millis() as i64;
+    if !runs::set_plan(db, tenant, run_id, generation, batches, summary.unchanged, diff_ms).await? {
+        // A newer planning of this run took over.
+        return Ok(());
+    }
+    if batches == 0 {
+        runs::finish_if_complete(db.conn(), tenant, run_id, generation).await?;
+    } else {
+        let file = services.blobs.open(&env.body.snapshot_key).await?;
+        let published = publish_batches(services, &env, generation, batches, index, file).await?;
+        if published != batches {
+            return Err(StageError::Internal(format!(
+                "planned {batches} batches but produced {published}"
+            )));
+        }
+    }
+    info!(
+        generation,
+        created = summary.counts.created,
+        updated = summary.counts.updated,
+        deactivated = summary.counts.deactivated,
+        reactivated = summary.counts.reactivated,
+        unchanged = summary.unchanged,
+        batches,
+        ms = started.elapsed().as_millis() as u64,
+        "planned"
+    );
+    Ok(())
+}
+
+/// A change found by the merge, before its records are decoded.
+#[derive(Debug)]
+enum Pending {
+    Create(SnapshotEntry),
+    Modify {
+        entry: SnapshotEntry,
+        stored: usize,
+        kind: ChangeKind,
+    },
+    Deactivate(usize),
+}
+
+/// Streams the snapshot against the index again and hands batches of pending changes to
+/// `sink` as they fill (on a blocking thread).
+fn produce(
+    index: &[IndexEntry],
+    file: File,
+    mode: SyncMode,
+    mut sink: impl FnMut(Vec<Pending>) -> bool,
+) -> Result<(), StageError> {
+    let mut batch = Vec::with_capacity(CHANGE_BATCH_SIZE);
+    let mut closed = false;
+    plan::merge(index, SnapshotReader::new(file), mode, |step| {
+        let pending = match step {
+            Step::Create(entry) => Pending::Create(entry),
+            Step::Modify { entry, stored, kind } => Pending::Modify { entry, stored, kind },
+            Step::DeactivateAbsent(i) => Pending::Deactivate(i),
+            Step::Unchanged | Step::AlreadyApplied | Step::Skip => return Ok(()),
+        };
+        batch.push(pending);
+        if batch.len() == CHANGE_BATCH_SIZE && !closed {
+            closed = !sink(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(CHANGE_BATCH_SIZE),
+            ));
+        }
+        Ok(())
+    })
+    .map_err(corrupt)?;
+    if !batch.is_empty() && !closed {
+        sink(batch);
+    }
+    Ok(())
+}
+
+/// Decodes pending changes into full changes, reading the stored records of modified
+/// people (for their changed fields) in one query.
+async fn resolve<C: roster_shared::sea_orm::ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    index: &[IndexEntry],
+    batch: Vec<Pending>,
+) -> Result<Vec<Change>, StageError> {
+    let modified: Vec<&str> = batch
+        .iter()
+        .filter_map(|p| match p {
+            Pending::Modify { entry, .. } => Some(entry.email.as_str()),
+            _ => None,
+        })
+        .collect();
+    let stored = if modified.is_empty() {
+        Default::default()
+    } else {
+        people::fetch(conn, tenant, &modified).await?
+    };
+    batch
+        .into_iter()
+        .map(|p| {
+            Ok(match p {
+                Pending::Create(entry) => Change {
+                    kind: ChangeKind::Created,
+                    email: entry.email.clone(),
+                    expected: None,
+                    target: entry.state,
+                    person: Some(entry.person().map_err(corrupt)?),
+                    changed: vec![],
+                },
+                Pending::Modify {
+                    entry,
+                    stored: i,
+                    kind,
+                } => {
+                    let person = entry.person().map_err(corrupt)?;
+                    let changed = stored
+                        .get(&entry.email)
+                        .map(|old| person.changes_from(old))
+                        .unwrap_or_default();
+                    Change {
+                        kind,
+                        email: entry.email.clone(),
+                        expected: Some(index[i].state),
+                        target: entry.state,
+                        person: Some(person),
+                        changed,
+                    }
+                }
+                Pending::Deactivate(i) => {
+                    let e = &index[i];
+                    Change {
+                        kind: ChangeKind::Deactivated,
+                        email: e.email.to_string(),
+                        expected: Some(e.state),
+                        target: RowState {
+                            hash: e.state.hash,
+                            active: false,
+                        },
+                        person: None,
+                        changed: vec![FieldChange {
+                            field: "active".into(),
+                            old: Some("true".into()),
+                            new: Some("false".into()),
+                        }],
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// The planned changes of a snapshot against an index, decoded batch by batch, in email
+/// order. The merge runs on a blocking thread, at most two batches ahead.
+struct Batches {
+    index: Arc<Vec<IndexEntry>>,
+    rx: mpsc::Receiver<Vec<Pending>>,
+    producer: Option<tokio::task::JoinHandle<Result<(), StageError>>>,
+}
+
+impl Batches {
+    fn start(index: Arc<Vec<IndexEntry>>, file: File, mode: SyncMode) -> Self {
+        let (tx, rx) = mpsc::channel::<Vec<Pending>>(2);
+        let producer = {
+            let index = index.clone();
+            tokio::task::spawn_blocking(move || {
+                produce(&index, file, mode, |batch| tx.blocking_send(batch).is_ok())
+            })
+        };
+        Batches {
+            index,
+            rx,
+            producer: Some(producer),
+        }
+    }
+
+    /// The next batch, `None` at the end.
+    async fn next<C: roster_shared::sea_orm::ConnectionTrait>(
+        &mut self,
+        conn: &C,
+        tenant: &TenantId,
+    ) -> Result<Option<Vec<Change>>, StageError> {
+        match self.rx.recv().await {
+            Some(pending) => Ok(Some(resolve(conn, tenant, &self.index, pending).await?)),
+            None => {
+                if let Some(producer) = self.producer.take() {
+                    producer
+                        .await
+                        .map_err(|e| StageError::Internal(e.to_string()))??;
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+async fn publish_batches(
+    services: &Services,
+    env: &Envelope<SnapshotParsed>,
+    generation: i32,
+    of: u32,
+    index: Arc<Vec<IndexEntry>>,
+    file: File,
+) -> Result<u32, StageError> {
+    let run = env.run_id.to_string();
+    let mut batches = Batches::start(index, file, env.body.mode);
+    let mut n = 0u32;
+    while let Some(changes) = batches.next(services.db.conn(), &env.tenant).await? {
+        n += 1;
+        let out = Envelope::new(
+            MessageId::derived(&["changes.ready", &run, &generation.to_string(), &n.to_string()]),
+            env.tenant.clone(),
+            env.run_id,
+            ChangesReady {
+                generation: generation as u32,
+                batch: n,
+                of,
+                changes,
+            },
+        );
+        services
+            .transport
+            .publish(Queue::Changes, vec![stage::message(&out, None)])
+            .await?;
+    }
+    Ok(n)
+}
+
+/// What a dry run found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRun {
+    /// What would change.
+    pub summary: PlanSummary,
+    /// Why the run would be held, if it would.
+    pub held: Option<String>,
+    /// Why the run would be refused, if it would.
+    pub refused: Option<String>,
+}
+
+/// Plans `snapshot` (a local snapshot file with `accepted` people) against the tenant's
+/// directory without writing anything; `changes` receives the planned changes in batches
+/// when given (for dumps).
+pub async fn dry_run(
+    db: &Db,
+    tenant: &TenantId,
+    snapshot: &std::path::Path,
+    accepted: u64,
+    mode: SyncMode,
+    brake: Brake,
+    changes: Option<&mut (dyn FnMut(Vec<Change>) + Send)>,
+) -> Result<DryRun, StageError> {
+    let index = Arc::new(people::load_index(db, tenant, RunId::new()).await?);
+    let refused = (mode == SyncMode::Full && accepted == 0).then(|| {
+        "no usable people in the file; a full sync of it would deactivate everyone, so it \
+         would be refused"
+            .to_owned()
+    });
+    let open = || File::open(snapshot).map_err(|e| StageError::Blob(e.into()));
+    let summary = {
+        let (index, file) = (index.clone(), open()?);
+        tokio::task::spawn_blocking(move || plan::summarize(&index, SnapshotReader::new(file), mode))
+            .await
+            .map_err(|e| StageError::Internal(e.to_string()))?
+            .map_err(corrupt)?
+    };
+    let active = index.iter().filter(|e| e.state.active).count() as u64;
+    let held = (mode == SyncMode::Full)
+        .then(|| brake.check(summary.counts.deactivated, active))
+        .flatten();
+    if let Some(sink) = changes {
+        let mut batches = Batches::start(index, open()?, mode);
+        while let Some(batch) = batches.next(db.conn(), tenant).await? {
+            sink(batch);
+        }
+    }
+    Ok(DryRun {
+        summary,
+        held,
+        refused,
+    })
+}

@@ -116,14 +116,7 @@ pub async fn handle(services: &Services, env: Envelope<FileFetched>) -> Result<(
     };
     let parsed = match runs::state_of(&run) {
         RunState::Fetched => parse_and_store(services, &env).await?,
-        RunState::Parsed => SnapshotParsed {
-            snapshot_key: run.snapshot_key.clone().unwrap_or_default(),
-            rejects_key: run.rejects_key.clone().unwrap_or_default(),
-            rows_read: run.rows_read as u64,
-            accepted: run.accepted as u64,
-            rejected: run.rejected as u64,
-            mode: env.body.mode,
-        },
+        RunState::Parsed => runs::parsed_body(&run),
         _ => return Ok(()),
     };
     let out = Envelope::new(

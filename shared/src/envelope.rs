@@ -106,6 +106,13 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format named `name` (`auto`, `csv`, `tsv`, `json`).
+    pub fn parse(name: &str) -> Option<Format> {
+        [Format::Auto, Format::Csv, Format::Tsv, Format::Json]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
+
     /// The name as the command line spells it.
     pub fn name(self) -> &'static str {
         match self {
@@ -129,6 +136,15 @@ pub enum SyncMode {
 }
 
 impl SyncMode {
+    /// The mode named `name` (`full` or `delta`).
+    pub fn parse(name: &str) -> Option<SyncMode> {
+        match name {
+            "full" => Some(SyncMode::Full),
+            "delta" => Some(SyncMode::Delta),
+            _ => None,
+        }
+    }
+
     /// The name as the command line spells it.
     pub fn name(self) -> &'static str {
         match self {

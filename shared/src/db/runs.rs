@@ -229,10 +229,32 @@ pub async fn create(
 
 /// The run `id` of `tenant`.
 pub async fn get(db: &Db, tenant: &TenantId, id: RunId) -> Result<Option<run::Model>, DbErr> {
+    get_in(db.conn(), tenant, id).await
+}
+
+/// The run `id` of `tenant`, read through `conn` (a transaction, say).
+pub async fn get_in<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    id: RunId,
+) -> Result<Option<run::Model>, DbErr> {
     run::Entity::find_by_id(id.to_string())
         .filter(run::Column::TenantId.eq(tenant.as_str()))
-        .one(db.conn())
+        .one(conn)
         .await
+}
+
+/// The `snapshot.parsed` body a parsed run was (or would be) announced with, rebuilt from
+/// the run's row: for announcing it again (redelivery, re-planning, approval, replay).
+pub fn parsed_body(model: &run::Model) -> SnapshotParsed {
+    SnapshotParsed {
+        snapshot_key: model.snapshot_key.clone().unwrap_or_default(),
+        rejects_key: model.rejects_key.clone().unwrap_or_default(),
+        rows_read: model.rows_read as u64,
+        accepted: model.accepted as u64,
+        rejected: model.rejected as u64,
+        mode: SyncMode::parse(&model.mode).unwrap_or_default(),
+    }
 }
 
 /// The tenant's latest `limit` runs, newest first.
