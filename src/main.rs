@@ -1,1 +1,73 @@
-fn main() {}
+//! `roster`: the all-in-one embedded sync and the operator's command line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use roster::commands::{admin, directory, import, runs, serve};
+use roster_shared::config::Settings;
+
+/// Keeps each tenant's employee directory in sync with the files it delivers.
+#[derive(Debug, Parser)]
+#[command(name = "roster", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Imports one file: parse, compare, apply; prints a summary.
+    /// Exit codes: 0 done (row errors are in the summary), 2 the file was rejected as a
+    /// whole and nothing was written, 1 anything else.
+    Import(import::ImportArgs),
+    /// Prints a tenant's directory sorted by email.
+    Directory(directory::DirectoryArgs),
+    /// Lists a tenant's sync runs.
+    Runs(runs::RunsArgs),
+    /// Brings the database schema up to date (PostgreSQL installs run this as a Job).
+    Migrate,
+    /// A tenant's own column names.
+    #[command(subcommand)]
+    Mapping(admin::MappingCommand),
+    /// Lets a run held by the mass-deactivation brake go ahead.
+    Approve(admin::ApproveArgs),
+    /// Runs all four stages until SIGTERM, polling $ROSTER_DATA_DIR/inbox/<tenant>/.
+    Serve,
+    /// Measures import speed and memory on synthetic people.
+    Bench(roster::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Serve => "info",
+        _ => "warn",
+    };
+    roster_shared::telemetry::init(default_filter, &cli.settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = runtime.block_on(async move {
+        let s = cli.settings;
+        match cli.command {
+            Command::Import(args) => import::run(s, args).await,
+            Command::Directory(args) => directory::run(s, args).await,
+            Command::Runs(args) => runs::run(s, args).await,
+            Command::Migrate => admin::migrate(s).await,
+            Command::Mapping(cmd) => admin::mapping(s, cmd).await,
+            Command::Approve(args) => admin::approve(s, args).await,
+            Command::Serve => serve::run(s).await,
+            Command::Bench(args) => roster::bench::run(s, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("roster: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -303,6 +303,13 @@ pub enum TransportConfig {
         /// Messages a queue holds before publishers wait (back-pressure).
         capacity: usize,
     },
+    /// RabbitMQ.
+    RabbitMq {
+        /// `amqp://user:pass@host:port/vhost`.
+        url: String,
+        /// Prefix of every queue and exchange name.
+        prefix: String,
+    },
 }
 
 impl TransportConfig {
@@ -312,6 +319,9 @@ impl TransportConfig {
             TransportConfig::Memory { capacity } => {
                 Ok(Arc::new(memory::MemoryTransport::new(*capacity)))
             }
+            TransportConfig::RabbitMq { .. } => Err(TransportError::Unavailable(
+                "this build has no RabbitMQ transport yet".into(),
+            )),
         }
     }
 }

@@ -1,0 +1,229 @@
+//! `roster bench`: import speed and memory on synthetic people. Generates N people, then
+//! for each repetition, on a fresh database: a first import, a re-import of the same
+//! people (no change) and a re-import with 1% of them changed. Reports the median time
+//! and rows per second of each phase and the peak resident memory (VmHWM, reset before
+//! each phase) of this process.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use clap::Args;
+use roster_fetcher::Submission;
+use roster_shared::config::Settings;
+use roster_shared::db::runs;
+use roster_shared::envelope::{Format, SyncMode};
+use roster_shared::ids::TenantId;
+use serde::Serialize;
+
+use crate::App;
+use crate::pipeline::Pipeline;
+
+/// Arguments of `roster bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// People to generate.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: u64,
+    /// Repetitions of the three phases (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: u32,
+    /// Work folder (default: a new folder under the system temp dir, removed after).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One phase's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseResult {
+    /// Phase name.
+    pub phase: &'static str,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Median wall time in seconds.
+    pub median_s: f64,
+    /// Every repetition's time in seconds.
+    pub runs_s: Vec<f64>,
+    /// Rows per second at the median.
+    pub rows_per_s: f64,
+    /// Highest peak resident memory seen in this phase, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Deterministic pseudo-random numbers (xorshift64*), so every bench sees the same people.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+const FIRST: &[&str] = &["Amit", "Frank", "Pierre", "Maria", "Chen", "Aisha", "Olga", "Kofi", "Lena", "Diego"];
+const LAST: &[&str] = &["Kumar", "Williams", "Lefèvre", "Garcia", "Wang", "Khan", "Ivanova", "Mensah", "Berg", "Lopez"];
+const TITLES: &[&str] = &["Engineer", "Sales Executive", "Account Manager", "Analyst", "Designer", "Director"];
+const OFFICES: &[&str] = &["HQ", "Mumbai Office", "Chicago Sales Office", "Paris Sales Office", "Remote"];
+
+/// Writes `rows` synthetic people as CSV; every `changed_every`-th person (if any) gets
+/// a different job title, as if promoted.
+pub fn generate(path: &Path, rows: u64, changed_every: Option<u64>) -> std::io::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(
+        out,
+        "Employee ID,Email,First Name,Last Name,Title,Department,Phone,Status,Office,Company"
+    )?;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for i in 0..rows {
+        let r = rng.next();
+        let first = FIRST[(r % 10) as usize];
+        let last = LAST[((r >> 8) % 10) as usize];
+        let promoted = changed_every.is_some_and(|n| i % n == 0);
+        let title = if promoted {
+            "Senior Staff"
+        } else {
+            TITLES[((r >> 16) % 6) as usize]
+        };
+        writeln!(
+            out,
+            "E{i:07},{}.{}.{i}@example.com,{first},{last},{title},Dept {},+1 555 {:07},active,{},Example Corp",
+            first.to_lowercase(),
+            last.to_lowercase(),
+            (r >> 24) % 40,
+            (r >> 32) % 10_000_000,
+            OFFICES[((r >> 40) % 5) as usize],
+        )?;
+    }
+    out.flush()
+}
+
+/// Peak resident memory of this process in KiB (Linux), and a way to reset it.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+async fn import_once(app: &App, tenant: &TenantId, file: &Path) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut pipeline = Pipeline::start(app, false);
+    let run = roster_fetcher::submit(
+        &app.services,
+        Submission {
+            tenant: tenant.clone(),
+            source: "bench".into(),
+            path: file.to_owned(),
+            file_name: file.file_name().unwrap().to_string_lossy().into_owned(),
+            format: Format::Csv,
+            mode: SyncMode::Full,
+            encoding: None,
+            seen: None,
+        },
+    )
+    .await?;
+    let done = pipeline.wait_for(app, tenant, run).await?;
+    pipeline.stop().await?;
+    let elapsed = started.elapsed();
+    ensure!(
+        runs::state_of(&done) == roster_shared::db::RunState::Applied,
+        "bench run ended {}: {:?}",
+        done.state,
+        done.reason
+    );
+    Ok(elapsed)
+}
+
+/// Runs `roster bench`.
+pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    ensure!(args.rows > 0 && args.repeat > 0, "--rows and --repeat must be positive");
+    let (dir, temporary) = match &args.dir {
+        Some(d) => (d.clone(), false),
+        None => (std::env::temp_dir().join(format!("roster-bench-{}", uuid::Uuid::now_v7())), true),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let base = dir.join("people.csv");
+    let changed = dir.join("people-1pct.csv");
+    eprintln!("generating {} people in {}", args.rows, dir.display());
+    generate(&base, args.rows, None)?;
+    generate(&changed, args.rows, Some(100))?;
+    let phases = [
+        ("first import", &base),
+        ("no-change re-import", &base),
+        ("1% changed re-import", &changed),
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut peaks = [0u64; 3];
+    let tenant = TenantId::new("bench").expect("a valid id");
+    for rep in 0..args.repeat {
+        let work = dir.join(format!("rep{rep}"));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)?;
+        let mut s = settings.clone();
+        s.database_url = format!("sqlite://{}", work.join("roster.db").display());
+        s.data_dir = work.join("data");
+        s.amqp_url = None;
+        // Every row is new in the first import: lift the brake, which is not measured here.
+        s.max_deactivate = u64::MAX;
+        let app = App::open_quiet(s).await?;
+        for (i, (name, file)) in phases.iter().enumerate() {
+            reset_peak_rss();
+            let t = import_once(&app, &tenant, file).await?;
+            peaks[i] = peaks[i].max(peak_rss_kib().unwrap_or(0));
+            eprintln!("  rep {} {name}: {:.2} s", rep + 1, t.as_secs_f64());
+            times[i].push(t.as_secs_f64());
+        }
+        drop(app);
+        std::fs::remove_dir_all(&work)?;
+    }
+    if temporary {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let results: Vec<PhaseResult> = phases
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| {
+            let m = median(times[i].clone());
+            PhaseResult {
+                phase: name,
+                rows: args.rows,
+                median_s: m,
+                runs_s: times[i].clone(),
+                rows_per_s: args.rows as f64 / m,
+                peak_rss_mib: peaks[i] as f64 / 1024.0,
+            }
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        println!(
+            "{:<22} {:>10} {:>10} {:>12} {:>14}",
+            "phase", "rows", "median s", "rows/s", "peak RSS MiB"
+        );
+        for r in &results {
+            println!(
+                "{:<22} {:>10} {:>10.2} {:>12.0} {:>14.0}",
+                r.phase, r.rows, r.median_s, r.rows_per_s, r.peak_rss_mib
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,142 @@
+//! Operator commands: `migrate`, `mapping`, `approve`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use roster_parser::headers::normalize_header;
+use roster_shared::config::Settings;
+use roster_shared::db::{Db, redact_url, runs, tenants};
+use roster_shared::envelope::Envelope;
+use roster_shared::ids::{MessageId, RunId, TenantId};
+use roster_shared::stage;
+use roster_shared::transport::Queue;
+
+use crate::App;
+use crate::pipeline::{Pipeline, wait_for_run};
+use crate::summary::Summary;
+
+/// Runs `roster migrate`: brings the database schema up to date.
+pub async fn migrate(settings: Settings) -> anyhow::Result<ExitCode> {
+    roster_shared::install_crypto_provider();
+    let db = Db::connect(&settings.database_url).await?;
+    db.migrate()
+        .await
+        .with_context(|| format!("migrating {}", redact_url(&settings.database_url)))?;
+    println!("schema of {} is up to date", redact_url(&settings.database_url));
+    Ok(super::ok())
+}
+
+/// `roster mapping ...`: a tenant's own names for columns.
+#[derive(Debug, Subcommand)]
+pub enum MappingCommand {
+    /// Reads column HEADER as TARGET: a field name (email, first_name, job_title, ...),
+    /// `name` (a full name), `extra` (keep as an extra attribute) or `ignore`.
+    Set {
+        /// The tenant.
+        #[arg(long, value_parser = super::tenant_arg)]
+        tenant: TenantId,
+        /// The column header as it appears in the tenant's files.
+        header: String,
+        /// What it means.
+        target: String,
+    },
+    /// Lists the tenant's mappings.
+    List {
+        /// The tenant.
+        #[arg(long, value_parser = super::tenant_arg)]
+        tenant: TenantId,
+    },
+    /// Forgets the mapping of HEADER.
+    Remove {
+        /// The tenant.
+        #[arg(long, value_parser = super::tenant_arg)]
+        tenant: TenantId,
+        /// The column header.
+        header: String,
+    },
+}
+
+/// Runs `roster mapping ...`.
+pub async fn mapping(settings: Settings, command: MappingCommand) -> anyhow::Result<ExitCode> {
+    let app = App::open_quiet(settings).await?;
+    let db = &app.services.db;
+    match command {
+        MappingCommand::Set {
+            tenant,
+            header,
+            target,
+        } => {
+            if !tenants::is_mapping_target(&target) {
+                bail!(
+                    "{target:?} is not a field name; use one of email, employee_id, first_name, \
+                     last_name, display_name, job_title, department, phone, active, group, \
+                     organization, site, location, locale, time_zone, manager_email, or name, \
+                     extra, ignore"
+                );
+            }
+            let key = normalize_header(&header);
+            anyhow::ensure!(!key.is_empty(), "the header {header:?} has no letters or digits");
+            tenants::set_mapping(db, &tenant, &key, &target).await?;
+            println!("{tenant}: column {header:?} is read as {target}");
+        }
+        MappingCommand::List { tenant } => {
+            for (header, target) in tenants::mappings(db, &tenant).await? {
+                println!("{header}\t{target}");
+            }
+        }
+        MappingCommand::Remove { tenant, header } => {
+            if !tenants::remove_mapping(db, &tenant, &normalize_header(&header)).await? {
+                bail!("{tenant} has no mapping for {header:?}");
+            }
+        }
+    }
+    Ok(super::ok())
+}
+
+/// Arguments of `roster approve`.
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The tenant.
+    #[arg(long, value_parser = super::tenant_arg)]
+    pub tenant: TenantId,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The held run.
+    pub run: RunId,
+}
+
+/// Runs `roster approve`: lets a held run through the brake and waits for it.
+pub async fn approve(settings: Settings, args: ApproveArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open_quiet(settings).await?;
+    let db = &app.services.db;
+    let run = runs::get(db, &args.tenant, args.run)
+        .await?
+        .with_context(|| format!("{} has no run {}", args.tenant, args.run))?;
+    if !runs::approve(db, &args.tenant, args.run).await? {
+        bail!("run {} is {}, not held", args.run, run.state);
+    }
+    let env = Envelope::new(
+        MessageId::derived(&["approved", &run.id]),
+        args.tenant.clone(),
+        args.run,
+        runs::parsed_body(&run),
+    );
+    let mut pipeline = app.is_embedded().then(|| Pipeline::start(&app, false));
+    app.services
+        .transport
+        .publish(Queue::Parsed, vec![stage::message(&env, Some(&run.file_name))])
+        .await?;
+    let done = match pipeline.as_mut() {
+        Some(p) => p.wait_for(&app, &args.tenant, args.run).await?,
+        None => wait_for_run(&app, &args.tenant, args.run).await?,
+    };
+    if let Some(p) = pipeline {
+        p.stop().await?;
+    }
+    let errors = runs::errors(db, &args.tenant, args.run, 1000).await?;
+    let summary = Summary::of_run(&done, errors);
+    super::import::print(&summary, args.json)?;
+    Ok(ExitCode::from(summary.exit_code()))
+}

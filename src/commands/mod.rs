@@ -1,0 +1,21 @@
+//! The operator's commands, one module each. Every command returns the process exit code.
+
+pub mod admin;
+pub mod directory;
+pub mod import;
+pub mod runs;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use roster_shared::ids::TenantId;
+
+/// Parses a tenant id for clap.
+pub fn tenant_arg(value: &str) -> Result<TenantId, String> {
+    TenantId::new(value).map_err(|e| e.to_string())
+}
+
+/// Exit code 0.
+pub fn ok() -> ExitCode {
+    ExitCode::SUCCESS
+}

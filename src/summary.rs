@@ -1,0 +1,202 @@
+//! What `roster import` prints: one summary of a run, as text or one JSON object, and the
+//! exit code it implies (0 applied, 2 file rejected as a whole, 1 anything else).
+
+use std::io::Write;
+
+use roster_shared::change::ChangeCounts;
+use roster_shared::db::entity::run;
+use roster_shared::db::{RunState, runs};
+use roster_shared::envelope::RowError;
+use roster_shared::ids::TenantId;
+use serde::Serialize;
+
+/// One row error as printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorLine {
+    /// Line in the file, when known.
+    pub line: Option<u64>,
+    /// Column header or field path, when known.
+    pub column: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl From<RowError> for ErrorLine {
+    fn from(e: RowError) -> Self {
+        ErrorLine {
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        }
+    }
+}
+
+/// The summary of an import (or a dry run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// The run, absent for a dry run.
+    pub run_id: Option<String>,
+    /// Whose directory.
+    pub tenant: String,
+    /// `applied`, `rejected`, `held`, `failed`, `superseded` or `dry_run`.
+    pub status: String,
+    /// Data rows read.
+    pub rows_read: u64,
+    /// People created.
+    pub created: u64,
+    /// People updated.
+    pub updated: u64,
+    /// People deactivated.
+    pub deactivated: u64,
+    /// People reactivated.
+    pub reactivated: u64,
+    /// People unchanged.
+    pub unchanged: u64,
+    /// Rows rejected alone.
+    pub rejected: u64,
+    /// The row errors (the first ones, when there are very many), or the whole-file error.
+    pub errors: Vec<ErrorLine>,
+    /// Why the run was rejected, held, failed or superseded.
+    pub reason: Option<String>,
+    /// The file's name.
+    pub file: String,
+    /// `full` or `delta`.
+    pub mode: String,
+}
+
+impl Summary {
+    /// The summary of a stored run with its stored errors.
+    pub fn of_run(run: &run::Model, errors: Vec<RowError>) -> Summary {
+        let state = runs::state_of(run);
+        let counts = runs::counts(run);
+        let mut errors: Vec<ErrorLine> = errors.into_iter().map(ErrorLine::from).collect();
+        if state == RunState::Rejected {
+            errors.insert(
+                0,
+                ErrorLine {
+                    line: None,
+                    column: None,
+                    message: run.reason.clone().unwrap_or_default(),
+                },
+            );
+        }
+        Summary {
+            run_id: Some(run.id.clone()),
+            tenant: run.tenant_id.clone(),
+            status: state.name().to_owned(),
+            rows_read: run.rows_read as u64,
+            created: counts.created,
+            updated: counts.updated,
+            deactivated: counts.deactivated,
+            reactivated: counts.reactivated,
+            unchanged: run.unchanged as u64,
+            rejected: run.rejected as u64,
+            errors,
+            reason: run.reason.clone(),
+            file: run.file_name.clone(),
+            mode: run.mode.clone(),
+        }
+    }
+
+    /// A dry run's summary.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dry_run(
+        tenant: &TenantId,
+        file: &str,
+        mode: &str,
+        rows_read: u64,
+        rejected: u64,
+        counts: ChangeCounts,
+        unchanged: u64,
+        errors: Vec<RowError>,
+        reason: Option<String>,
+    ) -> Summary {
+        Summary {
+            run_id: None,
+            tenant: tenant.to_string(),
+            status: "dry_run".into(),
+            rows_read,
+            created: counts.created,
+            updated: counts.updated,
+            deactivated: counts.deactivated,
+            reactivated: counts.reactivated,
+            unchanged,
+            rejected,
+            errors: errors.into_iter().map(ErrorLine::from).collect(),
+            reason,
+            file: file.to_owned(),
+            mode: mode.to_owned(),
+        }
+    }
+
+    /// A file refused as a whole before any run existed (a dry run).
+    pub fn refused(tenant: &TenantId, file: &str, mode: &str, why: String) -> Summary {
+        Summary {
+            run_id: None,
+            tenant: tenant.to_string(),
+            status: RunState::Rejected.name().into(),
+            rows_read: 0,
+            created: 0,
+            updated: 0,
+            deactivated: 0,
+            reactivated: 0,
+            unchanged: 0,
+            rejected: 0,
+            errors: vec![ErrorLine {
+                line: None,
+                column: None,
+                message: why.clone(),
+            }],
+            reason: Some(why),
+            file: file.to_owned(),
+            mode: mode.to_owned(),
+        }
+    }
+
+    /// The process exit code this outcome means.
+    pub fn exit_code(&self) -> u8 {
+        match self.status.as_str() {
+            "applied" | "dry_run" => 0,
+            "rejected" => 2,
+            _ => 1,
+        }
+    }
+
+    /// Writes the summary for people.
+    pub fn write_text(&self, mut out: impl Write) -> std::io::Result<()> {
+        let run = self.run_id.as_deref().unwrap_or("(dry run: nothing written)");
+        writeln!(out, "{}: tenant {}, run {run}: {}", self.file, self.tenant, self.status)?;
+        if let Some(reason) = &self.reason {
+            writeln!(out, "  {reason}")?;
+        }
+        for (name, value) in [
+            ("rows read", self.rows_read),
+            ("created", self.created),
+            ("updated", self.updated),
+            ("deactivated", self.deactivated),
+            ("reactivated", self.reactivated),
+            ("unchanged", self.unchanged),
+            ("rejected", self.rejected),
+        ] {
+            writeln!(out, "  {name:<12} {value}")?;
+        }
+        let row_errors: Vec<&ErrorLine> = self.errors.iter().filter(|e| e.line.is_some() || e.column.is_some()).collect();
+        if !row_errors.is_empty() {
+            writeln!(out, "rejected rows:")?;
+            for e in row_errors.iter().take(50) {
+                let mut place = Vec::new();
+                if let Some(line) = e.line {
+                    place.push(format!("line {line}"));
+                }
+                if let Some(column) = &e.column {
+                    place.push(format!("column {column:?}"));
+                }
+                writeln!(out, "  {}: {}", place.join(", "), e.message)?;
+            }
+            if row_errors.len() > 50 || self.rejected as usize > row_errors.len() {
+                writeln!(out, "  ... {} rows rejected in all (see `roster runs --json`)", self.rejected)?;
+            }
+        }
+        Ok(())
+    }
+}
