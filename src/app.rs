@@ -29,7 +29,9 @@ pub struct App {
 
 /// The local path of a SQLite URL, if it is one with a file.
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
 }
@@ -41,7 +43,9 @@ impl App {
         roster_shared::install_crypto_provider();
         let db = Db::connect(&settings.database_url).await?;
         if db.is_sqlite() {
-            db.migrate().await.context("preparing the SQLite database")?;
+            db.migrate()
+                .await
+                .context("preparing the SQLite database")?;
         } else if db.needs_migration().await? {
             bail!(
                 "the database at {} needs migrating: run `roster migrate` first",
@@ -57,8 +61,12 @@ impl App {
         db: Db,
         progress: Arc<dyn Progress>,
     ) -> anyhow::Result<App> {
-        let blobs = BlobStore::local(settings.blob_dir())
-            .with_context(|| format!("opening the blob store in {}", settings.blob_dir().display()))?;
+        let blobs = BlobStore::local(settings.blob_dir()).with_context(|| {
+            format!(
+                "opening the blob store in {}",
+                settings.blob_dir().display()
+            )
+        })?;
         let transport = Self::transport_config(&settings).connect().await?;
         Ok(App {
             settings,
@@ -141,8 +149,14 @@ mod tests {
 
     #[test]
     fn sqlite_paths() {
-        assert_eq!(sqlite_path("sqlite://./roster.db"), Some(PathBuf::from("./roster.db")));
-        assert_eq!(sqlite_path("sqlite:/tmp/x.db?mode=rwc"), Some(PathBuf::from("/tmp/x.db")));
+        assert_eq!(
+            sqlite_path("sqlite://./roster.db"),
+            Some(PathBuf::from("./roster.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:/tmp/x.db?mode=rwc"),
+            Some(PathBuf::from("/tmp/x.db"))
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://h/db"), None);
     }

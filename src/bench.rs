@@ -67,10 +67,27 @@ impl Rng {
     }
 }
 
-const FIRST: &[&str] = &["Amit", "Frank", "Pierre", "Maria", "Chen", "Aisha", "Olga", "Kofi", "Lena", "Diego"];
-const LAST: &[&str] = &["Kumar", "Williams", "Lefèvre", "Garcia", "Wang", "Khan", "Ivanova", "Mensah", "Berg", "Lopez"];
-const TITLES: &[&str] = &["Engineer", "Sales Executive", "Account Manager", "Analyst", "Designer", "Director"];
-const OFFICES: &[&str] = &["HQ", "Mumbai Office", "Chicago Sales Office", "Paris Sales Office", "Remote"];
+const FIRST: &[&str] = &[
+    "Amit", "Frank", "Pierre", "Maria", "Chen", "Aisha", "Olga", "Kofi", "Lena", "Diego",
+];
+const LAST: &[&str] = &[
+    "Kumar", "Williams", "Lefèvre", "Garcia", "Wang", "Khan", "Ivanova", "Mensah", "Berg", "Lopez",
+];
+const TITLES: &[&str] = &[
+    "Engineer",
+    "Sales Executive",
+    "Account Manager",
+    "Analyst",
+    "Designer",
+    "Director",
+];
+const OFFICES: &[&str] = &[
+    "HQ",
+    "Mumbai Office",
+    "Chicago Sales Office",
+    "Paris Sales Office",
+    "Remote",
+];
 
 /// Writes `rows` synthetic people as CSV; every `changed_every`-th person (if any) gets
 /// a different job title, as if promoted.
@@ -153,10 +170,16 @@ async fn import_once(app: &App, tenant: &TenantId, file: &Path) -> anyhow::Resul
 
 /// Runs `roster bench`.
 pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
-    ensure!(args.rows > 0 && args.repeat > 0, "--rows and --repeat must be positive");
+    ensure!(
+        args.rows > 0 && args.repeat > 0,
+        "--rows and --repeat must be positive"
+    );
     let (dir, temporary) = match &args.dir {
         Some(d) => (d.clone(), false),
-        None => (std::env::temp_dir().join(format!("roster-bench-{}", uuid::Uuid::now_v7())), true),
+        None => (
+            std::env::temp_dir().join(format!("roster-bench-{}", uuid::Uuid::now_v7())),
+            true,
+        ),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let base = dir.join("people.csv");

@@ -55,7 +55,12 @@ impl Pipeline {
     }
 
     /// Waits for run `id` of `tenant` to end (or be held), watching that the stages stay up.
-    pub async fn wait_for(&mut self, app: &App, tenant: &TenantId, id: RunId) -> anyhow::Result<run::Model> {
+    pub async fn wait_for(
+        &mut self,
+        app: &App,
+        tenant: &TenantId,
+        id: RunId,
+    ) -> anyhow::Result<run::Model> {
         tokio::select! {
             run = wait_for_run(app, tenant, id) => run,
             Some(ended) = self.join_next() => match ended {

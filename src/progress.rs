@@ -24,8 +24,7 @@ impl Bar {
         };
         let bar = ProgressBar::with_draw_target(None, target);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .expect("a valid template"),
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("a valid template"),
         );
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         Bar {

@@ -164,8 +164,15 @@ impl Summary {
 
     /// Writes the summary for people.
     pub fn write_text(&self, mut out: impl Write) -> std::io::Result<()> {
-        let run = self.run_id.as_deref().unwrap_or("(dry run: nothing written)");
-        writeln!(out, "{}: tenant {}, run {run}: {}", self.file, self.tenant, self.status)?;
+        let run = self
+            .run_id
+            .as_deref()
+            .unwrap_or("(dry run: nothing written)");
+        writeln!(
+            out,
+            "{}: tenant {}, run {run}: {}",
+            self.file, self.tenant, self.status
+        )?;
         if let Some(reason) = &self.reason {
             writeln!(out, "  {reason}")?;
         }
@@ -180,7 +187,11 @@ impl Summary {
         ] {
             writeln!(out, "  {name:<12} {value}")?;
         }
-        let row_errors: Vec<&ErrorLine> = self.errors.iter().filter(|e| e.line.is_some() || e.column.is_some()).collect();
+        let row_errors: Vec<&ErrorLine> = self
+            .errors
+            .iter()
+            .filter(|e| e.line.is_some() || e.column.is_some())
+            .collect();
         if !row_errors.is_empty() {
             writeln!(out, "rejected rows:")?;
             for e in row_errors.iter().take(50) {
@@ -194,7 +205,11 @@ impl Summary {
                 writeln!(out, "  {}: {}", place.join(", "), e.message)?;
             }
             if row_errors.len() > 50 || self.rejected as usize > row_errors.len() {
-                writeln!(out, "  ... {} rows rejected in all (see `roster runs --json`)", self.rejected)?;
+                writeln!(
+                    out,
+                    "  ... {} rows rejected in all (see `roster runs --json`)",
+                    self.rejected
+                )?;
             }
         }
         Ok(())

@@ -15,6 +15,7 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use roster_shared::CHANGE_BATCH_SIZE;
 use roster_shared::brake::Brake;
 use roster_shared::change::{Change, ChangeKind, FieldChange, RowState};
 use roster_shared::db::people::{self, IndexEntry};
@@ -25,7 +26,6 @@ use roster_shared::ids::{MessageId, RunId, TenantId};
 use roster_shared::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
 use roster_shared::stage::{self, ConsumeOptions, Services};
 use roster_shared::transport::{Queue, Stage};
-use roster_shared::CHANGE_BATCH_SIZE;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -77,7 +77,9 @@ pub async fn handle(
     match runs::state_of(&run) {
         RunState::Parsed | RunState::Diffed | RunState::Applying => {}
         RunState::Fetched => {
-            return Err(StageError::Internal(format!("run {run_id} is not parsed yet")));
+            return Err(StageError::Internal(format!(
+                "run {run_id} is not parsed yet"
+            )));
         }
         // Final or held: nothing to plan.
         _ => return Ok(()),
@@ -143,7 +145,17 @@ pub async fn handle(
     let total = summary.counts.total();
     let batches = total.div_ceil(CHANGE_BATCH_SIZE as u64) as u32;
     let diff_ms = started.elapsed().as_millis() as i64;
-    if !runs::set_plan(db, tenant, run_id, generation, batches, summary.unchanged, diff_ms).await? {
+    if !runs::set_plan(
+        db,
+        tenant,
+        run_id,
+        generation,
+        batches,
+        summary.unchanged,
+        diff_ms,
+    )
+    .await?
+    {
         // A newer planning of this run took over.
         return Ok(());
     }
@@ -197,7 +209,15 @@ fn produce(
     plan::merge(index, SnapshotReader::new(file), mode, |step| {
         let pending = match step {
             Step::Create(entry) => Pending::Create(entry),
-            Step::Modify { entry, stored, kind } => Pending::Modify { entry, stored, kind },
+            Step::Modify {
+                entry,
+                stored,
+                kind,
+            } => Pending::Modify {
+                entry,
+                stored,
+                kind,
+            },
             Step::DeactivateAbsent(i) => Pending::Deactivate(i),
             Step::Unchanged | Step::AlreadyApplied | Step::Skip => return Ok(()),
         };
@@ -349,7 +369,12 @@ async fn publish_batches(
     while let Some(changes) = batches.next(services.db.conn(), &env.tenant).await? {
         n += 1;
         let out = Envelope::new(
-            MessageId::derived(&["changes.ready", &run, &generation.to_string(), &n.to_string()]),
+            MessageId::derived(&[
+                "changes.ready",
+                &run,
+                &generation.to_string(),
+                &n.to_string(),
+            ]),
             env.tenant.clone(),
             env.run_id,
             ChangesReady {
@@ -399,10 +424,12 @@ pub async fn dry_run(
     let open = || File::open(snapshot).map_err(|e| StageError::Blob(e.into()));
     let summary = {
         let (index, file) = (index.clone(), open()?);
-        tokio::task::spawn_blocking(move || plan::summarize(&index, SnapshotReader::new(file), mode))
-            .await
-            .map_err(|e| StageError::Internal(e.to_string()))?
-            .map_err(corrupt)?
+        tokio::task::spawn_blocking(move || {
+            plan::summarize(&index, SnapshotReader::new(file), mode)
+        })
+        .await
+        .map_err(|e| StageError::Internal(e.to_string()))?
+        .map_err(corrupt)?
     };
     let active = index.iter().filter(|e| e.state.active).count() as u64;
     let held = (mode == SyncMode::Full)

@@ -119,3 +119,140 @@ pub fn summarize(
     })?;
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use roster_shared::person::{Field, Person};
+    use roster_shared::snapshot::{SnapshotReader, encode_line, encode_protected};
+
+    use super::*;
+
+    /// Stored people: email to (state, changed by this run).
+    type Stored = BTreeMap<String, RowState>;
+
+    fn person(email: &str, title: u8, active: bool) -> Person {
+        let mut p = Person::new(email.to_owned());
+        p.set(Field::JobTitle, &format!("t{title}"));
+        p.active = active;
+        p
+    }
+
+    fn index(stored: &Stored) -> Vec<IndexEntry> {
+        stored
+            .iter()
+            .map(|(e, s)| IndexEntry {
+                email: e.clone().into_boxed_str(),
+                state: *s,
+                changed_by_run: false,
+            })
+            .collect()
+    }
+
+    fn snapshot_bytes(snapshot: &BTreeMap<String, Option<(u8, bool)>>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (email, row) in snapshot {
+            match row {
+                Some((title, active)) => encode_line(&person(email, *title, *active), &mut out),
+                None => encode_protected(email, &mut out),
+            }
+        }
+        out
+    }
+
+    /// Applies the plan's steps to the stored states, as the writer would.
+    fn apply(stored: &Stored, snapshot: &[u8], mode: SyncMode) -> Stored {
+        let idx = index(stored);
+        let mut out = stored.clone();
+        merge(&idx, SnapshotReader::new(snapshot), mode, |step| {
+            match step {
+                Step::Create(e) | Step::Modify { entry: e, .. } => {
+                    out.insert(e.email.clone(), e.state);
+                }
+                Step::DeactivateAbsent(i) => {
+                    out.get_mut(&*idx[i].email).unwrap().active = false;
+                }
+                Step::Unchanged | Step::AlreadyApplied | Step::Skip => {}
+            }
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    fn emails() -> impl Strategy<Value = String> {
+        (0..12u8).prop_map(|n| format!("p{n:02}@x.com"))
+    }
+
+    fn stored() -> impl Strategy<Value = Stored> {
+        prop::collection::btree_map(emails(), (0..3u8, any::<bool>()), 0..12).prop_map(|m| {
+            m.into_iter()
+                .map(|(e, (t, a))| {
+                    let state = RowState::of(&person(&e, t, a));
+                    (e, state)
+                })
+                .collect()
+        })
+    }
+
+    fn snapshot() -> impl Strategy<Value = BTreeMap<String, Option<(u8, bool)>>> {
+        prop::collection::btree_map(
+            emails(),
+            prop::option::weighted(0.85, (0..3u8, any::<bool>())),
+            0..12,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn full_plans_turn_the_directory_into_the_snapshot(stored in stored(), snap in snapshot()) {
+            let bytes = snapshot_bytes(&snap);
+            let after = apply(&stored, &bytes, SyncMode::Full);
+            for (email, row) in &snap {
+                match row {
+                    Some((t, a)) => prop_assert_eq!(after[email], RowState::of(&person(email, *t, *a))),
+                    // A protected row leaves the stored person (or no one) as it was.
+                    None => prop_assert_eq!(after.get(email), stored.get(email)),
+                }
+            }
+            for (email, state) in &stored {
+                if !snap.contains_key(email) {
+                    prop_assert_eq!(after[email], RowState { active: false, ..*state });
+                }
+            }
+            prop_assert_eq!(after.len(), stored.keys().chain(snap.iter().filter(|(_, r)| r.is_some()).map(|(e, _)| e)).collect::<std::collections::BTreeSet<_>>().len());
+            // Planning again against the result finds nothing left to do.
+            let again = summarize(&index(&after), SnapshotReader::new(&bytes[..]), SyncMode::Full).unwrap();
+            prop_assert_eq!(again.counts.total(), 0);
+        }
+
+        #[test]
+        fn delta_plans_touch_only_listed_people(stored in stored(), snap in snapshot()) {
+            let bytes = snapshot_bytes(&snap);
+            let after = apply(&stored, &bytes, SyncMode::Delta);
+            for (email, state) in &stored {
+                if !matches!(snap.get(email), Some(Some(_))) {
+                    prop_assert_eq!(after[email], *state);
+                }
+            }
+        }
+
+        #[test]
+        fn summaries_count_what_the_steps_do(stored in stored(), snap in snapshot()) {
+            let bytes = snapshot_bytes(&snap);
+            let s = summarize(&index(&stored), SnapshotReader::new(&bytes[..]), SyncMode::Full).unwrap();
+            let listed = snap.values().filter(|r| r.is_some()).count() as u64;
+            let created = snap.iter().filter(|(e, r)| r.is_some() && !stored.contains_key(*e)).count() as u64;
+            let absent_active = stored.iter().filter(|(e, st)| st.active && !snap.contains_key(*e)).count() as u64;
+            prop_assert_eq!(s.counts.created, created);
+            // Every listed person is counted exactly once.
+            let c = s.counts;
+            prop_assert_eq!(
+                c.created + c.updated + c.reactivated + (c.deactivated - absent_active) + s.unchanged,
+                listed
+            );
+        }
+    }
+}

@@ -92,8 +92,8 @@ pub async fn submit(services: &Services, sub: Submission) -> Result<RunId, Stage
 
 /// Publishes the run's `file.fetched` and records that it went out.
 async fn announce(services: &Services, run: &run::Model) -> Result<(), StageError> {
-    let tenant = TenantId::new(run.tenant_id.clone())
-        .map_err(|e| StageError::Internal(e.to_string()))?;
+    let tenant =
+        TenantId::new(run.tenant_id.clone()).map_err(|e| StageError::Internal(e.to_string()))?;
     let run_id: RunId = run
         .id
         .parse()
@@ -115,7 +115,10 @@ async fn announce(services: &Services, run: &run::Model) -> Result<(), StageErro
     );
     services
         .transport
-        .publish(Queue::Fetched, vec![stage::message(&env, Some(&run.file_name))])
+        .publish(
+            Queue::Fetched,
+            vec![stage::message(&env, Some(&run.file_name))],
+        )
         .await?;
     runs::mark_published(&services.db, &tenant, run_id).await?;
     Ok(())
@@ -162,9 +165,17 @@ pub struct InboxState {
 fn ignored(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     name.starts_with('.')
-        || [".tmp", ".part", ".filepart", ".partial", ".done", ".crdownload", "~"]
-            .iter()
-            .any(|s| lower.ends_with(s))
+        || [
+            ".tmp",
+            ".part",
+            ".filepart",
+            ".partial",
+            ".done",
+            ".crdownload",
+            "~",
+        ]
+        .iter()
+        .any(|s| lower.ends_with(s))
 }
 
 fn modified_ms(meta: &std::fs::Metadata) -> i64 {
@@ -220,7 +231,9 @@ pub async fn poll_inbox(
                 } else {
                     file_name.clone()
                 };
-                if tenants::was_fetched(&services.db, &tenant, "inbox", &shown, now.0, now.1).await? {
+                if tenants::was_fetched(&services.db, &tenant, "inbox", &shown, now.0, now.1)
+                    .await?
+                {
                     continue;
                 }
                 let run = submit(

@@ -23,7 +23,10 @@ pub async fn migrate(settings: Settings) -> anyhow::Result<ExitCode> {
     db.migrate()
         .await
         .with_context(|| format!("migrating {}", redact_url(&settings.database_url)))?;
-    println!("schema of {} is up to date", redact_url(&settings.database_url));
+    println!(
+        "schema of {} is up to date",
+        redact_url(&settings.database_url)
+    );
     Ok(super::ok())
 }
 
@@ -76,7 +79,10 @@ pub async fn mapping(settings: Settings, command: MappingCommand) -> anyhow::Res
                 );
             }
             let key = normalize_header(&header);
-            anyhow::ensure!(!key.is_empty(), "the header {header:?} has no letters or digits");
+            anyhow::ensure!(
+                !key.is_empty(),
+                "the header {header:?} has no letters or digits"
+            );
             tenants::set_mapping(db, &tenant, &key, &target).await?;
             println!("{tenant}: column {header:?} is read as {target}");
         }
@@ -126,7 +132,10 @@ pub async fn approve(settings: Settings, args: ApproveArgs) -> anyhow::Result<Ex
     let mut pipeline = app.is_embedded().then(|| Pipeline::start(&app, false));
     app.services
         .transport
-        .publish(Queue::Parsed, vec![stage::message(&env, Some(&run.file_name))])
+        .publish(
+            Queue::Parsed,
+            vec![stage::message(&env, Some(&run.file_name))],
+        )
         .await?;
     let done = match pipeline.as_mut() {
         Some(p) => p.wait_for(&app, &args.tenant, args.run).await?,

@@ -43,7 +43,9 @@ pub fn person_json(p: &Person) -> Value {
         let value = match field {
             Field::Email => Value::String(p.email.clone()),
             Field::Active => Value::Bool(p.active),
-            other => p.text(other).map_or(Value::Null, |v| Value::String(v.to_owned())),
+            other => p
+                .text(other)
+                .map_or(Value::Null, |v| Value::String(v.to_owned())),
         };
         map.insert(field.name().to_owned(), value);
     }

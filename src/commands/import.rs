@@ -190,14 +190,23 @@ async fn dry_run(settings: Settings, args: &ImportArgs) -> anyhow::Result<Summar
     let progress: Arc<dyn Progress> = bar.clone();
     let parsed = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)?;
-        anyhow::Ok(roster_parser::parse(Box::new(file), &options, progress.as_ref()))
+        anyhow::Ok(roster_parser::parse(
+            Box::new(file),
+            &options,
+            progress.as_ref(),
+        ))
     })
     .await??;
     let parsed = match parsed {
         Ok(p) => p,
         Err(rejection) => {
             bar.finish();
-            return Ok(Summary::refused(&args.tenant, &name, mode.name(), rejection.0));
+            return Ok(Summary::refused(
+                &args.tenant,
+                &name,
+                mode.name(),
+                rejection.0,
+            ));
         }
     };
     let snapshot = tempfile_path("roster-dry-run");
@@ -205,7 +214,8 @@ async fn dry_run(settings: Settings, args: &ImportArgs) -> anyhow::Result<Summar
         parsed.write_snapshot(BufWriter::new(std::fs::File::create(&snapshot)?))?;
         let mut dump = match &args.dump {
             Some(path) => Some(BufWriter::new(
-                std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
             )),
             None => None,
         };
@@ -229,7 +239,9 @@ async fn dry_run(settings: Settings, args: &ImportArgs) -> anyhow::Result<Summar
             parsed.accepted,
             mode,
             settings.brake(),
-            args.dump.is_some().then_some(&mut sink as &mut (dyn FnMut(_) + Send)),
+            args.dump
+                .is_some()
+                .then_some(&mut sink as &mut (dyn FnMut(_) + Send)),
         )
         .await?;
         if let Some(e) = write_error {

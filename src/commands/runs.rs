@@ -74,7 +74,18 @@ pub async fn run(settings: Settings, args: RunsArgs) -> anyhow::Result<ExitCode>
         writeln!(
             out,
             "{:<36}  {:>4}  {:<10}  {:>8}  {:>7}  {:>7}  {:>7}  {:>7}  {:>9}  {:>8}  {:>8}  {:<20}  file",
-            "run", "seq", "state", "rows", "created", "updated", "deact", "react", "unchanged", "rejected", "ms", "fetched at"
+            "run",
+            "seq",
+            "state",
+            "rows",
+            "created",
+            "updated",
+            "deact",
+            "react",
+            "unchanged",
+            "rejected",
+            "ms",
+            "fetched at"
         )?;
         for r in &list {
             let ms = r

@@ -103,11 +103,16 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
     let applied = apply(&txn, tenant, run_id, &batch.changes, now).await?;
     runs::add_applied(&txn, tenant, run_id, &applied.counts, applied.conflicts).await?;
     txn.commit().await?;
-    services.progress.changes_applied(batch.changes.len() as u64);
+    services
+        .progress
+        .changes_applied(batch.changes.len() as u64);
 
     publish_events(services, &env, &applied.changes, now).await?;
     if applied.conflicts > 0 {
-        warn!(conflicts = applied.conflicts, "stale changes: planning the run again");
+        warn!(
+            conflicts = applied.conflicts,
+            "stale changes: planning the run again"
+        );
         replan(services, tenant, run_id, generation).await?;
     } else if runs::finish_if_complete(db.conn(), tenant, run_id, generation).await? {
         info!(file = %run.file_name, "run applied");
@@ -293,7 +298,10 @@ async fn publish_events(
 
 /// A batch applied before came again: publish its events if that had not happened
 /// (a crash between commit and publish), and finish the run if that had not happened.
-async fn redeliver_events(services: &Services, env: &Envelope<ChangesReady>) -> Result<(), StageError> {
+async fn redeliver_events(
+    services: &Services,
+    env: &Envelope<ChangesReady>,
+) -> Result<(), StageError> {
     let db = &services.db;
     let generation = env.body.generation as i32;
     let claim = run_batch::Entity::find()
@@ -338,7 +346,10 @@ async fn replan(
     );
     services
         .transport
-        .publish(Queue::Parsed, vec![stage::message(&out, Some(&run.file_name))])
+        .publish(
+            Queue::Parsed,
+            vec![stage::message(&out, Some(&run.file_name))],
+        )
         .await?;
     Ok(())
 }

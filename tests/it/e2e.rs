@@ -1,0 +1,339 @@
+//! End-to-end cases through the `roster` command line, written once and run against every
+//! backend (see the `backends!` list at the bottom).
+
+use serde_json::Value;
+
+use crate::harness::{Install, tenant};
+
+const THREE: &str = "Email,Name,Title,Status,Office\n\
+ak@veris.in,Amit Kumar,Software Engineer,active,HQ\n\
+frank@widget.com,Frank Williams,Sales Executive,active,Chicago\n\
+pierre@widget.com,Pierre Lefèvre,Account Manager,active,Paris\n";
+
+fn counts(s: &Value) -> [u64; 5] {
+    [
+        "created",
+        "updated",
+        "deactivated",
+        "reactivated",
+        "unchanged",
+    ]
+    .map(|k| {
+        s[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} missing in {s}"))
+    })
+}
+
+pub fn import_then_directory(i: &Install) {
+    let t = tenant("acme");
+    let s = i.import_ok(&t, &i.file("people.csv", THREE), &[]);
+    assert_eq!(counts(&s), [3, 0, 0, 0, 0]);
+    assert_eq!(s["rows_read"], 3);
+    assert_eq!(s["tenant"], t.as_str());
+    assert!(s["run_id"].as_str().is_some_and(|r| r.len() == 36));
+    assert_eq!(
+        i.directory_csv(&t, false),
+        "email,employee_id,first_name,last_name,display_name,job_title,department,phone,active,group,organization,site,location,locale,time_zone,manager_email\n\
+ak@veris.in,,Amit,Kumar,Amit Kumar,Software Engineer,,,true,HQ,,,,,,\n\
+frank@widget.com,,Frank,Williams,Frank Williams,Sales Executive,,,true,Chicago,,,,,,\n\
+pierre@widget.com,,Pierre,Lefèvre,Pierre Lefèvre,Account Manager,,,true,Paris,,,,,,\n"
+    );
+    let runs = i.roster(&["runs", "--tenant", &t, "--json"]).json();
+    assert_eq!(runs[0]["state"], "applied");
+    assert_eq!(runs[0]["created"], 3);
+}
+
+pub fn reimport_changes_nothing(i: &Install) {
+    let t = tenant("acme");
+    let f = i.file("people.csv", THREE);
+    i.import_ok(&t, &f, &[]);
+    let before = i.directory_csv(&t, true);
+    let s = i.import_ok(&t, &f, &[]);
+    assert_eq!(counts(&s), [0, 0, 0, 0, 3]);
+    assert_eq!(i.directory_csv(&t, true), before);
+}
+
+pub fn full_mode_deactivates_the_missing_and_keeps_them(i: &Install) {
+    let t = tenant("acme");
+    i.import_ok(&t, &i.file("all.csv", THREE), &[]);
+    let two: String = THREE.lines().take(3).map(|l| format!("{l}\n")).collect();
+    let s = i.import_ok(&t, &i.file("two.csv", &two), &[]);
+    assert_eq!(counts(&s), [0, 0, 1, 0, 2]);
+    assert_eq!(i.emails(&t, false), ["ak@veris.in", "frank@widget.com"]);
+    let all = i.directory(&t, true);
+    assert_eq!(all.len(), 3, "deactivated, never deleted");
+    assert_eq!(all[2]["email"], "pierre@widget.com");
+    assert_eq!(all[2]["active"], "false");
+    assert_eq!(all[2]["job_title"], "Account Manager", "history stays");
+    // Back again: reactivated.
+    let s = i.import_ok(&t, &i.file("all.csv", THREE), &[]);
+    assert_eq!(counts(&s), [0, 0, 0, 1, 2]);
+    assert_eq!(i.emails(&t, false).len(), 3);
+}
+
+pub fn delta_mode_changes_only_rows_present(i: &Install) {
+    let t = tenant("acme");
+    i.import_ok(&t, &i.file("all.csv", THREE), &[]);
+    let delta = "Email,Name,Title,Status,Office\n\
+frank@widget.com,Frank Williams,Sales Director,active,Chicago\n\
+pierre@widget.com,Pierre Lefèvre,Account Manager,inactive,Paris\n\
+neha@veris.in,Neha Sharma,Receptionist,active,Mumbai\n";
+    let s = i.import_ok(&t, &i.file("delta.csv", delta), &["--mode", "delta"]);
+    assert_eq!(counts(&s), [1, 1, 1, 0, 0]);
+    let all = i.directory(&t, true);
+    let by: std::collections::BTreeMap<_, _> =
+        all.iter().map(|r| (r["email"].as_str(), r)).collect();
+    assert_eq!(
+        by["ak@veris.in"]["active"], "true",
+        "absent from a delta: untouched"
+    );
+    assert_eq!(by["frank@widget.com"]["job_title"], "Sales Director");
+    assert_eq!(by["pierre@widget.com"]["active"], "false");
+    assert_eq!(by["neha@veris.in"]["active"], "true");
+    let runs = i.roster(&["runs", "--tenant", &t, "--json"]).json();
+    assert_eq!(runs[0]["mode"], "delta");
+}
+
+pub fn tenants_with_the_same_emails_are_kept_apart(i: &Install) {
+    let (a, b) = (tenant("a"), tenant("b"));
+    i.import_ok(&a, &i.file("a.csv", THREE), &[]);
+    let other = THREE.replace("Software Engineer", "CTO");
+    i.import_ok(&b, &i.file("b.csv", &other), &[]);
+    assert_eq!(i.directory(&a, false)[0]["job_title"], "Software Engineer");
+    assert_eq!(i.directory(&b, false)[0]["job_title"], "CTO");
+    // A full import of B with one person deactivates only B's people.
+    let one = "Email\nak@veris.in\n";
+    let s = i.import_ok(&b, &i.file("b1.csv", one), &[]);
+    assert_eq!(s["deactivated"], 2);
+    assert_eq!(i.emails(&a, false).len(), 3);
+    assert_eq!(i.emails(&b, false), ["ak@veris.in"]);
+}
+
+pub fn a_rejected_file_exits_2_and_writes_nothing(i: &Install) {
+    let t = tenant("acme");
+    i.import_ok(&t, &i.file("good.csv", THREE), &[]);
+    let before = i.directory_csv(&t, true);
+    let (code, s) = i.import(&t, &i.file("nomail.csv", "Name,Phone\nA B,1\n"), &[]);
+    assert_eq!(code, 2, "{s:#}");
+    assert_eq!(s["status"], "rejected");
+    let msg = s["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.starts_with("nomail.csv: no email column"), "{msg}");
+    let (code, s) = i.import(&t, &i.file("book.xlsx", b"PK\x03\x04\x14\x00\x06\x00"), &[]);
+    assert_eq!(code, 2, "{s:#}");
+    assert!(
+        s["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not text")
+    );
+    let (code, s) = i.import(
+        &t,
+        &i.file("latin1.csv", b"Email,Name\na@x.com,Ren\xe9\n"),
+        &[],
+    );
+    assert_eq!(code, 2, "{s:#}");
+    let msg = s["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("latin1.csv: line 2, column 2"), "{msg}");
+    assert_eq!(i.directory_csv(&t, true), before, "nothing written");
+    let runs = i.roster(&["runs", "--tenant", &t, "--json"]).json();
+    assert_eq!(runs[0]["state"], "rejected");
+}
+
+pub fn an_empty_full_file_deactivates_nobody(i: &Install) {
+    let t = tenant("acme");
+    i.import_ok(&t, &i.file("good.csv", THREE), &[]);
+    let (code, s) = i.import(&t, &i.file("empty.csv", "Email,Name\n"), &[]);
+    assert_eq!(code, 2, "{s:#}");
+    assert!(
+        s["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no usable people")
+    );
+    assert_eq!(i.emails(&t, false).len(), 3);
+}
+
+pub fn row_errors_are_reported_and_the_rest_applied(i: &Install) {
+    let t = tenant("acme");
+    let file = "Email,Name,Status\n\
+a@x.com,A A,active\n\
+,No Mail,active\n\
+b@x.com,B B,sometimes\n\
+a@x.com,A Again,active\n";
+    let (code, s) = i.import(&t, &i.file("rows.csv", file), &[]);
+    assert_eq!(code, 0, "{s:#}");
+    assert_eq!(s["rejected"], 3);
+    assert_eq!(s["created"], 1);
+    let errors = s["errors"].as_array().unwrap();
+    let lines: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [3, 4, 5]);
+    assert_eq!(errors[0]["column"], "Email");
+    assert_eq!(errors[1]["column"], "Status");
+    assert!(
+        errors[2]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate email a@x.com")
+    );
+    assert_eq!(i.emails(&t, true), ["a@x.com"]);
+}
+
+pub fn a_failed_row_does_not_deactivate_its_person(i: &Install) {
+    let t = tenant("acme");
+    i.import_ok(&t, &i.file("good.csv", THREE), &[]);
+    let bad = THREE.replace("Sales Executive,active", "Sales Executive,unknown");
+    let (code, s) = i.import(&t, &i.file("bad.csv", &bad), &[]);
+    assert_eq!(code, 0, "{s:#}");
+    assert_eq!(s["deactivated"], 0);
+    assert_eq!(s["rejected"], 1);
+    assert_eq!(i.emails(&t, false).len(), 3);
+}
+
+pub fn dry_run_writes_nothing(i: &Install) {
+    let t = tenant("acme");
+    let f = i.file("people.csv", THREE);
+    let (code, s) = i.import(&t, &f, &["--dry-run"]);
+    assert_eq!(code, 0, "{s:#}");
+    assert_eq!(s["status"], "dry_run");
+    assert_eq!(counts(&s), [3, 0, 0, 0, 0]);
+    assert!(s["run_id"].is_null());
+    if i.backend == "embedded" {
+        assert!(
+            !i.path().join("roster.db").exists(),
+            "a dry run creates no database"
+        );
+    }
+    assert!(i.emails(&t, true).is_empty());
+    assert!(
+        i.roster(&["runs", "--tenant", &t, "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    i.import_ok(&t, &f, &[]);
+    let before = i.directory_csv(&t, true);
+    let changed = THREE.replace("Sales Executive", "Sales Director");
+    let dump = i.path().join("dump.jsonl");
+    let (_, s) = i.import(
+        &t,
+        &i.file("changed.csv", changed),
+        &["--dry-run", "--dump", dump.to_str().unwrap()],
+    );
+    assert_eq!(counts(&s), [0, 1, 0, 0, 2]);
+    assert_eq!(i.directory_csv(&t, true), before);
+    let dumped = std::fs::read_to_string(&dump).unwrap();
+    let change: Value = serde_json::from_str(dumped.lines().next().unwrap()).unwrap();
+    assert_eq!(change["kind"], "updated");
+    assert_eq!(change["changed"][0]["field"], "job_title");
+    assert_eq!(change["changed"][0]["new"], "Sales Director");
+    // A dry run of a bad file is refused like the real thing.
+    let (code, s) = i.import(&t, &i.file("bad.csv", "Name\nX\n"), &["--dry-run"]);
+    assert_eq!((code, s["status"].as_str()), (2, Some("rejected")));
+}
+
+pub fn mass_deactivation_is_held_until_approved(i: &Install) {
+    let t = tenant("acme");
+    let mut many = String::from("Email,Name\n");
+    for n in 0..40 {
+        many.push_str(&format!("p{n}@x.com,Person {n}\n"));
+    }
+    i.import_ok(&t, &i.file("many.csv", &many), &[]);
+    let few: String = many.lines().take(6).map(|l| format!("{l}\n")).collect();
+    let (code, s) = i.import(&t, &i.file("few.csv", &few), &[]);
+    assert_eq!((code, s["status"].as_str()), (1, Some("held")), "{s:#}");
+    let reason = s["reason"].as_str().unwrap();
+    assert!(reason.contains("would deactivate 35 of 40"), "{reason}");
+    assert_eq!(i.emails(&t, false).len(), 40, "nothing applied while held");
+    let run = s["run_id"].as_str().unwrap();
+    let ran = i.roster(&["approve", "--tenant", &t, "--json", run]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let s = ran.json();
+    assert_eq!(s["status"], "applied");
+    assert_eq!(s["deactivated"], 35);
+    assert_eq!(i.emails(&t, false).len(), 5);
+}
+
+pub fn a_tenant_mapping_rescues_an_unknown_column(i: &Install) {
+    let t = tenant("fr");
+    let f = i.file(
+        "fr.csv",
+        "Courriel,Nom complet\nmarie@exemple.fr,Marie Curie\n",
+    );
+    let (code, _) = i.import(&t, &f, &[]);
+    assert_eq!(code, 2);
+    for (header, target) in [("Courriel", "email"), ("Nom complet", "name")] {
+        let ran = i.roster(&["mapping", "set", "--tenant", &t, header, target]);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+    }
+    let bad = i.roster(&["mapping", "set", "--tenant", &t, "X", "shoe_size"]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("not a field name"));
+    i.import_ok(&t, &f, &[]);
+    let rows = i.directory(&t, false);
+    assert_eq!(rows[0]["email"], "marie@exemple.fr");
+    assert_eq!(rows[0]["last_name"], "Curie");
+}
+
+pub fn web_service_json_and_seed_tsv(i: &Install) {
+    let t = tenant("veris");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let s = i.import_ok(&t, &fixtures.join("veris.json"), &[]);
+    assert_eq!(s["created"], 2);
+    let rows = i.directory(&t, false);
+    assert_eq!(rows[0]["email"], "ak@veris.in");
+    assert_eq!(rows[0]["job_title"], "Software Engineer");
+    assert_eq!(rows[1]["email"], "neha.sharma@veris.in");
+    assert_eq!(rows[1]["group"], "Mumbai Office");
+    let t = tenant("widget");
+    i.import_ok(&t, &fixtures.join("people.tsv"), &["--format", "tsv"]);
+    let rows = i.directory(&t, false);
+    assert_eq!(rows[1]["last_name"], "Lefèvre");
+    assert_eq!(rows[1]["organization"], "Widget France");
+    assert_eq!(rows[0]["time_zone"], "Central Time (US & Canada)");
+}
+
+pub fn bad_arguments_exit_1(i: &Install) {
+    let ran = i.roster(&["import", "--tenant", "../etc", "x.csv"]);
+    assert_ne!(ran.code, 0);
+    let ran = i.roster(&["import", "--tenant", "acme", "/no/such/file.csv"]);
+    assert_eq!(ran.code, 1);
+    assert!(ran.stderr.contains("/no/such/file.csv"), "{}", ran.stderr);
+}
+
+/// Runs every case above against one backend, one test each.
+macro_rules! backends {
+    ($backend:ident, $make:expr, [$($case:ident),* $(,)?]) => {
+        mod $backend {
+            $(
+                #[test]
+                fn $case() {
+                    let install = $make;
+                    super::$case(&install);
+                }
+            )*
+        }
+    };
+}
+
+backends!(
+    embedded,
+    crate::harness::Install::embedded(),
+    [
+        import_then_directory,
+        reimport_changes_nothing,
+        full_mode_deactivates_the_missing_and_keeps_them,
+        delta_mode_changes_only_rows_present,
+        tenants_with_the_same_emails_are_kept_apart,
+        a_rejected_file_exits_2_and_writes_nothing,
+        an_empty_full_file_deactivates_nobody,
+        row_errors_are_reported_and_the_rest_applied,
+        a_failed_row_does_not_deactivate_its_person,
+        dry_run_writes_nothing,
+        mass_deactivation_is_held_until_approved,
+        a_tenant_mapping_rescues_an_unknown_column,
+        web_service_json_and_seed_tsv,
+        bad_arguments_exit_1,
+    ]
+);

@@ -1,0 +1,137 @@
+//! The inbox poller: finished files only, each once, with the right mode.
+
+use roster_fetcher::{InboxState, poll_inbox};
+use roster_shared::db::runs;
+use roster_shared::ids::TenantId;
+
+use crate::pipeline::app;
+
+#[tokio::test]
+async fn inbox_files_are_taken_when_finished_and_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir).await;
+    let inbox = app.settings.inbox_dir();
+    let acme = inbox.join("acme");
+    std::fs::create_dir_all(acme.join("delta")).unwrap();
+    std::fs::create_dir_all(inbox.join("not a tenant")).unwrap();
+    std::fs::write(inbox.join("not a tenant/x.csv"), "Email\na@x.com\n").unwrap();
+    std::fs::write(acme.join("people.csv"), "Email\na@x.com\n").unwrap();
+    std::fs::write(acme.join("upload.csv.part"), "Email\n").unwrap();
+    std::fs::write(acme.join(".hidden.csv"), "Email\n").unwrap();
+    let mut state = InboxState::default();
+
+    // First sight: size and time not yet known to be stable.
+    let first = poll_inbox(&app.services, &inbox, &mut state).await.unwrap();
+    assert!(first.is_empty(), "a file seen once may still be uploading");
+    // Unchanged at the next poll: taken.
+    let second = poll_inbox(&app.services, &inbox, &mut state).await.unwrap();
+    assert_eq!(second.len(), 1);
+    let tenant = TenantId::new("acme").unwrap();
+    let run = runs::get(&app.services.db, &tenant, second[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            run.file_name.as_str(),
+            run.mode.as_str(),
+            run.source.as_str()
+        ),
+        ("people.csv", "full", "inbox")
+    );
+    assert!(
+        app.services.blobs.exists(&run.blob_key).await.unwrap(),
+        "stored before handed on"
+    );
+    // Never twice.
+    assert!(
+        poll_inbox(&app.services, &inbox, &mut state)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A `.done` marker makes a file ready at first sight; `delta/` means delta.
+    std::fs::write(acme.join("delta/changes.csv"), "Email\nb@x.com\n").unwrap();
+    std::fs::write(acme.join("delta/changes.csv.done"), "").unwrap();
+    let marked = poll_inbox(&app.services, &inbox, &mut state).await.unwrap();
+    assert_eq!(marked.len(), 1);
+    let run = runs::get(&app.services.db, &tenant, marked[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (run.file_name.as_str(), run.mode.as_str()),
+        ("delta/changes.csv", "delta")
+    );
+
+    // A new version of a taken file (new size) is a new delivery.
+    std::fs::write(acme.join("people.csv"), "Email\na@x.com\nc@x.com\n").unwrap();
+    assert!(
+        poll_inbox(&app.services, &inbox, &mut state)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        poll_inbox(&app.services, &inbox, &mut state)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let all = runs::list(&app.services.db, &tenant, 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+}
+
+#[tokio::test]
+async fn a_run_that_was_never_announced_is_announced_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, memory) = app(&dir).await;
+    let tenant = TenantId::new("acme").unwrap();
+    let id = roster_shared::ids::RunId::new();
+    runs::create(
+        &app.services.db,
+        &runs::NewRun {
+            tenant: tenant.clone(),
+            id,
+            source: "inbox".into(),
+            file_name: "lost.csv".into(),
+            blob_key: "raw/acme/0".into(),
+            sha256: "0".into(),
+            size: 1,
+            format: roster_shared::envelope::Format::Csv,
+            mode: roster_shared::envelope::SyncMode::Full,
+            encoding: None,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let fresh =
+        roster_fetcher::resend_unpublished(&app.services, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+    assert_eq!(
+        fresh, 0,
+        "too young: its fetcher may still be announcing it"
+    );
+    let sent = roster_fetcher::resend_unpublished(&app.services, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(sent, 1);
+    assert_eq!(memory.len(roster_shared::transport::Queue::Fetched), 1);
+    assert!(
+        runs::get(&app.services.db, &tenant, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .published
+    );
+    assert_eq!(
+        roster_fetcher::resend_unpublished(&app.services, std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0
+    );
+}

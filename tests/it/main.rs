@@ -1,0 +1,9 @@
+//! Roster's integration suite: one test binary (so the workspace links once), modules by
+//! subject. End-to-end cases are written once in `e2e` and run against every backend the
+//! harness offers.
+
+mod e2e;
+mod fetcher;
+mod harness;
+mod pipeline;
+mod property;

@@ -1,0 +1,362 @@
+//! Stage behaviour in process, on the in-memory transport and SQLite: idempotent batches,
+//! stale changes, events, run ordering, re-announcing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use roster::App;
+use roster::pipeline::{Pipeline, wait_for_run};
+use roster_fetcher::Submission;
+use roster_shared::change::{Change, ChangeKind, RowState};
+use roster_shared::config::Settings;
+use roster_shared::db::runs::{self, NewRun};
+use roster_shared::db::{RunState, people};
+use roster_shared::envelope::{
+    ChangesReady, Envelope, EventBatch, Format, SnapshotParsed, SyncMode,
+};
+use roster_shared::ids::{MessageId, RunId, TenantId};
+use roster_shared::person::{Field, Person};
+use roster_shared::stage::NoProgress;
+use roster_shared::transport::Queue;
+use roster_shared::transport::memory::MemoryTransport;
+use tempfile::TempDir;
+
+/// An embedded install in a temp folder, with the memory transport kept at hand.
+pub async fn app(dir: &TempDir) -> (App, MemoryTransport) {
+    let mut settings = Settings::from_env().unwrap();
+    settings.database_url = format!("sqlite://{}", dir.path().join("roster.db").display());
+    settings.data_dir = dir.path().join("data");
+    settings.amqp_url = None;
+    settings.retry_base_ms = 20;
+    let mut app = App::open(settings, Arc::new(NoProgress)).await.unwrap();
+    let memory = MemoryTransport::new(8);
+    app.services.transport = Arc::new(memory.clone());
+    (app, memory)
+}
+
+/// Imports `csv` for `tenant` through a pipeline started for it; returns the final run.
+pub async fn import(app: &App, tenant: &TenantId, csv: &str, mode: SyncMode) -> RunId {
+    let path = app
+        .settings
+        .data_dir
+        .join(format!("{}.csv", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, csv).unwrap();
+    let mut pipeline = Pipeline::start(app, false);
+    let run = roster_fetcher::submit(&app.services, submission(tenant, &path, mode))
+        .await
+        .unwrap();
+    let done = pipeline.wait_for(app, tenant, run).await.unwrap();
+    pipeline.stop().await.unwrap();
+    assert_eq!(done.state, "applied", "{:?}", done.reason);
+    run
+}
+
+fn submission(tenant: &TenantId, path: &std::path::Path, mode: SyncMode) -> Submission {
+    Submission {
+        tenant: tenant.clone(),
+        source: "test".into(),
+        path: path.to_owned(),
+        file_name: "people.csv".into(),
+        format: Format::Auto,
+        mode,
+        encoding: None,
+        seen: None,
+    }
+}
+
+async fn person(app: &App, tenant: &TenantId, email: &str) -> Person {
+    people::fetch(app.services.db.conn(), tenant, &[email])
+        .await
+        .unwrap()
+        .remove(email)
+        .unwrap()
+}
+
+/// A run planned as generation 1 with `batches` batches, as the differ would leave it.
+async fn planned_run(app: &App, tenant: &TenantId, batches: u32) -> RunId {
+    let db = &app.services.db;
+    let id = RunId::new();
+    runs::create(
+        db,
+        &NewRun {
+            tenant: tenant.clone(),
+            id,
+            source: "test".into(),
+            file_name: "hand-made".into(),
+            blob_key: "none".into(),
+            sha256: "0".into(),
+            size: 0,
+            format: Format::Csv,
+            mode: SyncMode::Delta,
+            encoding: None,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let parsed = SnapshotParsed {
+        snapshot_key: "none".into(),
+        rejects_key: "none".into(),
+        rows_read: 1,
+        accepted: 1,
+        rejected: 0,
+        mode: SyncMode::Delta,
+    };
+    assert!(
+        runs::mark_parsed(db, tenant, id, &parsed, &[], 0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(runs::begin_plan(db, tenant, id).await.unwrap(), Some(1));
+    assert!(
+        runs::set_plan(db, tenant, id, 1, batches, 0, 0)
+            .await
+            .unwrap()
+    );
+    id
+}
+
+fn batch(
+    tenant: &TenantId,
+    run: RunId,
+    n: u32,
+    of: u32,
+    changes: Vec<Change>,
+) -> Envelope<ChangesReady> {
+    Envelope::new(
+        MessageId::new(),
+        tenant.clone(),
+        run,
+        ChangesReady {
+            generation: 1,
+            batch: n,
+            of,
+            changes,
+        },
+    )
+}
+
+fn retitle(before: &Person, title: &str) -> Change {
+    let mut after = before.clone();
+    after.set(Field::JobTitle, title);
+    Change {
+        kind: ChangeKind::Updated,
+        email: before.email.clone(),
+        expected: Some(RowState::of(before)),
+        target: RowState::of(&after),
+        changed: after.changes_from(before),
+        person: Some(after),
+    }
+}
+
+const TWO: &str = "Email,Name,Title\na@x.com,A A,Engineer\nb@x.com,B B,Analyst\n";
+
+#[tokio::test]
+async fn a_batch_applied_twice_changes_nothing_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir).await;
+    let t = TenantId::new("t1").unwrap();
+    import(&app, &t, TWO, SyncMode::Full).await;
+    let a = person(&app, &t, "a@x.com").await;
+    let run = planned_run(&app, &t, 1).await;
+    let env = batch(&t, run, 1, 1, vec![retitle(&a, "Lead")]);
+    roster_writer::handle(&app.services, env.clone())
+        .await
+        .unwrap();
+    let after_first = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
+    assert_eq!(
+        (after_first.updated, after_first.state.as_str()),
+        (1, "applied")
+    );
+    assert_eq!(
+        person(&app, &t, "a@x.com").await.job_title.as_deref(),
+        Some("Lead")
+    );
+    // The same batch again (a redelivery): nothing changes, nothing is counted twice.
+    roster_writer::handle(&app.services, env).await.unwrap();
+    let after_second = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
+    assert_eq!(after_second.updated, 1);
+    assert_eq!(after_second.updated_at, after_first.updated_at);
+}
+
+#[tokio::test]
+async fn a_stale_change_is_a_conflict_and_the_run_is_planned_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, memory) = app(&dir).await;
+    let t = TenantId::new("t1").unwrap();
+    import(&app, &t, TWO, SyncMode::Full).await;
+    let a = person(&app, &t, "a@x.com").await;
+    let b = person(&app, &t, "b@x.com").await;
+    let mut stale_b = b.clone();
+    stale_b.set(Field::Phone, "was different");
+    let run = planned_run(&app, &t, 1).await;
+    let changes = vec![retitle(&a, "Lead"), retitle(&stale_b, "Boss")];
+    roster_writer::handle(&app.services, batch(&t, run, 1, 1, changes))
+        .await
+        .unwrap();
+    let r = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
+    assert_eq!((r.updated, r.conflicts), (1, 1));
+    assert_eq!(
+        r.state, "applying",
+        "not finished: it goes back to the differ"
+    );
+    assert_eq!(
+        person(&app, &t, "b@x.com").await,
+        b,
+        "a stale change is never applied"
+    );
+    assert_eq!(memory.len(Queue::Parsed), 1, "re-planning requested");
+}
+
+#[tokio::test]
+async fn batches_of_an_older_generation_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir).await;
+    let t = TenantId::new("t1").unwrap();
+    import(&app, &t, TWO, SyncMode::Full).await;
+    let a = person(&app, &t, "a@x.com").await;
+    let run = planned_run(&app, &t, 1).await;
+    // A re-plan started: generation 2.
+    assert_eq!(
+        runs::begin_plan(&app.services.db, &t, run).await.unwrap(),
+        Some(2)
+    );
+    roster_writer::handle(
+        &app.services,
+        batch(&t, run, 1, 1, vec![retitle(&a, "Lead")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(person(&app, &t, "a@x.com").await, a);
+}
+
+#[tokio::test]
+async fn every_change_is_announced_once_with_a_stable_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, memory) = app(&dir).await;
+    let mut events = memory.subscribe_events();
+    let t = TenantId::new("t1").unwrap();
+    import(&app, &t, TWO, SyncMode::Full).await;
+    import(
+        &app,
+        &t,
+        "Email,Name,Title\na@x.com,A A,Lead\n",
+        SyncMode::Full,
+    )
+    .await;
+    let mut seen = Vec::new();
+    while let Ok((key, msg)) = events.try_recv() {
+        let env = Envelope::<EventBatch>::from_bytes(&msg.payload).unwrap();
+        for e in env.body.events {
+            assert_eq!(e.event, key);
+            seen.push((key.clone(), e.email, e.event_id, e.changed.len()));
+        }
+    }
+    seen.sort();
+    let kinds: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|(k, e, _, _)| (k.as_str(), e.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("employee.created", "a@x.com"),
+            ("employee.created", "b@x.com"),
+            ("employee.deactivated", "b@x.com"),
+            ("employee.updated", "a@x.com"),
+        ]
+    );
+    let updated = seen.iter().find(|s| s.0 == "employee.updated").unwrap();
+    assert_eq!(updated.3, 1, "one changed field: job_title");
+    let ids: std::collections::HashSet<_> = seen.iter().map(|s| s.2).collect();
+    assert_eq!(ids.len(), 4);
+}
+
+#[tokio::test]
+async fn a_later_run_waits_until_the_earlier_one_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir).await;
+    let t = TenantId::new("t1").unwrap();
+    // Run 1 is stuck in `fetched` (its fetcher died before announcing it).
+    let stuck = RunId::new();
+    runs::create(
+        &app.services.db,
+        &NewRun {
+            tenant: t.clone(),
+            id: stuck,
+            source: "test".into(),
+            file_name: "stuck.csv".into(),
+            blob_key: "none".into(),
+            sha256: "0".into(),
+            size: 0,
+            format: Format::Csv,
+            mode: SyncMode::Full,
+            encoding: None,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let path = dir.path().join("second.csv");
+    std::fs::write(&path, TWO).unwrap();
+    let mut pipeline = Pipeline::start(&app, false);
+    let second = roster_fetcher::submit(&app.services, submission(&t, &path, SyncMode::Full))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let waiting = runs::get(&app.services.db, &t, second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(waiting.state, "parsed", "run 2 must wait for run 1");
+    runs::fail(&app.services.db, &t, stuck, RunState::Failed, "given up")
+        .await
+        .unwrap();
+    let done = pipeline.wait_for(&app, &t, second).await.unwrap();
+    pipeline.stop().await.unwrap();
+    assert_eq!(done.state, "applied");
+}
+
+#[tokio::test]
+async fn an_old_run_replayed_after_a_newer_one_is_superseded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir).await;
+    let t = TenantId::new("t1").unwrap();
+    let old = import(&app, &t, TWO, SyncMode::Full).await;
+    import(&app, &t, "Email\na@x.com\n", SyncMode::Full).await;
+    // Pretend the old run's plan comes around again (a replayed dead letter).
+    let db = &app.services.db;
+    runs::transition(
+        db.conn(),
+        &t,
+        old,
+        &[RunState::Applied],
+        RunState::Parsed,
+        None,
+    )
+    .await
+    .unwrap();
+    let model = runs::get(db, &t, old).await.unwrap().unwrap();
+    let env = Envelope::new(MessageId::new(), t.clone(), old, runs::parsed_body(&model));
+    let pipeline = Pipeline::start(&app, false);
+    app.services
+        .transport
+        .publish(
+            Queue::Parsed,
+            vec![roster_shared::stage::message(&env, None)],
+        )
+        .await
+        .unwrap();
+    let done = wait_for_run(&app, &t, old).await.unwrap();
+    pipeline.stop().await.unwrap();
+    assert_eq!(done.state, "superseded");
+    let active: Vec<String> = people::load_index(db, &t, old)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.state.active)
+        .map(|e| e.email.to_string())
+        .collect();
+    assert_eq!(active, ["a@x.com"], "the newer delivery stands");
+}
