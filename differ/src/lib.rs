@@ -116,11 +116,12 @@ pub async fn handle(
         return Ok(());
     };
     let index = Arc::new(people::load_index(db, tenant, run_id).await?);
+    let index_ms = started.elapsed().as_millis() as u64;
     let file = services.blobs.open(&env.body.snapshot_key).await?;
     let summary = {
         let index = index.clone();
         tokio::task::spawn_blocking(move || {
-            plan::summarize(&index, SnapshotReader::new(file), mode)
+            plan::summarize(&index, &mut SnapshotReader::new(file), mode)
         })
         .await
         .map_err(|e| StageError::Internal(e.to_string()))?
@@ -178,6 +179,7 @@ pub async fn handle(
         reactivated = summary.counts.reactivated,
         unchanged = summary.unchanged,
         batches,
+        index_ms,
         ms = started.elapsed().as_millis() as u64,
         "planned"
     );
@@ -206,7 +208,7 @@ fn produce(
 ) -> Result<(), StageError> {
     let mut batch = Vec::with_capacity(CHANGE_BATCH_SIZE);
     let mut closed = false;
-    plan::merge(index, SnapshotReader::new(file), mode, |step| {
+    plan::merge(index, &mut SnapshotReader::new(file), mode, |step| {
         let pending = match step {
             Step::Create(entry) => Pending::Create(entry),
             Step::Modify {
@@ -425,7 +427,7 @@ pub async fn dry_run(
     let summary = {
         let (index, file) = (index.clone(), open()?);
         tokio::task::spawn_blocking(move || {
-            plan::summarize(&index, SnapshotReader::new(file), mode)
+            plan::summarize(&index, &mut SnapshotReader::new(file), mode)
         })
         .await
         .map_err(|e| StageError::Internal(e.to_string()))?

@@ -4,7 +4,9 @@
 use roster_shared::change::{ChangeCounts, ChangeKind, RowState};
 use roster_shared::db::people::IndexEntry;
 use roster_shared::envelope::SyncMode;
-use roster_shared::snapshot::{SnapshotEntry, SnapshotError};
+use std::io::Read;
+
+use roster_shared::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
 
 /// What the comparison decided for one person.
 #[derive(Debug, Clone)]
@@ -54,9 +56,9 @@ fn kind_of(stored: RowState, new: RowState) -> Option<ChangeKind> {
 }
 
 /// Walks `index` and `snapshot` together, calling `step` once per person in either.
-pub fn merge(
+pub fn merge<R: Read>(
     index: &[IndexEntry],
-    snapshot: impl Iterator<Item = Result<SnapshotEntry, SnapshotError>>,
+    snapshot: &mut SnapshotReader<R>,
     mode: SyncMode,
     mut step: impl FnMut(Step) -> Result<(), SnapshotError>,
 ) -> Result<(), SnapshotError> {
@@ -68,21 +70,21 @@ pub fn merge(
         }
     };
     let mut i = 0;
-    for entry in snapshot {
-        let entry = entry?;
+    while let Some(entry) = snapshot.next_ref()? {
         while i < index.len() && *index[i].email < *entry.email {
             step(absent(i))?;
             i += 1;
         }
         let matched = i < index.len() && *index[i].email == *entry.email;
+        // Only changes own their record; equal people cost a comparison.
         let s = match (matched, entry.protected) {
             (_, true) => Step::Skip,
-            (false, false) => Step::Create(entry),
+            (false, false) => Step::Create(entry.to_owned()),
             (true, false) => match kind_of(index[i].state, entry.state) {
                 None if index[i].changed_by_run => Step::AlreadyApplied,
                 None => Step::Unchanged,
                 Some(kind) => Step::Modify {
-                    entry,
+                    entry: entry.to_owned(),
                     stored: i,
                     kind,
                 },
@@ -101,9 +103,9 @@ pub fn merge(
 }
 
 /// Counts what a plan would do, without decoding any record.
-pub fn summarize(
+pub fn summarize<R: Read>(
     index: &[IndexEntry],
-    snapshot: impl Iterator<Item = Result<SnapshotEntry, SnapshotError>>,
+    snapshot: &mut SnapshotReader<R>,
     mode: SyncMode,
 ) -> Result<PlanSummary, SnapshotError> {
     let mut summary = PlanSummary::default();
@@ -126,7 +128,7 @@ mod tests {
 
     use proptest::prelude::*;
     use roster_shared::person::{Field, Person};
-    use roster_shared::snapshot::{SnapshotReader, encode_line, encode_protected};
+    use roster_shared::snapshot::{encode_line, encode_protected};
 
     use super::*;
 
@@ -166,7 +168,7 @@ mod tests {
     fn apply(stored: &Stored, snapshot: &[u8], mode: SyncMode) -> Stored {
         let idx = index(stored);
         let mut out = stored.clone();
-        merge(&idx, SnapshotReader::new(snapshot), mode, |step| {
+        merge(&idx, &mut SnapshotReader::new(snapshot), mode, |step| {
             match step {
                 Step::Create(e) | Step::Modify { entry: e, .. } => {
                     out.insert(e.email.clone(), e.state);
@@ -224,7 +226,7 @@ mod tests {
             }
             prop_assert_eq!(after.len(), stored.keys().chain(snap.iter().filter(|(_, r)| r.is_some()).map(|(e, _)| e)).collect::<std::collections::BTreeSet<_>>().len());
             // Planning again against the result finds nothing left to do.
-            let again = summarize(&index(&after), SnapshotReader::new(&bytes[..]), SyncMode::Full).unwrap();
+            let again = summarize(&index(&after), &mut SnapshotReader::new(&bytes[..]), SyncMode::Full).unwrap();
             prop_assert_eq!(again.counts.total(), 0);
         }
 
@@ -242,7 +244,7 @@ mod tests {
         #[test]
         fn summaries_count_what_the_steps_do(stored in stored(), snap in snapshot()) {
             let bytes = snapshot_bytes(&snap);
-            let s = summarize(&index(&stored), SnapshotReader::new(&bytes[..]), SyncMode::Full).unwrap();
+            let s = summarize(&index(&stored), &mut SnapshotReader::new(&bytes[..]), SyncMode::Full).unwrap();
             let listed = snap.values().filter(|r| r.is_some()).count() as u64;
             let created = snap.iter().filter(|(e, r)| r.is_some() && !stored.contains_key(*e)).count() as u64;
             let absent_active = stored.iter().filter(|(e, st)| st.active && !snap.contains_key(*e)).count() as u64;

@@ -11,11 +11,25 @@ use crate::rows::RowOutcome;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    /// The email's first 16 bytes, big-endian and zero-padded: most comparisons end here,
+    /// without touching the arena.
+    prefix: u128,
     start: usize,
     len: u32,
+    email_len: u32,
     ordinal: u32,
     line: u64,
     protected: bool,
+}
+
+/// Offset of the email in an encoded snapshot line (after the hash and the flag).
+const EMAIL_AT: usize = 19;
+
+fn prefix_of(email: &[u8]) -> u128 {
+    let mut bytes = [0u8; 16];
+    let n = email.len().min(16);
+    bytes[..n].copy_from_slice(&email[..n]);
+    u128::from_be_bytes(bytes)
 }
 
 /// Collects rows as they are read.
@@ -32,28 +46,34 @@ impl Collector {
     /// Adds the outcome of one row that starts at `line` (0 when unknown).
     pub fn push(&mut self, outcome: RowOutcome, line: u64) {
         let start = self.arena.len();
-        let protected = match outcome {
+        let (protected, email_len) = match outcome {
             RowOutcome::Blank => return,
             RowOutcome::Person(p) => {
                 encode_line(&p, &mut self.arena);
-                false
+                (false, p.email.len())
             }
             RowOutcome::Rejected { email, errors } => {
                 self.rejected += 1;
                 self.errors.extend(errors);
                 match email {
-                    Some(email) => encode_protected(&email, &mut self.arena),
+                    Some(email) => {
+                        encode_protected(&email, &mut self.arena);
+                        (true, email.len())
+                    }
                     None => {
                         self.rows_read += 1;
                         return;
                     }
                 }
-                true
             }
         };
+        let email = &self.arena[start + EMAIL_AT..start + EMAIL_AT + email_len];
+        debug_assert_eq!(email, line_email(&self.arena[start..]));
         self.entries.push(Entry {
+            prefix: prefix_of(email),
             start,
             len: (self.arena.len() - start) as u32,
+            email_len: email_len as u32,
             ordinal: self.rows_read as u32,
             line,
             protected,
@@ -77,10 +97,11 @@ impl Collector {
     /// Sorts and de-duplicates. `email_column` labels duplicate-email errors.
     pub fn finish(mut self, email_column: impl Fn(u32) -> Option<String>) -> ParsedFile {
         let arena = std::mem::take(&mut self.arena);
-        let email = |e: &Entry| line_email(&arena[e.start..e.start + e.len as usize]);
+        let email = |e: &Entry| &arena[e.start + EMAIL_AT..e.start + EMAIL_AT + e.email_len as usize];
         self.entries.sort_unstable_by(|a, b| {
-            email(a)
-                .cmp(email(b))
+            a.prefix
+                .cmp(&b.prefix)
+                .then_with(|| email(a).cmp(email(b)))
                 .then(a.protected.cmp(&b.protected))
                 .then(a.ordinal.cmp(&b.ordinal))
         });

@@ -106,8 +106,9 @@ impl<R: Read> SnapshotReader<R> {
         }
     }
 
-    /// The next entry, `None` at the end.
-    pub fn next_entry(&mut self) -> Result<Option<SnapshotEntry>, SnapshotError> {
+    /// The next entry, borrowed from the reader's buffer (no allocation), `None` at the
+    /// end. Use [`EntryRef::to_owned`] to keep it.
+    pub fn next_ref(&mut self) -> Result<Option<EntryRef<'_>>, SnapshotError> {
         self.buf.clear();
         if self.input.read_until(b'\n', &mut self.buf)? == 0 {
             return Ok(None);
@@ -120,7 +121,7 @@ impl<R: Read> SnapshotReader<R> {
         };
         let text = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
         let mut parts = text.splitn(4, |&b| b == b'\t');
-        let (Some(hash), Some(active), Some(email), Some(json)) =
+        let (Some(hash), Some(flag), Some(email), Some(json)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(malformed("expected four tab-separated parts"));
@@ -129,26 +130,56 @@ impl<R: Read> SnapshotReader<R> {
             .ok()
             .and_then(|h| u64::from_str_radix(h, 16).ok())
             .ok_or_else(|| malformed("bad hash"))? as i64;
-        let (active, protected) = match active {
+        let (active, protected) = match flag {
             b"a" => (true, false),
             b"i" => (false, false),
             b"r" => (false, true),
             _ => return Err(malformed("bad flag")),
         };
-        let email = std::str::from_utf8(email)
-            .map_err(|_| malformed("email is not UTF-8"))?
-            .to_owned();
-        if line > 1 && email <= self.last_email {
+        let email = std::str::from_utf8(email).map_err(|_| malformed("email is not UTF-8"))?;
+        if line > 1 && email <= self.last_email.as_str() {
             return Err(SnapshotError::Unsorted { line });
         }
-        self.last_email.clone_from(&email);
-        Ok(Some(SnapshotEntry {
+        self.last_email.clear();
+        self.last_email.push_str(email);
+        Ok(Some(EntryRef {
             state: RowState { hash, active },
             email,
             protected,
-            json: json.to_vec(),
+            json,
             line,
         }))
+    }
+
+    /// The next entry, owned, `None` at the end.
+    pub fn next_entry(&mut self) -> Result<Option<SnapshotEntry>, SnapshotError> {
+        Ok(self.next_ref()?.map(|e| e.to_owned()))
+    }
+}
+
+/// One line of a snapshot, borrowed from the reader.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRef<'a> {
+    /// The person's state (content hash and activity).
+    pub state: RowState,
+    /// The key.
+    pub email: &'a str,
+    /// Whether this only protects a person whose row was rejected.
+    pub protected: bool,
+    json: &'a [u8],
+    line: u64,
+}
+
+impl EntryRef<'_> {
+    /// An owned copy.
+    pub fn to_owned(&self) -> SnapshotEntry {
+        SnapshotEntry {
+            state: self.state,
+            email: self.email.to_owned(),
+            protected: self.protected,
+            json: self.json.to_vec(),
+            line: self.line,
+        }
     }
 }
 

@@ -248,12 +248,26 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
+        // Emails sort and compare in plain byte order on every backend (as Rust compares
+        // them; the differ merges sorted lists), and on SQLite the directory is clustered
+        // on its key, so a tenant's index is read in key order without a lookup per row.
+        let mut people = Table::create();
+        let mut email = string(People::Email);
+        match m.get_database_backend() {
+            sea_orm::DbBackend::Sqlite => {
+                people.extra("WITHOUT ROWID");
+            }
+            sea_orm::DbBackend::Postgres => {
+                email.extra("COLLATE \"C\"");
+            }
+            _ => {}
+        }
         m.create_table(
-            Table::create()
+            people
                 .table(People::Table)
                 .if_not_exists()
                 .col(string(People::TenantId))
-                .col(string(People::Email))
+                .col(email)
                 .col(text_null(People::EmployeeId))
                 .col(text_null(People::FirstName))
                 .col(text_null(People::LastName))
