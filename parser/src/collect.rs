@@ -97,7 +97,8 @@ impl Collector {
     /// Sorts and de-duplicates. `email_column` labels duplicate-email errors.
     pub fn finish(mut self, email_column: impl Fn(u32) -> Option<String>) -> ParsedFile {
         let arena = std::mem::take(&mut self.arena);
-        let email = |e: &Entry| &arena[e.start + EMAIL_AT..e.start + EMAIL_AT + e.email_len as usize];
+        let email =
+            |e: &Entry| &arena[e.start + EMAIL_AT..e.start + EMAIL_AT + e.email_len as usize];
         self.entries.sort_unstable_by(|a, b| {
             a.prefix
                 .cmp(&b.prefix)

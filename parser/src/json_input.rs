@@ -81,14 +81,14 @@ impl Ctx<'_> {
         for (key, value) in map {
             let role = self.role(&key);
             let label = format!("{path}.{key}");
-            if !matches!(role, Role::Ignore | Role::Extra(_)) {
-                if let Some(other) = seen.insert(role.clone(), key.clone()) {
-                    errors.push(RowError {
-                        line: Some(line),
-                        column: Some(label.clone()),
-                        message: format!("keys {other:?} and {key:?} mean the same field"),
-                    });
-                }
+            if !matches!(role, Role::Ignore | Role::Extra(_))
+                && let Some(other) = seen.insert(role.clone(), key.clone())
+            {
+                errors.push(RowError {
+                    line: Some(line),
+                    column: Some(label.clone()),
+                    message: format!("keys {other:?} and {key:?} mean the same field"),
+                });
             }
             let text = match value {
                 Value::String(s) => s,
@@ -136,7 +136,7 @@ impl Ctx<'_> {
         };
         let mut out = self.out.borrow_mut();
         out.push(outcome, line);
-        if out.rows_read() % 10_000 == 0 {
+        if out.rows_read().is_multiple_of(10_000) {
             self.progress.rows_read(10_000);
         }
     }

@@ -60,9 +60,12 @@ fn every_email_alias_is_the_key() {
     }
 }
 
+/// Reads one field of a person.
+type Getter = fn(&Person) -> Option<&str>;
+
 #[test]
 fn field_aliases_map_to_canonical_fields() {
-    let cases: &[(&str, &str, fn(&Person) -> Option<&str>)] = &[
+    let cases: &[(&str, &str, Getter)] = &[
         ("Designation", "Engineer", |p| p.job_title.as_deref()),
         ("Title", "Engineer", |p| p.job_title.as_deref()),
         ("Job Title", "Engineer", |p| p.job_title.as_deref()),

@@ -101,6 +101,12 @@ macro_rules! uuid_id {
             }
         }
 
+        impl Default for $name {
+            fn default() -> Self {
+                Self::$new()
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.fmt(f)

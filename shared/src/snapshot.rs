@@ -30,7 +30,7 @@ pub fn encode_line(person: &Person, out: &mut Vec<u8>) {
 
 /// Appends the line that protects `email` (a rejected row) to `out`.
 pub fn encode_protected(email: &str, out: &mut Vec<u8>) {
-    write!(out, "{:016x}\tr\t{email}\t{{}}\n", 0).expect("writing to a Vec cannot fail");
+    writeln!(out, "{:016x}\tr\t{email}\t{{}}", 0).expect("writing to a Vec cannot fail");
 }
 
 /// The email of an encoded line (as written by [`encode_line`]).

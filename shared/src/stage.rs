@@ -182,12 +182,11 @@ async fn handle<T, H, Fut>(
             } else {
                 RunState::Failed
             };
-            if let (Ok(tenant), Ok(run)) = (TenantId::new(tenant), run.parse::<RunId>()) {
-                if let Err(e) =
+            if let (Ok(tenant), Ok(run)) = (TenantId::new(tenant), run.parse::<RunId>())
+                && let Err(e) =
                     runs::fail(&services.db, &tenant, run, state, &err.to_string()).await
-                {
-                    warn!(error = %e, "could not mark the run failed; `roster dlq` will");
-                }
+            {
+                warn!(error = %e, "could not mark the run failed; `roster dlq` will");
             }
         }
     }

@@ -86,20 +86,6 @@ impl Install {
         self.dir.path()
     }
 
-    /// Sets an environment variable for every later command.
-    pub fn set_env(&mut self, key: &str, value: &str) {
-        self.env.retain(|(k, _)| k != key);
-        self.env.push((key.into(), value.into()));
-    }
-
-    /// The value of one of the install's environment variables.
-    pub fn env(&self, key: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
     /// A command for binary `name` with the install's environment (and no stray
     /// `ROSTER_*` from the caller's).
     pub fn command(&self, name: &str) -> Command {

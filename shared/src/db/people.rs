@@ -63,7 +63,12 @@ pub async fn load_index(db: &Db, tenant: &TenantId, run: RunId) -> Result<Vec<In
             .query_one_raw(raw(
                 db.backend(),
                 sql,
-                vec![tv(tenant), after.clone().into(), run.clone().into(), INDEX_PAGE.into()],
+                vec![
+                    tv(tenant),
+                    after.clone().into(),
+                    run.clone().into(),
+                    INDEX_PAGE.into(),
+                ],
             ))
             .await?
             .ok_or_else(|| bad("page"))?;
