@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use roster::commands::{admin, directory, import, runs, serve};
+use roster::commands::{admin, directory, dlq, import, runs, serve};
 use roster_shared::config::Settings;
 
 /// Keeps each tenant's employee directory in sync with the files it delivers.
@@ -33,6 +33,9 @@ enum Command {
     Mapping(admin::MappingCommand),
     /// Lets a run held by the mass-deactivation brake go ahead.
     Approve(admin::ApproveArgs),
+    /// Messages the stages gave up on: list, show, replay, drop.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Runs all four stages until SIGTERM, polling $ROSTER_DATA_DIR/inbox/<tenant>/.
     Serve,
     /// Measures import speed and memory on synthetic people.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
             Command::Migrate => admin::migrate(s).await,
             Command::Mapping(cmd) => admin::mapping(s, cmd).await,
             Command::Approve(args) => admin::approve(s, args).await,
+            Command::Dlq(cmd) => dlq::run(s, cmd).await,
             Command::Serve => serve::run(s).await,
             Command::Bench(args) => roster::bench::run(s, args).await,
         }

@@ -43,6 +43,16 @@ pub struct DifferConfig {
     pub brake: Brake,
 }
 
+impl DifferConfig {
+    /// The differ's settings from the install's.
+    pub fn from_settings(settings: &roster_shared::config::Settings) -> Self {
+        DifferConfig {
+            consume: ConsumeOptions::from_settings(settings),
+            brake: settings.brake(),
+        }
+    }
+}
+
 /// Runs the differ stage until `shutdown`.
 pub async fn run(
     config: DifferConfig,

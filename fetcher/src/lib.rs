@@ -37,6 +37,17 @@ pub struct FetcherConfig {
     pub resend_after: Duration,
 }
 
+impl FetcherConfig {
+    /// The fetcher's settings from the install's.
+    pub fn from_settings(settings: &roster_shared::config::Settings) -> Self {
+        FetcherConfig {
+            inbox: settings.inbox_dir(),
+            poll_interval: Duration::from_millis(settings.poll_interval_ms),
+            resend_after: Duration::from_secs(30),
+        }
+    }
+}
+
 /// One file to bring in.
 #[derive(Debug, Clone)]
 pub struct Submission {

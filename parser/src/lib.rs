@@ -91,6 +91,15 @@ pub struct ParserConfig {
     pub consume: ConsumeOptions,
 }
 
+impl ParserConfig {
+    /// The parser's settings from the install's.
+    pub fn from_settings(settings: &roster_shared::config::Settings) -> Self {
+        ParserConfig {
+            consume: ConsumeOptions::from_settings(settings),
+        }
+    }
+}
+
 /// Runs the parser stage until `shutdown`.
 pub async fn run(
     config: ParserConfig,

@@ -10,6 +10,8 @@
 //! - [`snapshot`]: the sorted snapshot format between parser and differ;
 //! - [`db`]: entities, migrations and tenant-scoped queries on SQLite or PostgreSQL;
 //! - [`stage`]: the services a stage gets and the consume loop that settles messages;
+//! - [`runner`]: opening services from settings and running a stage as a process;
+//! - [`health`]: readiness and liveness probes;
 //! - [`config`], [`error`], [`telemetry`], [`brake`].
 
 pub mod blob;
@@ -19,8 +21,10 @@ pub mod config;
 pub mod db;
 pub mod envelope;
 pub mod error;
+pub mod health;
 pub mod ids;
 pub mod person;
+pub mod runner;
 pub mod snapshot;
 pub mod stage;
 pub mod telemetry;

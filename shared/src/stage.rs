@@ -72,6 +72,17 @@ pub struct ConsumeOptions {
     pub retry: RetryPolicy,
 }
 
+impl ConsumeOptions {
+    /// The options `settings` describe.
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        ConsumeOptions {
+            concurrency: settings.concurrency(),
+            prefetch: settings.prefetch,
+            retry: settings.retry(),
+        }
+    }
+}
+
 /// Builds the transport message for `envelope`, with the routing headers set.
 pub fn message<T: Serialize + DeserializeOwned>(
     envelope: &Envelope<T>,
@@ -160,7 +171,12 @@ async fn handle<T, H, Fut>(
                     Outcome::Retry { delay }
                 }
                 _ => {
-                    error!(error = %e, "giving up: dead-lettering");
+                    if e.is_rejection() {
+                        // Bad input is an outcome, not a fault: the run says why.
+                        info!(error = %e, "input refused: dead-lettering");
+                    } else {
+                        error!(error = %e, "giving up: dead-lettering");
+                    }
                     Outcome::DeadLetter(DeadLetterInfo {
                         reason: e.to_string(),
                         stage,

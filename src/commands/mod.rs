@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod directory;
+pub mod dlq;
 pub mod import;
 pub mod runs;
 pub mod serve;

@@ -37,6 +37,15 @@ pub struct WriterConfig {
     pub consume: ConsumeOptions,
 }
 
+impl WriterConfig {
+    /// The writer's settings from the install's.
+    pub fn from_settings(settings: &roster_shared::config::Settings) -> Self {
+        WriterConfig {
+            consume: ConsumeOptions::from_settings(settings),
+        }
+    }
+}
+
 /// Runs the writer stage until `shutdown`.
 pub async fn run(
     config: WriterConfig,

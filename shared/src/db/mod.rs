@@ -13,6 +13,7 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::ids::TenantId;
 
+pub mod dead_letters;
 pub mod entity;
 pub mod migration;
 pub mod people;

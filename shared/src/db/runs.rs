@@ -588,6 +588,27 @@ pub async fn finish_if_complete<C: ConnectionTrait>(
     Ok(n > 0)
 }
 
+/// Reopens a run that ended `failed` or `rejected` at state `to`, for a replayed message
+/// to continue from there: clears its reason and end time. Returns whether it reopened.
+pub async fn reopen(db: &Db, tenant: &TenantId, id: RunId, to: RunState) -> Result<bool, DbErr> {
+    let n = exec(
+        db.conn(),
+        raw(
+            db.backend(),
+            "UPDATE runs SET state = $1, reason = NULL, finished_at = NULL, updated_at = $2 \
+             WHERE id = $3 AND tenant_id = $4 AND state IN ('failed','rejected')",
+            vec![
+                to.name().into(),
+                Utc::now().into(),
+                id.to_string().into(),
+                tv(tenant),
+            ],
+        ),
+    )
+    .await?;
+    Ok(n > 0)
+}
+
 /// Clears a held run for planning again (`held` to `parsed`, approved). Returns whether
 /// it was held.
 pub async fn approve(db: &Db, tenant: &TenantId, id: RunId) -> Result<bool, DbErr> {

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::MessageId;
 
+pub mod amqp;
 pub mod memory;
 
 /// The stages of the pipeline, in order.
@@ -99,6 +100,11 @@ impl Queue {
             Queue::Parsed => "roster.parsed",
             Queue::Changes => "roster.changes",
         }
+    }
+
+    /// The queue named `base` (as [`Queue::base_name`] spells it).
+    pub fn from_base_name(base: &str) -> Option<Queue> {
+        Queue::ALL.into_iter().find(|q| q.base_name() == base)
     }
 
     /// The stage that consumes it.
@@ -293,6 +299,11 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// Takes the next message off `queue`'s dead-letter queue, if there is one. The
     /// message stays there until the delivery is acked.
     async fn next_dead_letter(&self, queue: Queue) -> Result<Option<Delivery>, TransportError>;
+
+    /// Whether the transport can move messages now (for readiness probes).
+    async fn check(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
 }
 
 /// Which transport to use.
@@ -319,9 +330,9 @@ impl TransportConfig {
             TransportConfig::Memory { capacity } => {
                 Ok(Arc::new(memory::MemoryTransport::new(*capacity)))
             }
-            TransportConfig::RabbitMq { .. } => Err(TransportError::Unavailable(
-                "this build has no RabbitMQ transport yet".into(),
-            )),
+            TransportConfig::RabbitMq { url, prefix } => {
+                Ok(Arc::new(amqp::AmqpTransport::connect(url, prefix).await?))
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! data has a `tenant_id` column, and the queries in [`crate::db`] always filter on it.
 
 pub mod column_mapping;
+pub mod dead_letter;
 pub mod fetched_file;
 pub mod person;
 pub mod run;

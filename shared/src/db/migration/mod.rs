@@ -4,6 +4,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_directory;
+mod m20261121_000002_dead_letters;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -11,6 +12,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261121_000001_directory::Migration)]
+        vec![
+            Box::new(m20261121_000001_directory::Migration),
+            Box::new(m20261121_000002_dead_letters::Migration),
+        ]
     }
 }

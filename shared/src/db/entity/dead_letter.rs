@@ -1,0 +1,46 @@
+//! `dead_letters`: messages a stage gave up on, drained from the dead-letter queues.
+
+use sea_orm::entity::prelude::*;
+
+/// One dead letter.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "dead_letters")]
+pub struct Model {
+    /// The message id (one message, however often it died).
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// The run, when the message belongs to one.
+    pub run_id: Option<String>,
+    /// Base name of the queue it came from (`roster.fetched`, ...).
+    pub queue: String,
+    /// The stage that gave up.
+    pub stage: String,
+    /// The file concerned, when known.
+    pub file_name: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// Attempts made the last time.
+    pub attempts: i32,
+    /// First time it was dead-lettered.
+    pub first_failed_at: DateTimeUtc,
+    /// Latest time it was dead-lettered.
+    pub last_failed_at: DateTimeUtc,
+    /// Its transport headers, as a JSON object.
+    pub headers: String,
+    /// The message itself (the envelope JSON).
+    pub payload: String,
+    /// `dead`, `replayed` or `dropped`.
+    pub status: String,
+    /// How often it was replayed.
+    pub replays: i32,
+    /// Last change of this row.
+    pub updated_at: DateTimeUtc,
+}
+
+/// No relations are navigated through the ORM.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

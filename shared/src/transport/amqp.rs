@@ -1,0 +1,628 @@
+//! The RabbitMQ transport (lapin).
+//!
+//! Topology, every name behind the configured prefix:
+//! - `roster.fetched`, `roster.parsed`, `roster.changes`: durable quorum queues, one per
+//!   consuming stage. A message that crashes its consumer again and again (delivery
+//!   limit) is dead-lettered by the broker, at least once, to the queue's `.dlq`.
+//! - `<queue>.retry.<ms>`: quorum queues with a message TTL that dead-letter back into
+//!   `<queue>` at least once: a retry or postponement waits there, no busy loop. Delays
+//!   round up to the next tier.
+//! - `<queue>.dlq`: durable quorum queues holding dead letters with their reason, stage,
+//!   attempts and times in headers.
+//! - `roster.events`: a durable topic exchange for downstream consumers.
+//!
+//! Publishing waits for the broker's confirms of the whole batch; a nack or an
+//! unroutable return is an error. A delivery is acked only when its consumer settles it;
+//! a retry or dead letter is published (and confirmed) before the original is acked.
+//! When the broker goes away, publishing fails with [`TransportError::Unavailable`] and
+//! consumer streams reconnect with backoff on their own; unsettled deliveries come back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::{Mutex, mpsc};
+use tracing::{info, warn};
+
+use super::{
+    DeadLetterInfo, Deliveries, Delivery, EVENTS_EXCHANGE, Message, Outcome, Queue, Settle,
+    Transport, TransportError, header,
+};
+use crate::ids::MessageId;
+
+/// Delay tiers of the retry queues, in milliseconds.
+pub const RETRY_TIERS_MS: [u64; 6] = [250, 1_000, 5_000, 15_000, 60_000, 300_000];
+
+/// Redeliveries after which the broker dead-letters a message that keeps killing its
+/// consumer (a crash, not an error: errors are settled by the consumer).
+const DELIVERY_LIMIT: i64 = 20;
+
+/// The RabbitMQ transport. Clones share one connection.
+#[derive(Clone)]
+pub struct AmqpTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    prefix: String,
+    live: Mutex<Option<Live>>,
+}
+
+#[derive(Clone)]
+struct Live {
+    connection: Arc<Connection>,
+    publisher: Channel,
+}
+
+impl std::fmt::Debug for AmqpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpTransport")
+            .field("prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display, url: &str) -> TransportError {
+    TransportError::Unavailable(crate::error::redact(&e.to_string(), url))
+}
+
+fn long(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// A header table from text headers.
+fn to_table(headers: &BTreeMap<String, String>) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (k, v) in headers {
+        table.insert(ShortString::from(k.as_str()), long(v));
+    }
+    table
+}
+
+/// Text headers from a header table (numbers as text; nested values left out).
+fn from_table(table: Option<&FieldTable>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(table) = table else {
+        return out;
+    };
+    for (k, v) in table {
+        let text = match v {
+            AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            AMQPValue::ShortString(s) => s.as_str().to_owned(),
+            AMQPValue::LongLongInt(n) => n.to_string(),
+            AMQPValue::LongInt(n) => n.to_string(),
+            AMQPValue::LongUInt(n) => n.to_string(),
+            AMQPValue::ShortInt(n) => n.to_string(),
+            AMQPValue::ShortUInt(n) => n.to_string(),
+            AMQPValue::Boolean(b) => b.to_string(),
+            _ => continue,
+        };
+        out.insert(k.as_str().to_owned(), text);
+    }
+    out
+}
+
+/// The message a lapin delivery carries.
+fn message_of(properties: &BasicProperties, data: Vec<u8>) -> Message {
+    let mut headers = from_table(properties.headers().as_ref());
+    // A message the broker dead-lettered (delivery limit) has its reason in its own header.
+    if !headers.contains_key(header::REASON)
+        && let Some(reason) = headers.get("x-first-death-reason").cloned()
+    {
+        headers.insert(
+            header::REASON.into(),
+            format!("dead-lettered by the broker: {reason} (its consumer kept failing)"),
+        );
+    }
+    let id = properties
+        .message_id()
+        .as_ref()
+        .and_then(|id| id.as_str().parse().ok())
+        .unwrap_or_else(MessageId::new);
+    Message {
+        id,
+        headers,
+        payload: data,
+    }
+}
+
+fn attempt_of(message: &Message) -> u32 {
+    message
+        .header(header::ATTEMPT)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1)
+}
+
+impl AmqpTransport {
+    /// Connects to `url` and declares the topology under `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<AmqpTransport, TransportError> {
+        let t = AmqpTransport {
+            inner: Arc::new(Inner {
+                url: url.to_owned(),
+                prefix: prefix.to_owned(),
+                live: Mutex::new(None),
+            }),
+        };
+        t.live().await?;
+        Ok(t)
+    }
+
+    /// Deletes every queue and the exchange under this transport's prefix (for tests and
+    /// for removing an install). Messages in them are lost.
+    pub async fn delete_topology(&self) -> Result<(), TransportError> {
+        let live = self.live().await?;
+        let url = &self.inner.url;
+        let ch = &live.publisher;
+        for queue in Queue::ALL {
+            let mut names = vec![self.queue_name(queue), self.dlq_name(queue)];
+            names.extend(RETRY_TIERS_MS.map(|t| self.retry_name(queue, t)));
+            for name in names {
+                ch.queue_delete(
+                    name.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await
+                .map_err(|e| unavailable(e, url))?;
+            }
+        }
+        ch.exchange_delete(
+            self.name(EVENTS_EXCHANGE).as_str().into(),
+            lapin::options::ExchangeDeleteOptions::default(),
+        )
+        .await
+        .map_err(|e| unavailable(e, url))?;
+        Ok(())
+    }
+
+    /// Whether the broker is reachable (connecting if needed).
+    pub async fn check(&self) -> Result<(), TransportError> {
+        self.live().await.map(drop)
+    }
+
+    /// A name behind the prefix.
+    pub fn name(&self, base: &str) -> String {
+        format!("{}{base}", self.inner.prefix)
+    }
+
+    fn queue_name(&self, queue: Queue) -> String {
+        self.name(queue.base_name())
+    }
+
+    fn dlq_name(&self, queue: Queue) -> String {
+        format!("{}.dlq", self.queue_name(queue))
+    }
+
+    fn retry_name(&self, queue: Queue, tier_ms: u64) -> String {
+        format!("{}.retry.{tier_ms}", self.queue_name(queue))
+    }
+
+    /// The shared connection, reconnecting (once) if it is gone.
+    async fn live(&self) -> Result<Live, TransportError> {
+        let mut guard = self.inner.live.lock().await;
+        if let Some(live) = guard.as_ref()
+            && live.connection.status().connected()
+            && live.publisher.status().connected()
+        {
+            return Ok(live.clone());
+        }
+        let url = &self.inner.url;
+        let connection = Connection::connect(
+            url,
+            ConnectionProperties::default().with_connection_name("roster".into()),
+        )
+        .await
+        .map_err(|e| unavailable(e, url))?;
+        let publisher = connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable(e, url))?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| unavailable(e, url))?;
+        self.declare(&publisher).await?;
+        info!(prefix = %self.inner.prefix, "connected to RabbitMQ");
+        let live = Live {
+            connection: Arc::new(connection),
+            publisher,
+        };
+        *guard = Some(live.clone());
+        Ok(live)
+    }
+
+    /// Forgets the connection so the next use reconnects.
+    async fn reset(&self) {
+        if let Some(live) = self.inner.live.lock().await.take() {
+            let _ = live.connection.close(200, "reconnecting".into()).await;
+        }
+    }
+
+    async fn declare(&self, ch: &Channel) -> Result<(), TransportError> {
+        let url = &self.inner.url;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let quorum = |dead_letter_to: &str| {
+            let mut args = FieldTable::default();
+            args.insert("x-queue-type".into(), long("quorum"));
+            args.insert("x-dead-letter-exchange".into(), long(""));
+            args.insert("x-dead-letter-routing-key".into(), long(dead_letter_to));
+            args.insert("x-dead-letter-strategy".into(), long("at-least-once"));
+            args.insert("x-overflow".into(), long("reject-publish"));
+            args
+        };
+        for queue in Queue::ALL {
+            let main = self.queue_name(queue);
+            let dlq = self.dlq_name(queue);
+            let mut dlq_args = FieldTable::default();
+            dlq_args.insert("x-queue-type".into(), long("quorum"));
+            ch.queue_declare(dlq.as_str().into(), durable, dlq_args)
+                .await
+                .map_err(|e| unavailable(e, url))?;
+            let mut main_args = quorum(&dlq);
+            main_args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(DELIVERY_LIMIT),
+            );
+            ch.queue_declare(main.as_str().into(), durable, main_args)
+                .await
+                .map_err(|e| unavailable(e, url))?;
+            for tier in RETRY_TIERS_MS {
+                let mut args = quorum(&main);
+                args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(tier as i64));
+                ch.queue_declare(self.retry_name(queue, tier).as_str().into(), durable, args)
+                    .await
+                    .map_err(|e| unavailable(e, url))?;
+            }
+        }
+        ch.exchange_declare(
+            self.name(EVENTS_EXCHANGE).as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| unavailable(e, url))?;
+        Ok(())
+    }
+
+    /// Publishes `messages` to `exchange` with `routing_key`, waiting for every confirm.
+    async fn publish_to(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        messages: &[Message],
+    ) -> Result<(), TransportError> {
+        let live = self.live().await?;
+        let url = &self.inner.url;
+        let mut confirms = Vec::with_capacity(messages.len());
+        for m in messages {
+            let properties = BasicProperties::default()
+                .with_message_id(m.id.to_string().into())
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into())
+                .with_headers(to_table(&m.headers));
+            let sent = live
+                .publisher
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions {
+                        mandatory: exchange.is_empty(),
+                        ..BasicPublishOptions::default()
+                    },
+                    &m.payload,
+                    properties,
+                )
+                .await;
+            match sent {
+                Ok(confirm) => confirms.push(confirm),
+                Err(e) => {
+                    self.reset().await;
+                    return Err(unavailable(e, url));
+                }
+            }
+        }
+        for confirm in confirms {
+            match confirm.await {
+                Ok(c) if c.is_nack() => {
+                    return Err(TransportError::Refused(format!(
+                        "the broker refused a message for {routing_key}"
+                    )));
+                }
+                Ok(c) => {
+                    if c.take_message().is_some() {
+                        return Err(TransportError::Refused(format!(
+                            "no queue {routing_key} to take the message"
+                        )));
+                    }
+                }
+                Err(e) => {
+                    self.reset().await;
+                    return Err(unavailable(e, url));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn open_consumer(
+        &self,
+        queue: Queue,
+        prefetch: u16,
+    ) -> Result<(Channel, lapin::Consumer), TransportError> {
+        let live = self.live().await?;
+        let url = &self.inner.url;
+        let ch = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable(e, url))?;
+        ch.basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| unavailable(e, url))?;
+        let consumer = ch
+            .basic_consume(
+                self.queue_name(queue).as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| unavailable(e, url))?;
+        Ok((ch, consumer))
+    }
+
+    /// Feeds `tx` from `queue` until `tx` closes, reconnecting whenever the broker goes
+    /// away.
+    async fn consume_loop(self, queue: Queue, prefetch: u16, tx: mpsc::Sender<Delivery>) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if tx.is_closed() {
+                return;
+            }
+            match self.open_consumer(queue, prefetch).await {
+                Ok((channel, mut consumer)) => {
+                    backoff = Duration::from_millis(200);
+                    loop {
+                        let next = tokio::select! {
+                            _ = tx.closed() => {
+                                // Unsettled deliveries return to the queue with the channel.
+                                let _ = channel.close(200, "consumer stopped".into()).await;
+                                return;
+                            }
+                            next = consumer.next() => next,
+                        };
+                        match next {
+                            Some(Ok(d)) => {
+                                let message = message_of(&d.properties, d.data);
+                                let attempt = attempt_of(&message);
+                                let delivery = Delivery::new(
+                                    message.clone(),
+                                    attempt,
+                                    Box::new(AmqpSettle {
+                                        transport: self.clone(),
+                                        queue,
+                                        acker: Some(d.acker),
+                                        message,
+                                        attempt,
+                                    }),
+                                );
+                                if tx.send(delivery).await.is_err() {
+                                    let _ = channel.close(200, "consumer stopped".into()).await;
+                                    return;
+                                }
+                            }
+                            Some(Err(e)) => {
+                                warn!(queue = queue.base_name(), error = %unavailable(e, &self.inner.url), "consumer lost; reconnecting");
+                                break;
+                            }
+                            None => {
+                                warn!(
+                                    queue = queue.base_name(),
+                                    "consumer cancelled; reconnecting"
+                                );
+                                break;
+                            }
+                        }
+                    }
+                    self.reset().await;
+                }
+                Err(e) => {
+                    warn!(queue = queue.base_name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "broker unavailable");
+                }
+            }
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+/// The smallest retry tier at least `delay` long (the longest tier past that).
+pub fn retry_tier(delay: Duration) -> u64 {
+    let ms = delay.as_millis() as u64;
+    RETRY_TIERS_MS
+        .into_iter()
+        .find(|t| *t >= ms)
+        .unwrap_or(RETRY_TIERS_MS[RETRY_TIERS_MS.len() - 1])
+}
+
+struct AmqpSettle {
+    transport: AmqpTransport,
+    queue: Queue,
+    /// Taken when settled; still here when dropped unsettled.
+    acker: Option<lapin::Acker>,
+    message: Message,
+    attempt: u32,
+}
+
+impl Drop for AmqpSettle {
+    fn drop(&mut self) {
+        // Dropped unsettled (a handler panicked): hand it back now rather than when the
+        // channel closes. The broker counts the redelivery toward the delivery limit.
+        if let Some(acker) = self.acker.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await;
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl Settle for AmqpSettle {
+    async fn settle(mut self: Box<Self>, outcome: Outcome) -> Result<(), TransportError> {
+        let acker = self.acker.take().expect("settled once");
+        let t = &self.transport;
+        let url = &t.inner.url;
+        let mut message = self.message.clone();
+        match outcome {
+            Outcome::Ack => {}
+            Outcome::Requeue => {
+                return acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await
+                    .map(drop)
+                    .map_err(|e| unavailable(e, url));
+            }
+            Outcome::Retry { delay } | Outcome::Defer { delay } => {
+                let attempt = if matches!(outcome, Outcome::Retry { .. }) {
+                    self.attempt + 1
+                } else {
+                    self.attempt
+                };
+                message
+                    .headers
+                    .insert(header::ATTEMPT.into(), attempt.to_string());
+                let retry = t.retry_name(self.queue, retry_tier(delay));
+                t.publish_to("", &retry, &[message]).await?;
+            }
+            Outcome::DeadLetter(DeadLetterInfo {
+                reason,
+                stage,
+                attempts,
+            }) => {
+                let now = Utc::now().to_rfc3339();
+                let h = &mut message.headers;
+                h.insert(header::REASON.into(), reason);
+                h.insert(header::STAGE.into(), stage.name().into());
+                h.insert(header::ATTEMPT.into(), attempts.to_string());
+                h.entry(header::FIRST_FAILED_AT.into())
+                    .or_insert_with(|| now.clone());
+                h.insert(header::LAST_FAILED_AT.into(), now);
+                t.publish_to("", &t.dlq_name(self.queue), &[message])
+                    .await?;
+            }
+        }
+        acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map(drop)
+            .map_err(|e| unavailable(e, url))
+    }
+}
+
+#[async_trait]
+impl Transport for AmqpTransport {
+    async fn publish(&self, queue: Queue, messages: Vec<Message>) -> Result<(), TransportError> {
+        self.publish_to("", &self.queue_name(queue), &messages)
+            .await
+    }
+
+    async fn publish_events(
+        &self,
+        routing_key: &str,
+        messages: Vec<Message>,
+    ) -> Result<(), TransportError> {
+        self.publish_to(&self.name(EVENTS_EXCHANGE), routing_key, &messages)
+            .await
+    }
+
+    async fn consume(&self, queue: Queue, prefetch: u16) -> Result<Deliveries, TransportError> {
+        let (tx, rx) = mpsc::channel(usize::from(prefetch.max(1)));
+        tokio::spawn(self.clone().consume_loop(queue, prefetch.max(1), tx));
+        Ok(
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|d| (d, rx)) })
+                .boxed(),
+        )
+    }
+
+    async fn check(&self) -> Result<(), TransportError> {
+        AmqpTransport::check(self).await
+    }
+
+    async fn next_dead_letter(&self, queue: Queue) -> Result<Option<Delivery>, TransportError> {
+        let live = self.live().await?;
+        let got = live
+            .publisher
+            .basic_get(
+                self.dlq_name(queue).as_str().into(),
+                BasicGetOptions::default(),
+            )
+            .await
+            .map_err(|e| unavailable(e, &self.inner.url))?;
+        Ok(got.map(|g| {
+            let d = g.delivery;
+            let message = message_of(&d.properties, d.data);
+            let attempt = attempt_of(&message);
+            Delivery::new(
+                message.clone(),
+                attempt,
+                Box::new(AmqpSettle {
+                    transport: self.clone(),
+                    queue,
+                    acker: Some(d.acker),
+                    message,
+                    attempt,
+                }),
+            )
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_round_up_to_a_tier() {
+        assert_eq!(retry_tier(Duration::from_millis(20)), 250);
+        assert_eq!(retry_tier(Duration::from_secs(1)), 1_000);
+        assert_eq!(retry_tier(Duration::from_secs(2)), 5_000);
+        assert_eq!(retry_tier(Duration::from_secs(3600)), 300_000);
+    }
+
+    #[test]
+    fn headers_round_trip() {
+        let mut h = BTreeMap::new();
+        h.insert(header::TENANT.to_owned(), "acme".to_owned());
+        h.insert(header::REASON.to_owned(), "bad: ünïcode".to_owned());
+        assert_eq!(from_table(Some(&to_table(&h))), h);
+    }
+}
