@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use roster_shared::db::entity::run;
 use roster_shared::db::{RunState, runs};
 use roster_shared::error::StageError;
@@ -80,18 +80,33 @@ impl Pipeline {
     }
 }
 
-/// Polls run `id` until it is final or held.
+/// Polls run `id` until it is final or held. A database that goes away meanwhile is
+/// waited for (the stages retry through the outage; so does this).
 pub async fn wait_for_run(app: &App, tenant: &TenantId, id: RunId) -> anyhow::Result<run::Model> {
     let mut delay = Duration::from_millis(5);
+    let mut outage: Option<std::time::Instant> = None;
     loop {
-        let run = runs::get(&app.services.db, tenant, id)
-            .await?
-            .with_context(|| format!("run {id} vanished"))?;
-        let state = runs::state_of(&run);
-        if state.is_final() || state == RunState::Held {
-            return Ok(run);
+        match runs::get(&app.services.db, tenant, id).await {
+            Ok(Some(run)) => {
+                outage = None;
+                let state = runs::state_of(&run);
+                if state.is_final() || state == RunState::Held {
+                    return Ok(run);
+                }
+            }
+            Ok(None) => anyhow::bail!("run {id} vanished"),
+            Err(e) => {
+                let since = *outage.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > OUTAGE_PATIENCE {
+                    return Err(anyhow::Error::new(e).context(format!("waiting for run {id}")));
+                }
+                tracing::warn!(error = %e, "database unavailable while waiting for the run; retrying");
+            }
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(100));
     }
 }
+
+/// How long a waiting command tolerates an unreachable database.
+const OUTAGE_PATIENCE: Duration = Duration::from_secs(300);

@@ -92,7 +92,9 @@ async fn publish_consume_retry_and_dead_letter() {
         .expect("kept until acked");
     dead.ack().await.unwrap();
     assert!(t.next_dead_letter(Queue::Fetched).await.unwrap().is_none());
+    // Deleting a queue cancels its consumer; the shared connection must survive that.
     t.delete_topology().await.unwrap();
+    drop(d);
 }
 
 #[tokio::test]

@@ -353,6 +353,10 @@ impl Install {
 
 impl Drop for Install {
     fn drop(&mut self) {
+        if std::env::var_os("ROSTER_TEST_KEEP").is_some() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!("[{}] kept {}", self.backend, kept.display());
+        }
         for (_, mut child) in std::mem::take(&mut self.stages) {
             let _ = child.kill();
             let _ = child.wait();

@@ -3,6 +3,7 @@
 //! harness offers.
 
 mod e2e;
+mod fault;
 mod fetcher;
 mod harness;
 mod pipeline;

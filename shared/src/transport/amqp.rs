@@ -162,7 +162,12 @@ impl AmqpTransport {
     pub async fn delete_topology(&self) -> Result<(), TransportError> {
         let live = self.live().await?;
         let url = &self.inner.url;
-        let ch = &live.publisher;
+        // A channel of its own: a refused delete closes the channel it ran on.
+        let ch = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable(e, url))?;
         for queue in Queue::ALL {
             let mut names = vec![self.queue_name(queue), self.dlq_name(queue)];
             names.extend(RETRY_TIERS_MS.map(|t| self.retry_name(queue, t)));
@@ -172,7 +177,7 @@ impl AmqpTransport {
                     lapin::options::QueueDeleteOptions::default(),
                 )
                 .await
-                .map_err(|e| unavailable(e, url))?;
+                .map_err(|e| unavailable(format!("deleting {name}: {e}"), url))?;
             }
         }
         ch.exchange_delete(
@@ -181,6 +186,7 @@ impl AmqpTransport {
         )
         .await
         .map_err(|e| unavailable(e, url))?;
+        let _ = ch.close(200, "done".into()).await;
         Ok(())
     }
 
@@ -206,30 +212,26 @@ impl AmqpTransport {
         format!("{}.retry.{tier_ms}", self.queue_name(queue))
     }
 
-    /// The shared connection, reconnecting (once) if it is gone.
+    /// The shared connection, reconnecting (once) if it is gone; a closed publishing
+    /// channel is reopened on a healthy connection.
     async fn live(&self) -> Result<Live, TransportError> {
         let mut guard = self.inner.live.lock().await;
-        if let Some(live) = guard.as_ref()
+        let url = &self.inner.url;
+        if let Some(live) = guard.as_mut()
             && live.connection.status().connected()
-            && live.publisher.status().connected()
         {
+            if !live.publisher.status().connected() {
+                live.publisher = Self::publisher(&live.connection, url).await?;
+            }
             return Ok(live.clone());
         }
-        let url = &self.inner.url;
         let connection = Connection::connect(
             url,
             ConnectionProperties::default().with_connection_name("roster".into()),
         )
         .await
         .map_err(|e| unavailable(e, url))?;
-        let publisher = connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable(e, url))?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| unavailable(e, url))?;
+        let publisher = Self::publisher(&connection, url).await?;
         self.declare(&publisher).await?;
         info!(prefix = %self.inner.prefix, "connected to RabbitMQ");
         let live = Live {
@@ -240,10 +242,25 @@ impl AmqpTransport {
         Ok(live)
     }
 
-    /// Forgets the connection so the next use reconnects.
-    async fn reset(&self) {
-        if let Some(live) = self.inner.live.lock().await.take() {
-            let _ = live.connection.close(200, "reconnecting".into()).await;
+    async fn publisher(connection: &Connection, url: &str) -> Result<Channel, TransportError> {
+        let ch = connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable(e, url))?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| unavailable(e, url))?;
+        Ok(ch)
+    }
+
+    /// Forgets the connection if it is broken, so the next use reconnects.
+    async fn forget_if_broken(&self) {
+        let mut guard = self.inner.live.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|live| !live.connection.status().connected())
+        {
+            *guard = None;
         }
     }
 
@@ -332,7 +349,7 @@ impl AmqpTransport {
             match sent {
                 Ok(confirm) => confirms.push(confirm),
                 Err(e) => {
-                    self.reset().await;
+                    self.forget_if_broken().await;
                     return Err(unavailable(e, url));
                 }
             }
@@ -352,7 +369,7 @@ impl AmqpTransport {
                     }
                 }
                 Err(e) => {
-                    self.reset().await;
+                    self.forget_if_broken().await;
                     return Err(unavailable(e, url));
                 }
             }
@@ -390,14 +407,14 @@ impl AmqpTransport {
     /// Feeds `tx` from `queue` until `tx` closes, reconnecting whenever the broker goes
     /// away.
     async fn consume_loop(self, queue: Queue, prefetch: u16, tx: mpsc::Sender<Delivery>) {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Duration::from_millis(100);
         loop {
             if tx.is_closed() {
                 return;
             }
             match self.open_consumer(queue, prefetch).await {
                 Ok((channel, mut consumer)) => {
-                    backoff = Duration::from_millis(200);
+                    backoff = Duration::from_millis(100);
                     loop {
                         let next = tokio::select! {
                             _ = tx.closed() => {
@@ -434,13 +451,14 @@ impl AmqpTransport {
                             None => {
                                 warn!(
                                     queue = queue.base_name(),
-                                    "consumer cancelled; reconnecting"
+                                    "consumer cancelled; subscribing again"
                                 );
                                 break;
                             }
                         }
                     }
-                    self.reset().await;
+                    let _ = channel.close(200, "resubscribing".into()).await;
+                    self.forget_if_broken().await;
                 }
                 Err(e) => {
                     warn!(queue = queue.base_name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "broker unavailable");
@@ -450,10 +468,13 @@ impl AmqpTransport {
                 _ = tx.closed() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+            backoff = (backoff * 2).min(MAX_RECONNECT_DELAY);
         }
     }
 }
+
+/// Longest wait between reconnection attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
 /// The smallest retry tier at least `delay` long (the longest tier past that).
 pub fn retry_tier(delay: Duration) -> u64 {
