@@ -36,6 +36,11 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Run the four stage binaries as separate processes on RabbitMQ and PostgreSQL
+    /// (`--amqp-url`/`ROSTER_AMQP_URL`, `--database-url`/`ROSTER_DATABASE_URL`) instead
+    /// of in this process on SQLite. The binaries must sit next to `roster`.
+    #[arg(long)]
+    pub distributed: bool,
 }
 
 /// One phase's figures.
@@ -51,8 +56,10 @@ pub struct PhaseResult {
     pub runs_s: Vec<f64>,
     /// Rows per second at the median.
     pub rows_per_s: f64,
-    /// Highest peak resident memory seen in this phase, MiB.
+    /// Highest peak resident memory of one process in this phase, MiB.
     pub peak_rss_mib: f64,
+    /// Peak resident memory of every process summed (distributed), MiB.
+    pub peak_rss_sum_mib: f64,
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*), so every bench sees the same people.
@@ -121,17 +128,71 @@ pub fn generate(path: &Path, rows: u64, changed_every: Option<u64>) -> std::io::
     out.flush()
 }
 
-/// Peak resident memory of this process in KiB (Linux), and a way to reset it.
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// Peak resident memory of process `pid` (`self` for this one) in KiB (Linux).
+fn peak_rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// Resets the peak resident memory of process `pid`.
+fn reset_peak_rss(pid: &str) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+/// The four stage binaries as child processes.
+struct Stages {
+    children: Vec<std::process::Child>,
+}
+
+impl Stages {
+    fn start(settings: &Settings, dir: &Path) -> anyhow::Result<Stages> {
+        let bin = std::env::current_exe()?
+            .parent()
+            .context("the folder of this binary")?
+            .to_path_buf();
+        let mut children = Vec::new();
+        for stage in ["fetcher", "parser", "differ", "writer"] {
+            let exe = bin.join(format!("roster-{stage}"));
+            let log = std::fs::File::create(dir.join(format!("{stage}.log")))?;
+            let child = std::process::Command::new(&exe)
+                .env("ROSTER_DATABASE_URL", &settings.database_url)
+                .env(
+                    "ROSTER_AMQP_URL",
+                    settings.amqp_url.as_deref().unwrap_or_default(),
+                )
+                .env("ROSTER_QUEUE_PREFIX", &settings.queue_prefix)
+                .env("ROSTER_DATA_DIR", &settings.data_dir)
+                .env("ROSTER_MAX_DEACTIVATE", u64::MAX.to_string())
+                .env_remove("ROSTER_HEALTH_ADDR")
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| {
+                    format!(
+                        "starting {} (cargo build --release --workspace --bins)",
+                        exe.display()
+                    )
+                })?;
+            children.push(child);
+        }
+        Ok(Stages { children })
+    }
+
+    fn pids(&self) -> Vec<String> {
+        self.children.iter().map(|c| c.id().to_string()).collect()
+    }
+}
+
+impl Drop for Stages {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -141,7 +202,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 async fn import_once(app: &App, tenant: &TenantId, file: &Path) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let mut pipeline = Pipeline::start(app, false);
+    let mut pipeline = app.is_embedded().then(|| Pipeline::start(app, false));
     let run = roster_fetcher::submit(
         &app.services,
         Submission {
@@ -156,8 +217,13 @@ async fn import_once(app: &App, tenant: &TenantId, file: &Path) -> anyhow::Resul
         },
     )
     .await?;
-    let done = pipeline.wait_for(app, tenant, run).await?;
-    pipeline.stop().await?;
+    let done = match pipeline.as_mut() {
+        Some(p) => p.wait_for(app, tenant, run).await?,
+        None => crate::pipeline::wait_for_run(app, tenant, run).await?,
+    };
+    if let Some(p) = pipeline {
+        p.stop().await?;
+    }
     let elapsed = started.elapsed();
     ensure!(
         runs::state_of(&done) == roster_shared::db::RunState::Applied,
@@ -194,27 +260,67 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut peaks = [0u64; 3];
-    let tenant = TenantId::new("bench").expect("a valid id");
-    for rep in 0..args.repeat {
-        let work = dir.join(format!("rep{rep}"));
-        let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(&work)?;
+    let mut sums = [0u64; 3];
+    if args.distributed {
+        anyhow::ensure!(
+            settings.amqp_url.is_some() && !settings.is_sqlite(),
+            "--distributed needs ROSTER_AMQP_URL and a PostgreSQL ROSTER_DATABASE_URL"
+        );
         let mut s = settings.clone();
-        s.database_url = format!("sqlite://{}", work.join("roster.db").display());
-        s.data_dir = work.join("data");
-        s.amqp_url = None;
-        // Every row is new in the first import: lift the brake, which is not measured here.
-        s.max_deactivate = u64::MAX;
-        let app = App::open_quiet(s).await?;
-        for (i, (name, file)) in phases.iter().enumerate() {
-            reset_peak_rss();
-            let t = import_once(&app, &tenant, file).await?;
-            peaks[i] = peaks[i].max(peak_rss_kib().unwrap_or(0));
-            eprintln!("  rep {} {name}: {:.2} s", rep + 1, t.as_secs_f64());
-            times[i].push(t.as_secs_f64());
+        s.queue_prefix = format!("bench{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        s.data_dir = dir.join("data");
+        let db = roster_shared::db::Db::connect(&s.database_url).await?;
+        db.migrate().await?;
+        let app = App::open_quiet(s.clone()).await?;
+        let stages = Stages::start(&s, &dir)?;
+        let mut pids = stages.pids();
+        pids.push("self".into());
+        for rep in 0..args.repeat {
+            // A new tenant is an empty directory: the first import creates everyone.
+            let tenant = TenantId::new(format!("bench-{}-{rep}", uuid::Uuid::now_v7().simple()))?;
+            for (i, (name, file)) in phases.iter().enumerate() {
+                pids.iter().for_each(|p| reset_peak_rss(p));
+                let t = import_once(&app, &tenant, file).await?;
+                let each: Vec<u64> = pids.iter().map(|p| peak_rss_kib(p).unwrap_or(0)).collect();
+                peaks[i] = peaks[i].max(each.iter().copied().max().unwrap_or(0));
+                sums[i] = sums[i].max(each.iter().sum());
+                eprintln!("  rep {} {name}: {:.2} s", rep + 1, t.as_secs_f64());
+                times[i].push(t.as_secs_f64());
+            }
         }
-        drop(app);
-        std::fs::remove_dir_all(&work)?;
+        drop(stages);
+        if let roster_shared::transport::TransportConfig::RabbitMq { url, prefix } =
+            roster_shared::runner::transport_config(&s)
+        {
+            roster_shared::transport::amqp::AmqpTransport::connect(&url, &prefix)
+                .await?
+                .delete_topology()
+                .await?;
+        }
+    } else {
+        let tenant = TenantId::new("bench").expect("a valid id");
+        for rep in 0..args.repeat {
+            let work = dir.join(format!("rep{rep}"));
+            let _ = std::fs::remove_dir_all(&work);
+            std::fs::create_dir_all(&work)?;
+            let mut s = settings.clone();
+            s.database_url = format!("sqlite://{}", work.join("roster.db").display());
+            s.data_dir = work.join("data");
+            s.amqp_url = None;
+            // Every row is new in the first import: lift the brake, which is not measured here.
+            s.max_deactivate = u64::MAX;
+            let app = App::open_quiet(s).await?;
+            for (i, (name, file)) in phases.iter().enumerate() {
+                reset_peak_rss("self");
+                let t = import_once(&app, &tenant, file).await?;
+                peaks[i] = peaks[i].max(peak_rss_kib("self").unwrap_or(0));
+                sums[i] = peaks[i];
+                eprintln!("  rep {} {name}: {:.2} s", rep + 1, t.as_secs_f64());
+                times[i].push(t.as_secs_f64());
+            }
+            drop(app);
+            std::fs::remove_dir_all(&work)?;
+        }
     }
     if temporary {
         std::fs::remove_dir_all(&dir)?;
@@ -231,6 +337,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
                 runs_s: times[i].clone(),
                 rows_per_s: args.rows as f64 / m,
                 peak_rss_mib: peaks[i] as f64 / 1024.0,
+                peak_rss_sum_mib: sums[i] as f64 / 1024.0,
             }
         })
         .collect();
@@ -238,13 +345,13 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         println!(
-            "{:<22} {:>10} {:>10} {:>12} {:>14}",
-            "phase", "rows", "median s", "rows/s", "peak RSS MiB"
+            "{:<22} {:>10} {:>10} {:>12} {:>14} {:>14}",
+            "phase", "rows", "median s", "rows/s", "peak RSS MiB", "sum RSS MiB"
         );
         for r in &results {
             println!(
-                "{:<22} {:>10} {:>10.2} {:>12.0} {:>14.0}",
-                r.phase, r.rows, r.median_s, r.rows_per_s, r.peak_rss_mib
+                "{:<22} {:>10} {:>10.2} {:>12.0} {:>14.0} {:>14.0}",
+                r.phase, r.rows, r.median_s, r.rows_per_s, r.peak_rss_mib, r.peak_rss_sum_mib
             );
         }
     }

@@ -125,6 +125,37 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
         replan(services, tenant, run_id, generation).await?;
     } else if runs::finish_if_complete(db.conn(), tenant, run_id, generation).await? {
         info!(file = %run.file_name, "run applied");
+        refresh_statistics(services, tenant, run_id).await?;
+    }
+    Ok(())
+}
+
+/// Changes in one run after which PostgreSQL's statistics of the directory are refreshed.
+const ANALYZE_AFTER: u64 = 10_000;
+
+/// After a run that changed many people, refreshes PostgreSQL's statistics of the
+/// directory, so the next run is planned against the table as it now is (a tenant that
+/// grew from nothing is otherwise believed tiny, and its index is read by sorting instead
+/// of walking the key). SQLite plans by its indexes alone and needs nothing.
+async fn refresh_statistics(
+    services: &Services,
+    tenant: &TenantId,
+    run_id: RunId,
+) -> Result<(), StageError> {
+    let db = &services.db;
+    if db.backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let Some(run) = runs::get(db, tenant, run_id).await? else {
+        return Ok(());
+    };
+    if runs::counts(&run).total() >= ANALYZE_AFTER {
+        let started = std::time::Instant::now();
+        db.conn().execute_unprepared("ANALYZE people").await?;
+        debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "refreshed directory statistics"
+        );
     }
     Ok(())
 }
@@ -167,6 +198,7 @@ pub async fn apply<C: ConnectionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
+    let backend = conn.get_database_backend();
     for chunk in deactivate.chunks(500) {
         let mut values: Vec<Value> = vec![
             false.into(),
@@ -174,14 +206,28 @@ pub async fn apply<C: ConnectionTrait>(
             run.to_string().into(),
             tenant.as_str().into(),
         ];
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 5)).collect();
-        values.extend(chunk.iter().map(|e| Value::from(e.clone())));
+        let keys = if backend == DbBackend::Postgres {
+            // Probe by whole primary key (see `stored_states`).
+            values.push(chunk.to_vec().into());
+            "(SELECT $4, k.email FROM unnest($5::text[]) AS k(email))".to_owned()
+        } else {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 5)).collect();
+            values.extend(chunk.iter().map(|e| Value::from(e.clone())));
+            format!(
+                "(VALUES {})",
+                placeholders
+                    .iter()
+                    .map(|p| format!("($4, {p})"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        };
         let sql = format!(
             "UPDATE people SET active = $1, deactivated_at = $2, updated_at = $2, \
-             last_run_id = $3 WHERE tenant_id = $4 AND email IN ({})",
-            placeholders.join(",")
+             last_run_id = $3 WHERE (tenant_id, email) IN {keys}"
         );
-        exec(conn, raw(conn.get_database_backend(), &sql, values)).await?;
+        exec(conn, raw(backend, &sql, values)).await?;
     }
     Ok(out)
 }
@@ -230,20 +276,8 @@ async fn stored_states<C: ConnectionTrait>(
 ) -> Result<HashMap<String, RowState>, DbErr> {
     let backend = conn.get_database_backend();
     let mut out = HashMap::with_capacity(changes.len());
-    for chunk in changes.chunks(500) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let mut values: Vec<Value> = vec![tenant.as_str().into()];
-        values.extend(chunk.iter().map(|c| Value::from(c.email.clone())));
-        let lock = if backend == DbBackend::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT email, row_hash, active FROM people WHERE tenant_id = $1 AND email IN ({}){lock}",
-            placeholders.join(",")
-        );
-        for row in conn.query_all_raw(raw(backend, &sql, values)).await? {
+    let mut read = |rows: Vec<roster_shared::sea_orm::QueryResult>| -> Result<(), DbErr> {
+        for row in rows {
             out.insert(
                 row.try_get_by_index::<String>(0)?,
                 RowState {
@@ -252,6 +286,29 @@ async fn stored_states<C: ConnectionTrait>(
                 },
             );
         }
+        Ok(())
+    };
+    if backend == DbBackend::Postgres {
+        // One unique-index probe per email (equality on the whole primary key), whatever
+        // the statistics say: a tenant growing from nothing within one run is believed
+        // tiny, and an IN list or join is then planned as a scan of all its people.
+        let emails: Vec<String> = changes.iter().map(|c| c.email.clone()).collect();
+        let sql = "SELECT p.email, p.row_hash, p.active FROM unnest($2::text[]) AS k(email) \
+                   CROSS JOIN LATERAL (SELECT email, row_hash, active FROM people \
+                   WHERE tenant_id = $1 AND email = k.email FOR UPDATE) p";
+        let values = vec![tenant.as_str().into(), emails.into()];
+        read(conn.query_all_raw(raw(backend, sql, values)).await?)?;
+        return Ok(out);
+    }
+    for chunk in changes.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let mut values: Vec<Value> = vec![tenant.as_str().into()];
+        values.extend(chunk.iter().map(|c| Value::from(c.email.clone())));
+        let sql = format!(
+            "SELECT email, row_hash, active FROM people WHERE tenant_id = $1 AND email IN ({})",
+            placeholders.join(",")
+        );
+        read(conn.query_all_raw(raw(backend, &sql, values)).await?)?;
     }
     Ok(out)
 }

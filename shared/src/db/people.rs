@@ -111,6 +111,25 @@ pub async fn fetch<C: ConnectionTrait>(
     emails: &[&str],
 ) -> Result<HashMap<String, Person>, DbErr> {
     let mut out = HashMap::with_capacity(emails.len());
+    if conn.get_database_backend() == DbBackend::Postgres {
+        // One unique-index probe per email (equality on the whole primary key), however
+        // stale the statistics: see the writer's `stored_states`.
+        let keys: Vec<String> = emails.iter().map(|e| (*e).to_owned()).collect();
+        let rows = person::Entity::find()
+            .from_raw_sql(raw(
+                DbBackend::Postgres,
+                "SELECT p.* FROM unnest($2::text[]) AS k(email) CROSS JOIN LATERAL \
+                 (SELECT * FROM people WHERE tenant_id = $1 AND email = k.email) p",
+                vec![tv(tenant), keys.into()],
+            ))
+            .all(conn)
+            .await?;
+        for row in rows {
+            let p = to_person(row);
+            out.insert(p.email.clone(), p);
+        }
+        return Ok(out);
+    }
     for chunk in emails.chunks(500) {
         let rows = person::Entity::find()
             .filter(person::Column::TenantId.eq(tenant.as_str()))
