@@ -127,8 +127,24 @@ impl Install {
         Self::distributed_with(&[])
     }
 
+    /// All four stages in one `roster serve` process, on RabbitMQ and PostgreSQL.
+    pub fn served() -> Install {
+        let mut install = Self::on_broker(&[], "served");
+        install.start_process("serve", "roster", &["serve"]);
+        install
+    }
+
     /// [`Install::distributed`] with extra environment for every process.
     pub fn distributed_with(extra: &[(&str, &str)]) -> Install {
+        let mut install = Self::on_broker(extra, "distributed");
+        for stage in STAGES {
+            install.start_stage(stage);
+        }
+        install
+    }
+
+    /// A fresh database (migrated) and queue prefix on the test broker; no process yet.
+    fn on_broker(extra: &[(&str, &str)], backend: &'static str) -> Install {
         let dir = tempfile::tempdir().expect("temp dir");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("roster_test_{}", &id[..12]);
@@ -150,18 +166,15 @@ impl Install {
             ("ROSTER_POLL_INTERVAL_MS".into(), "200".into()),
         ];
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut install = Install {
+        let install = Install {
             dir,
             env,
-            backend: "distributed",
+            backend,
             stages: BTreeMap::new(),
             database: Some(database),
         };
         let ran = install.roster(&["migrate"]);
         assert_eq!(ran.code, 0, "migrate: {}", ran.stderr);
-        for stage in STAGES {
-            install.start_stage(stage);
-        }
         install
     }
 
@@ -193,23 +206,56 @@ impl Install {
 
     /// Starts (or restarts) the stage process `stage`, logging to `<dir>/<stage>.log`.
     pub fn start_stage(&mut self, stage: &'static str) {
+        self.start_process(stage, &format!("roster-{stage}"), &[]);
+    }
+
+    /// Starts binary `bin` with `args` as the process called `name`, logging to
+    /// `<dir>/<name>.log`.
+    pub fn start_process(&mut self, name: &'static str, bin: &str, args: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join(format!("{stage}.log")))
+            .open(self.dir.path().join(format!("{name}.log")))
             .unwrap();
         let child = self
-            .command(&format!("roster-{stage}"))
+            .command(bin)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
-                panic!(
-                    "roster-{stage} starts (build it with `cargo build --workspace --bins`): {e}"
-                )
+                panic!("{bin} starts (build it with `cargo build --workspace --bins`): {e}")
             });
-        self.stages.insert(stage, child);
+        self.stages.insert(name, child);
+    }
+
+    /// Stops the process `name` with SIGTERM and returns its exit code, failing if it
+    /// takes longer than `within`.
+    pub fn terminate(&mut self, name: &str, within: Duration) -> i32 {
+        let mut child = self.stages.remove(name).expect("a running process");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if start.elapsed() > within {
+                let _ = child.kill();
+                panic!(
+                    "{name} did not stop within {within:?} of SIGTERM\n{}",
+                    self.stage_log(name)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Takes charge of a process started by the test (stopped when the install drops).
+    pub fn adopt(&mut self, name: &'static str, child: Child) {
+        self.stages.insert(name, child);
     }
 
     /// Kills the stage process `stage` with SIGKILL: no chance to finish anything.
@@ -289,6 +335,7 @@ impl Install {
     pub fn logs(&self) -> String {
         STAGES
             .iter()
+            .chain(&["serve"])
             .filter(|s| self.dir.path().join(format!("{s}.log")).exists())
             .map(|s| format!("--- {s} ---\n{}", self.stage_log(s)))
             .collect::<Vec<_>>()

@@ -7,4 +7,5 @@ mod fault;
 mod fetcher;
 mod harness;
 mod pipeline;
+mod probes;
 mod property;

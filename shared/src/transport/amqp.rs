@@ -37,7 +37,6 @@ use super::{
     DeadLetterInfo, Deliveries, Delivery, EVENTS_EXCHANGE, Message, Outcome, Queue, Settle,
     Transport, TransportError, header,
 };
-use crate::ids::MessageId;
 
 /// Delay tiers of the retry queues, in milliseconds.
 pub const RETRY_TIERS_MS: [u64; 6] = [250, 1_000, 5_000, 15_000, 60_000, 300_000];
@@ -127,8 +126,8 @@ fn message_of(properties: &BasicProperties, data: Vec<u8>) -> Message {
     let id = properties
         .message_id()
         .as_ref()
-        .and_then(|id| id.as_str().parse().ok())
-        .unwrap_or_else(MessageId::new);
+        .and_then(|id| id.as_str().parse::<crate::ids::MessageId>().ok())
+        .unwrap_or_default();
     Message {
         id,
         headers,
