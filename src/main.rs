@@ -48,7 +48,8 @@ fn main() -> ExitCode {
         Command::Serve => "info",
         _ => "warn",
     };
-    roster_shared::telemetry::init(default_filter, &cli.settings.log_format);
+    let _telemetry =
+        roster_shared::telemetry::init("roster", default_filter, &cli.settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -69,7 +69,9 @@ pub struct Submission {
     pub seen: Option<SourceFile>,
 }
 
-/// Stores the file, creates its run and announces it. Returns the run.
+/// Stores the file, creates its run and announces it. Returns the run. The run's trace
+/// starts here.
+#[tracing::instrument(name = "fetch", skip_all, fields(tenant = %sub.tenant, file = %sub.file_name))]
 pub async fn submit(services: &Services, sub: Submission) -> Result<RunId, StageError> {
     let scratch = services.blobs.scratch_path("raw");
     let (src, dst) = (sub.path.clone(), scratch.clone());

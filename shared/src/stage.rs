@@ -152,9 +152,13 @@ async fn handle<T, H, Fut>(
     let msg = delivery.message();
     let tenant = msg.header(header::TENANT).unwrap_or("").to_owned();
     let run = msg.header(header::RUN).unwrap_or("").to_owned();
+    let decoded = Envelope::<T>::from_bytes(&msg.payload);
     let span = info_span!("message", stage = stage.name(), %tenant, %run, id = %msg.id, attempt);
+    if let Ok(envelope) = &decoded {
+        crate::telemetry::continue_trace(&span, &envelope.trace);
+    }
     async move {
-        let result = match Envelope::<T>::from_bytes(&delivery.message().payload) {
+        let result = match decoded {
             Ok(mut envelope) => {
                 envelope.attempt = attempt;
                 handler(envelope).await

@@ -360,3 +360,55 @@ async fn an_old_run_replayed_after_a_newer_one_is_superseded() {
         .collect();
     assert_eq!(active, ["a@x.com"], "the newer delivery stands");
 }
+
+#[tokio::test]
+async fn one_run_is_one_trace_across_the_stages() {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let provider = roster_shared::telemetry::tracer_provider("test");
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    // This test's runtime has one thread, so every stage task sees this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let (app, memory) = app(&dir).await;
+    let mut events = memory.subscribe_events();
+    let t = TenantId::new("t1").unwrap();
+    let trace_ids = |events: &mut tokio::sync::broadcast::Receiver<(
+        String,
+        roster_shared::transport::Message,
+    )>| {
+        let mut ids = std::collections::BTreeSet::new();
+        while let Ok((_, msg)) = events.try_recv() {
+            let env = Envelope::<EventBatch>::from_bytes(&msg.payload).unwrap();
+            let parent = env.trace.traceparent.expect("events carry a trace context");
+            ids.insert(parent[3..35].to_owned());
+        }
+        ids
+    };
+    // Each import runs inside a root span of the test's own: the trace a run must carry
+    // from the fetcher through parser, differ and writer to its events.
+    let mut roots = Vec::new();
+    let mut seen = Vec::new();
+    for csv in [TWO, "Email,Name,Title\na@x.com,A A,Lead\n"] {
+        use opentelemetry::trace::TraceContextExt;
+        use tracing::Instrument;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let root = tracing::info_span!("test root");
+        roots.push(format!(
+            "{}",
+            root.context().span().span_context().trace_id()
+        ));
+        import(&app, &t, csv, SyncMode::Full).instrument(root).await;
+        seen.push(trace_ids(&mut events));
+    }
+    for (root, seen) in roots.iter().zip(&seen) {
+        assert_eq!(
+            seen.iter().collect::<Vec<_>>(),
+            [root],
+            "the events continue the run's trace"
+        );
+    }
+    assert_ne!(roots[0], roots[1], "each run its own trace");
+}

@@ -8,7 +8,7 @@ use roster_writer::WriterConfig;
 
 fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    roster_shared::telemetry::init("info", &settings.log_format);
+    let _telemetry = roster_shared::telemetry::init("roster-writer", "info", &settings.log_format);
     let config = WriterConfig::from_settings(&settings);
     tokio::runtime::Runtime::new()?.block_on(roster_shared::runner::run_stage(
         "writer",
