@@ -102,17 +102,7 @@ pub async fn handle(
     }
     if let Some(later) = runs::later_applied(db, tenant, run.seq).await? {
         let why = format!("run {} (a later delivery) was applied first", later.id);
-        runs::transition(
-            db.conn(),
-            tenant,
-            run_id,
-            &[RunState::Parsed, RunState::Diffed, RunState::Applying],
-            RunState::Superseded,
-            Some(&why),
-        )
-        .await?;
-        info!(%why, "superseded");
-        return Ok(());
+        return stop_planning(db, tenant, run_id, RunState::Superseded, &why).await;
     }
     let mode = env.body.mode;
     if mode == SyncMode::Full && env.body.accepted == 0 {
@@ -140,17 +130,7 @@ pub async fn handle(
     if mode == SyncMode::Full && !run.approved {
         let active = index.iter().filter(|e| e.state.active).count() as u64;
         if let Some(why) = config.brake.check(summary.counts.deactivated, active) {
-            runs::transition(
-                db.conn(),
-                tenant,
-                run_id,
-                &[RunState::Parsed, RunState::Diffed, RunState::Applying],
-                RunState::Held,
-                Some(&why),
-            )
-            .await?;
-            info!(%why, "held");
-            return Ok(());
+            return stop_planning(db, tenant, run_id, RunState::Held, &why).await;
         }
     }
     let total = summary.counts.total();
@@ -193,6 +173,27 @@ pub async fn handle(
         ms = started.elapsed().as_millis() as u64,
         "planned"
     );
+    Ok(())
+}
+
+/// Ends planning of a run in `to` (superseded or held) with the reason.
+async fn stop_planning(
+    db: &Db,
+    tenant: &TenantId,
+    run: RunId,
+    to: RunState,
+    why: &str,
+) -> Result<(), StageError> {
+    runs::transition(
+        db.conn(),
+        tenant,
+        run,
+        &[RunState::Parsed, RunState::Diffed, RunState::Applying],
+        to,
+        Some(why),
+    )
+    .await?;
+    info!(%why, state = to.name(), "planning stopped");
     Ok(())
 }
 
@@ -396,10 +397,7 @@ async fn publish_batches(
                 changes,
             },
         );
-        services
-            .transport
-            .publish(Queue::Changes, vec![stage::message(&out, None)])
-            .await?;
+        services.publish(Queue::Changes, &out, None).await?;
     }
     Ok(n)
 }

@@ -20,7 +20,7 @@ use roster_shared::db::{entity::run, tenants};
 use roster_shared::envelope::{Envelope, FileFetched, Format, SyncMode};
 use roster_shared::error::StageError;
 use roster_shared::ids::{MessageId, RunId, TenantId};
-use roster_shared::stage::{self, Services};
+use roster_shared::stage::Services;
 use roster_shared::transport::Queue;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -127,11 +127,7 @@ async fn announce(services: &Services, run: &run::Model) -> Result<(), StageErro
         },
     );
     services
-        .transport
-        .publish(
-            Queue::Fetched,
-            vec![stage::message(&env, Some(&run.file_name))],
-        )
+        .publish(Queue::Fetched, &env, Some(&run.file_name))
         .await?;
     runs::mark_published(&services.db, &tenant, run_id).await?;
     Ok(())

@@ -135,11 +135,7 @@ pub async fn handle(services: &Services, env: Envelope<FileFetched>) -> Result<(
         parsed,
     );
     services
-        .transport
-        .publish(
-            Queue::Parsed,
-            vec![stage::message(&out, Some(&env.body.file_name))],
-        )
+        .publish(Queue::Parsed, &out, Some(&env.body.file_name))
         .await?;
     Ok(())
 }

@@ -61,6 +61,21 @@ impl std::fmt::Debug for Services {
     }
 }
 
+impl Services {
+    /// Publishes `envelope` to `queue` (with the routing headers, see [`message`]);
+    /// `Ok` once it is safely queued.
+    pub async fn publish<T: Serialize + DeserializeOwned>(
+        &self,
+        queue: crate::transport::Queue,
+        envelope: &Envelope<T>,
+        file_name: Option<&str>,
+    ) -> Result<(), TransportError> {
+        self.transport
+            .publish(queue, vec![message(envelope, file_name)])
+            .await
+    }
+}
+
 /// How [`consume`] runs a stage's handler.
 #[derive(Debug, Clone, Copy)]
 pub struct ConsumeOptions {

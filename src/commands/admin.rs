@@ -9,7 +9,6 @@ use roster_shared::config::Settings;
 use roster_shared::db::{Db, redact_url, runs, tenants};
 use roster_shared::envelope::Envelope;
 use roster_shared::ids::{MessageId, RunId, TenantId};
-use roster_shared::stage;
 use roster_shared::transport::Queue;
 
 use crate::App;
@@ -131,11 +130,7 @@ pub async fn approve(settings: Settings, args: ApproveArgs) -> anyhow::Result<Ex
     );
     let mut pipeline = app.is_embedded().then(|| Pipeline::start(&app, false));
     app.services
-        .transport
-        .publish(
-            Queue::Parsed,
-            vec![stage::message(&env, Some(&run.file_name))],
-        )
+        .publish(Queue::Parsed, &env, Some(&run.file_name))
         .await?;
     let done = match pipeline.as_mut() {
         Some(p) => p.wait_for(&app, &args.tenant, args.run).await?,

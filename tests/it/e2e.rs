@@ -302,9 +302,12 @@ pub fn bad_arguments_exit_1(i: &Install) {
     assert!(ran.stderr.contains("/no/such/file.csv"), "{}", ran.stderr);
 }
 
-/// Runs every case above against one backend, one test each.
+/// Runs every case against every backend: one module per backend, one test per case.
 macro_rules! backends {
-    ($backend:ident, $make:expr, [$($case:ident),* $(,)?]) => {
+    ([$($backend:ident => $make:expr),* $(,)?], $cases:tt) => {
+        $(backends!(@one $backend, $make, $cases);)*
+    };
+    (@one $backend:ident, $make:expr, [$($case:ident),* $(,)?]) => {
         mod $backend {
             $(
                 #[test]
@@ -318,50 +321,11 @@ macro_rules! backends {
 }
 
 backends!(
-    embedded,
-    crate::harness::Install::embedded(),
     [
-        import_then_directory,
-        reimport_changes_nothing,
-        full_mode_deactivates_the_missing_and_keeps_them,
-        delta_mode_changes_only_rows_present,
-        tenants_with_the_same_emails_are_kept_apart,
-        a_rejected_file_exits_2_and_writes_nothing,
-        an_empty_full_file_deactivates_nobody,
-        row_errors_are_reported_and_the_rest_applied,
-        a_failed_row_does_not_deactivate_its_person,
-        dry_run_writes_nothing,
-        mass_deactivation_is_held_until_approved,
-        a_tenant_mapping_rescues_an_unknown_column,
-        web_service_json_and_seed_tsv,
-        bad_arguments_exit_1,
-    ]
-);
-
-backends!(
-    distributed,
-    crate::harness::Install::distributed(),
-    [
-        import_then_directory,
-        reimport_changes_nothing,
-        full_mode_deactivates_the_missing_and_keeps_them,
-        delta_mode_changes_only_rows_present,
-        tenants_with_the_same_emails_are_kept_apart,
-        a_rejected_file_exits_2_and_writes_nothing,
-        an_empty_full_file_deactivates_nobody,
-        row_errors_are_reported_and_the_rest_applied,
-        a_failed_row_does_not_deactivate_its_person,
-        dry_run_writes_nothing,
-        mass_deactivation_is_held_until_approved,
-        a_tenant_mapping_rescues_an_unknown_column,
-        web_service_json_and_seed_tsv,
-        bad_arguments_exit_1,
-    ]
-);
-
-backends!(
-    served,
-    crate::harness::Install::served(),
+        embedded => crate::harness::Install::embedded(),
+        distributed => crate::harness::Install::distributed(),
+        served => crate::harness::Install::served(),
+    ],
     [
         import_then_directory,
         reimport_changes_nothing,

@@ -411,11 +411,7 @@ async fn replan(
         runs::parsed_body(&run),
     );
     services
-        .transport
-        .publish(
-            Queue::Parsed,
-            vec![stage::message(&out, Some(&run.file_name))],
-        )
+        .publish(Queue::Parsed, &out, Some(&run.file_name))
         .await?;
     Ok(())
 }

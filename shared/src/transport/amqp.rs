@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
@@ -34,8 +33,8 @@ use tokio::sync::{Mutex, mpsc};
 use tracing::{info, warn};
 
 use super::{
-    DeadLetterInfo, Deliveries, Delivery, EVENTS_EXCHANGE, Message, Outcome, Queue, Settle,
-    Transport, TransportError, header,
+    Deliveries, Delivery, EVENTS_EXCHANGE, Message, Outcome, Queue, Settle, Transport,
+    TransportError, header,
 };
 
 /// Delay tiers of the retry queues, in milliseconds.
@@ -159,14 +158,9 @@ impl AmqpTransport {
     /// Deletes every queue and the exchange under this transport's prefix (for tests and
     /// for removing an install). Messages in them are lost.
     pub async fn delete_topology(&self) -> Result<(), TransportError> {
-        let live = self.live().await?;
         let url = &self.inner.url;
         // A channel of its own: a refused delete closes the channel it ran on.
-        let ch = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable(e, url))?;
+        let ch = self.channel().await?;
         for queue in Queue::ALL {
             let mut names = vec![self.queue_name(queue), self.dlq_name(queue)];
             names.extend(RETRY_TIERS_MS.map(|t| self.retry_name(queue, t)));
@@ -250,6 +244,15 @@ impl AmqpTransport {
             .await
             .map_err(|e| unavailable(e, url))?;
         Ok(ch)
+    }
+
+    /// A new channel on the shared connection.
+    async fn channel(&self) -> Result<Channel, TransportError> {
+        let live = self.live().await?;
+        live.connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable(e, &self.inner.url))
     }
 
     /// Forgets the connection if it is broken, so the next use reconnects.
@@ -381,13 +384,8 @@ impl AmqpTransport {
         queue: Queue,
         prefetch: u16,
     ) -> Result<(Channel, lapin::Consumer), TransportError> {
-        let live = self.live().await?;
         let url = &self.inner.url;
-        let ch = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable(e, url))?;
+        let ch = self.channel().await?;
         ch.basic_qos(prefetch, BasicQosOptions::default())
             .await
             .map_err(|e| unavailable(e, url))?;
@@ -543,19 +541,8 @@ impl Settle for AmqpSettle {
                 let retry = t.retry_name(self.queue, retry_tier(delay));
                 t.publish_to("", &retry, &[message]).await?;
             }
-            Outcome::DeadLetter(DeadLetterInfo {
-                reason,
-                stage,
-                attempts,
-            }) => {
-                let now = Utc::now().to_rfc3339();
-                let h = &mut message.headers;
-                h.insert(header::REASON.into(), reason);
-                h.insert(header::STAGE.into(), stage.name().into());
-                h.insert(header::ATTEMPT.into(), attempts.to_string());
-                h.entry(header::FIRST_FAILED_AT.into())
-                    .or_insert_with(|| now.clone());
-                h.insert(header::LAST_FAILED_AT.into(), now);
+            Outcome::DeadLetter(info) => {
+                message.mark_dead(info);
                 t.publish_to("", &t.dlq_name(self.queue), &[message])
                     .await?;
             }

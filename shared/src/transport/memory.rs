@@ -7,13 +7,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use chrono::Utc;
 use futures::StreamExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 
 use super::{
-    DeadLetterInfo, Deliveries, Delivery, Message, Outcome, Queue, Settle, Transport,
-    TransportError, header,
+    Deliveries, Delivery, Message, Outcome, Queue, Settle, Transport, TransportError, header,
 };
 
 /// The in-memory transport. Clones share the same queues.
@@ -157,19 +155,8 @@ impl Settle for MemSettle {
                     main.push_back(item);
                 });
             }
-            Outcome::DeadLetter(DeadLetterInfo {
-                reason,
-                stage,
-                attempts,
-            }) => {
-                let now = Utc::now().to_rfc3339();
-                let h = &mut item.message.headers;
-                h.insert(header::REASON.into(), reason);
-                h.insert(header::STAGE.into(), stage.name().into());
-                h.insert(header::ATTEMPT.into(), attempts.to_string());
-                h.entry(header::FIRST_FAILED_AT.into())
-                    .or_insert_with(|| now.clone());
-                h.insert(header::LAST_FAILED_AT.into(), now);
+            Outcome::DeadLetter(info) => {
+                item.message.mark_dead(info);
                 self.transport.queue(&dlq_name(self.queue)).push_back(item);
             }
         }
@@ -280,7 +267,7 @@ mod tests {
 
     use super::*;
     use crate::ids::MessageId;
-    use crate::transport::Stage;
+    use crate::transport::{DeadLetterInfo, Stage};
 
     fn msg(n: u8) -> Message {
         Message {

@@ -157,6 +157,19 @@ impl Message {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
     }
+
+    /// Records on the message why and when it is dead-lettered (keeping the time of its
+    /// first failure if it died before).
+    pub fn mark_dead(&mut self, info: DeadLetterInfo) {
+        let now = chrono::Utc::now().to_rfc3339();
+        let h = &mut self.headers;
+        h.insert(header::REASON.into(), info.reason);
+        h.insert(header::STAGE.into(), info.stage.name().into());
+        h.insert(header::ATTEMPT.into(), info.attempts.to_string());
+        h.entry(header::FIRST_FAILED_AT.into())
+            .or_insert_with(|| now.clone());
+        h.insert(header::LAST_FAILED_AT.into(), now);
+    }
 }
 
 /// Why the transport failed.
