@@ -246,6 +246,23 @@ impl AmqpTransport {
         Ok(ch)
     }
 
+    /// Our delivery for a lapin delivery taken from `queue` (or its dead-letter queue).
+    fn delivery(&self, queue: Queue, d: lapin::message::Delivery) -> Delivery {
+        let message = message_of(&d.properties, d.data);
+        let attempt = attempt_of(&message);
+        Delivery::new(
+            message.clone(),
+            attempt,
+            Box::new(AmqpSettle {
+                transport: self.clone(),
+                queue,
+                acker: Some(d.acker),
+                message,
+                attempt,
+            }),
+        )
+    }
+
     /// A new channel on the shared connection.
     async fn channel(&self) -> Result<Channel, TransportError> {
         let live = self.live().await?;
@@ -423,19 +440,7 @@ impl AmqpTransport {
                         };
                         match next {
                             Some(Ok(d)) => {
-                                let message = message_of(&d.properties, d.data);
-                                let attempt = attempt_of(&message);
-                                let delivery = Delivery::new(
-                                    message.clone(),
-                                    attempt,
-                                    Box::new(AmqpSettle {
-                                        transport: self.clone(),
-                                        queue,
-                                        acker: Some(d.acker),
-                                        message,
-                                        attempt,
-                                    }),
-                                );
+                                let delivery = self.delivery(queue, d);
                                 if tx.send(delivery).await.is_err() {
                                     let _ = channel.close(200, "consumer stopped".into()).await;
                                     return;
@@ -594,22 +599,7 @@ impl Transport for AmqpTransport {
             )
             .await
             .map_err(|e| unavailable(e, &self.inner.url))?;
-        Ok(got.map(|g| {
-            let d = g.delivery;
-            let message = message_of(&d.properties, d.data);
-            let attempt = attempt_of(&message);
-            Delivery::new(
-                message.clone(),
-                attempt,
-                Box::new(AmqpSettle {
-                    transport: self.clone(),
-                    queue,
-                    acker: Some(d.acker),
-                    message,
-                    attempt,
-                }),
-            )
-        }))
+        Ok(got.map(|g| self.delivery(queue, g.delivery)))
     }
 }
 
