@@ -28,6 +28,23 @@ RMQ_DIR="$SVC/rmq"
 RMQ_BIN=/usr/lib/rabbitmq/bin
 RMQ_PID="$RMQ_DIR/rabbit.pid"
 
+# Where the instances serving the ports live, recorded when this script starts them: a test
+# run from another checkout reuses them and must control them (stop/start) where they are.
+POINTERS=/tmp/roster-test-services
+mkdir -p "$POINTERS"
+
+# Adopt the folders of the instance already serving $1 (pg|rmq), if one was recorded.
+adopt() {
+    local dir
+    dir=$(cat "$POINTERS/$1.dir" 2>/dev/null) || return 0
+    [[ -d "$dir" ]] || return 0
+    case $1 in
+    pg) PG_DIR=$dir PG_DATA=$dir/data PG_LOG=$dir/server.log
+        PG_START_ARGS="-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR" ;;
+    rmq) RMQ_DIR=$dir RMQ_PID=$dir/rabbit.pid ;;
+    esac
+}
+
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -101,6 +118,7 @@ EOF
     if port_open "$PG_PORT"; then
         if "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
             log "PostgreSQL already running on 127.0.0.1:$PG_PORT"
+            adopt pg
             return 0
         fi
         # Port taken but not ready: maybe still starting up; give it a moment.
@@ -122,6 +140,7 @@ EOF
         fi
         rm -f "$PG_DIR/.s.PGSQL.$PG_PORT" "$PG_DIR/.s.PGSQL.$PG_PORT.lock"
         log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+        echo "$PG_DIR" > "$POINTERS/pg.dir"
         (cd "$PG_DIR" && runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" \
             -w -t 60 -o "$PG_START_ARGS" start >&2) ||
             { tail -n 30 "$PG_LOG" >&2 || true; die "PostgreSQL did not start"; }
@@ -211,6 +230,12 @@ epmd_bin() {
 
 rmq_up() {
     rmq_install
+    # A node started from another checkout may be serving: control it where it lives.
+    local own_dir=$RMQ_DIR
+    adopt rmq
+    if [[ "$RMQ_DIR" != "$own_dir" ]] && ! rmq_ctl ping --timeout 5 >/dev/null 2>&1; then
+        RMQ_DIR=$own_dir RMQ_PID=$own_dir/rabbit.pid
+    fi
     rmq_files
 
     if port_open "$RMQ_PORT"; then
@@ -241,6 +266,7 @@ rmq_up() {
             log "WARNING: distribution port $RMQ_DIST_PORT is taken by something else"
         fi
         log "starting RabbitMQ node $RMQ_NODE on 127.0.0.1:$RMQ_PORT"
+        echo "$RMQ_DIR" > "$POINTERS/rmq.dir"
         (cd "$RMQ_DIR" && rmq_run rabbitmq-server -detached >&2 2>&1) || true
         if ! rmq_ctl wait --timeout 90 "$RMQ_PID" >&2; then
             tail -n 40 "$RMQ_DIR/log/$RMQ_NODE.log" >&2 2>/dev/null || true
@@ -289,10 +315,14 @@ up)
     print_env
     ;;
 down)
+    adopt rmq
+    adopt pg
     rmq_down
     pg_down
     ;;
 env)
+    adopt rmq
+    adopt pg
     print_env
     ;;
 *)
