@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-/// Where Roster keeps its state and how its stages run.
-#[derive(Debug, Clone, Args)]
+/// Where Roster keeps its state and how its stages run. Its `Debug` output hides the
+/// passwords in the database and broker URLs.
+#[derive(Clone, Args)]
 pub struct Settings {
     /// Database URL: `sqlite://path` (embedded) or `postgres://user@host/db`.
     #[arg(
@@ -104,6 +105,25 @@ pub struct Settings {
     pub log_format: String,
 }
 
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &crate::db::redact_url(&self.database_url))
+            .field("data_dir", &self.data_dir)
+            .field(
+                "amqp_url",
+                &self.amqp_url.as_deref().map(crate::db::redact_url),
+            )
+            .field("queue_prefix", &self.queue_prefix)
+            .field("health_addr", &self.health_addr)
+            .field("concurrency", &self.concurrency)
+            .field("prefetch", &self.prefetch)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_base_ms", &self.retry_base_ms)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Settings {
     /// Settings from the environment alone (the stage binaries take no flags).
     pub fn from_env() -> Result<Settings, clap::Error> {
@@ -179,6 +199,19 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        let mut s = Settings::from_env().unwrap();
+        s.database_url = "postgres://roster:db-secret@db/roster".into();
+        s.amqp_url = Some("amqp://roster:mq-secret@mq/%2f".into());
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("db-secret") && !shown.contains("mq-secret"),
+            "{shown}"
+        );
+        assert!(shown.contains("roster:***@db"), "{shown}");
+    }
 
     #[test]
     fn delays_grow_and_cap() {

@@ -57,6 +57,7 @@ pub fn run_json(r: &run::Model) -> serde_json::Value {
         "finished_at": r.finished_at,
         "parse_ms": r.parse_ms,
         "diff_ms": r.diff_ms,
+        "apply_ms": r.finished_at.zip(r.diffed_at).map(|(f, d)| (f - d).num_milliseconds()),
         "total_ms": r.finished_at.map(|f| (f - r.fetched_at).num_milliseconds()),
     })
 }
