@@ -66,9 +66,16 @@ impl App {
         WriterConfig::from_settings(&self.settings)
     }
 
-    /// The fetcher's settings.
+    /// The fetcher's settings (an in-process fetcher recovers stalled runs sooner: see
+    /// [`crate::pipeline::EMBEDDED_STALL_AFTER`]).
     pub fn fetcher(&self) -> FetcherConfig {
-        FetcherConfig::from_settings(&self.settings)
+        let mut config = FetcherConfig::from_settings(&self.settings);
+        if self.is_embedded() {
+            config.stall_after = config
+                .stall_after
+                .min(crate::pipeline::EMBEDDED_STALL_AFTER);
+        }
+        config
     }
 }
 

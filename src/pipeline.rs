@@ -17,7 +17,15 @@ use crate::App;
 pub struct Pipeline {
     shutdown: CancellationToken,
     tasks: JoinSet<(&'static str, Result<(), StageError>)>,
+    /// Set when the queues are in memory: their dead letters must be archived at stop.
+    embedded: Option<roster_shared::stage::Services>,
 }
+
+/// How long a run may go without moving before an in-process pipeline announces it again.
+/// With in-memory queues a run's messages live only in the process that started it, so a
+/// run left unfinished by an earlier process (Ctrl-C, a crash) would otherwise block its
+/// tenant; a process working on it moves it far more often than this.
+pub const EMBEDDED_STALL_AFTER: Duration = Duration::from_secs(10);
 
 impl Pipeline {
     /// Starts the parser, differ and writer (and the fetcher's inbox poller when `fetcher`)
@@ -35,8 +43,27 @@ impl Pipeline {
         if fetcher {
             let (f, s4, t4) = (app.fetcher(), s.clone(), shutdown.clone());
             tasks.spawn(async move { ("fetcher", roster_fetcher::run(f, s4, t4).await) });
+        } else if app.is_embedded() {
+            // No fetcher loop to recover runs stranded by an earlier process: do it here.
+            let (s5, t5) = (s.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                loop {
+                    if let Err(e) = roster_fetcher::recover_stalled(&s5, EMBEDDED_STALL_AFTER).await
+                    {
+                        tracing::warn!(error = %e, "re-announcing stalled runs failed");
+                    }
+                    tokio::select! {
+                        _ = t5.cancelled() => return ("recovery", Ok(())),
+                        _ = tokio::time::sleep(EMBEDDED_STALL_AFTER / 2) => {}
+                    }
+                }
+            });
         }
-        Pipeline { shutdown, tasks }
+        Pipeline {
+            shutdown,
+            tasks,
+            embedded: app.is_embedded().then(|| s.clone()),
+        }
     }
 
     /// A token that stops the stages when cancelled.
@@ -70,11 +97,16 @@ impl Pipeline {
         }
     }
 
-    /// Stops the stages and waits for them to finish what they hold.
+    /// Stops the stages and waits for them to finish what they hold. In-memory dead
+    /// letters are archived (for `roster dlq`) before they vanish with the process.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         while let Some(ended) = self.join_next().await {
             ended?;
+        }
+        if let Some(services) = &self.embedded {
+            roster_shared::db::dead_letters::drain(&services.db, services.transport.as_ref())
+                .await?;
         }
         Ok(())
     }

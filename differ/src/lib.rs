@@ -100,8 +100,11 @@ pub async fn handle(
             delay: WAIT_FOR_EARLIER,
         });
     }
-    if let Some(later) = runs::later_applied(db, tenant, run.seq).await? {
-        let why = format!("run {} (a later delivery) was applied first", later.id);
+    if let Some(later) = runs::later_started(db, tenant, run.seq).await? {
+        let why = format!(
+            "run {} (a later delivery) was {} first",
+            later.id, later.state
+        );
         return stop_planning(db, tenant, run_id, RunState::Superseded, &why).await;
     }
     let mode = env.body.mode;

@@ -6,7 +6,7 @@
 //! `<tenant>/delta/` are delta syncs, all others full). Promises: a file is taken only
 //! once its upload is finished (a `.done` marker, or size and modification time unchanged
 //! across two polls; dot-files and `.tmp`/`.part` names are never taken), and never
-//! twice; a run whose message did not go out (a crash in between) is announced again.
+//! twice; a run that stalls (its message lost with a process, say) is announced again.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use chrono::Utc;
 use roster_shared::blob::BlobStore;
 use roster_shared::db::runs::{self, NewRun, SourceFile};
-use roster_shared::db::{entity::run, tenants};
+use roster_shared::db::{RunState, dead_letters, entity::run, tenants};
 use roster_shared::envelope::{Envelope, FileFetched, Format, SyncMode};
 use roster_shared::error::StageError;
 use roster_shared::ids::{MessageId, RunId, TenantId};
@@ -33,8 +33,8 @@ pub struct FetcherConfig {
     pub inbox: PathBuf,
     /// Time between polls.
     pub poll_interval: Duration,
-    /// How long a run may wait unannounced before the fetcher announces it again.
-    pub resend_after: Duration,
+    /// How long an unfinished run may go without moving before it is announced again.
+    pub stall_after: Duration,
 }
 
 impl FetcherConfig {
@@ -43,7 +43,7 @@ impl FetcherConfig {
         FetcherConfig {
             inbox: settings.inbox_dir(),
             poll_interval: Duration::from_millis(settings.poll_interval_ms),
-            resend_after: Duration::from_secs(30),
+            stall_after: Duration::from_secs(settings.stall_after_secs),
         }
     }
 }
@@ -195,7 +195,8 @@ fn modified_ms(meta: &std::fs::Metadata) -> i64 {
 }
 
 /// One pass over every tenant's inbox: takes each finished, new file. Returns the runs
-/// started.
+/// started. A file that cannot be taken (unreadable, say) is logged and skipped; the
+/// others are taken all the same, and it is tried again at the next poll.
 pub async fn poll_inbox(
     services: &Services,
     inbox: &Path,
@@ -222,48 +223,17 @@ pub async fn poll_inbox(
                 continue;
             };
             while let Some(file) = files.next_entry().await.map_err(io)? {
-                let file_name = file.file_name().to_string_lossy().into_owned();
-                let meta = file.metadata().await.map_err(io)?;
-                if !meta.is_file() || ignored(&file_name) {
-                    continue;
-                }
                 let path = file.path();
-                let now = (meta.len(), modified_ms(&meta));
-                seen.insert(path.clone(), now);
-                let marked = folder.join(format!("{file_name}.done")).exists();
-                let stable = state.last.get(&path) == Some(&now);
-                if !(marked || stable) {
-                    continue;
+                match take(services, &tenant, &folder, mode, &file, state, &mut seen).await {
+                    Ok(Some(run)) => started.push(run),
+                    Ok(None) => {}
+                    Err(e) if matches!(e, StageError::Database(_) | StageError::Transport(_)) => {
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        warn!(tenant = %tenant, file = %path.display(), error = %e, "cannot take the file; skipping it");
+                    }
                 }
-                let shown = if mode == SyncMode::Delta {
-                    format!("delta/{file_name}")
-                } else {
-                    file_name.clone()
-                };
-                if tenants::was_fetched(&services.db, &tenant, "inbox", &shown, now.0, now.1)
-                    .await?
-                {
-                    continue;
-                }
-                let run = submit(
-                    services,
-                    Submission {
-                        tenant: tenant.clone(),
-                        source: "inbox".into(),
-                        path: path.clone(),
-                        file_name: shown.clone(),
-                        format: format_of(&file_name),
-                        mode,
-                        encoding: None,
-                        seen: Some(SourceFile {
-                            name: shown,
-                            size: now.0,
-                            modified_ms: now.1,
-                        }),
-                    },
-                )
-                .await?;
-                started.push(run);
             }
         }
     }
@@ -271,26 +241,100 @@ pub async fn poll_inbox(
     Ok(started)
 }
 
+/// Takes one inbox file if it is finished and new; `None` if it is not to be taken now.
+async fn take(
+    services: &Services,
+    tenant: &TenantId,
+    folder: &Path,
+    mode: SyncMode,
+    file: &tokio::fs::DirEntry,
+    state: &InboxState,
+    seen: &mut HashMap<PathBuf, (u64, i64)>,
+) -> Result<Option<RunId>, StageError> {
+    let file_name = file.file_name().to_string_lossy().into_owned();
+    let meta = file.metadata().await.map_err(io)?;
+    if !meta.is_file() || ignored(&file_name) {
+        return Ok(None);
+    }
+    let path = file.path();
+    let now = (meta.len(), modified_ms(&meta));
+    seen.insert(path.clone(), now);
+    let marked = folder.join(format!("{file_name}.done")).exists();
+    let stable = state.last.get(&path) == Some(&now);
+    if !(marked || stable) {
+        return Ok(None);
+    }
+    let shown = if mode == SyncMode::Delta {
+        format!("delta/{file_name}")
+    } else {
+        file_name.clone()
+    };
+    if tenants::was_fetched(&services.db, tenant, "inbox", &shown, now.0, now.1).await? {
+        return Ok(None);
+    }
+    let run = submit(
+        services,
+        Submission {
+            tenant: tenant.clone(),
+            source: "inbox".into(),
+            path,
+            file_name: shown.clone(),
+            format: format_of(&file_name),
+            mode,
+            encoding: None,
+            seen: Some(SourceFile {
+                name: shown,
+                size: now.0,
+                modified_ms: now.1,
+            }),
+        },
+    )
+    .await?;
+    Ok(Some(run))
+}
+
 fn io(e: std::io::Error) -> StageError {
     StageError::Blob(e.into())
 }
 
-/// Announces again every run whose `file.fetched` never went out and that is older than
-/// `after` (a fetcher stopped between storing and publishing).
-pub async fn resend_unpublished(services: &Services, after: Duration) -> Result<usize, StageError> {
+/// Announces again every unfinished run that has not moved for `after`, at the stage it
+/// stopped in: `file.fetched` for a fetched run (its announcement may never have gone
+/// out), `snapshot.parsed` (a fresh plan) for a parsed, diffed or applying one (its
+/// message may have died with a process, or been dead-lettered while the database was
+/// away). Every stage is idempotent, so announcing a run that was only slow costs work,
+/// not correctness. Returns how many runs were announced.
+pub async fn recover_stalled(services: &Services, after: Duration) -> Result<usize, StageError> {
     let before = Utc::now() - chrono::Duration::from_std(after).unwrap_or_default();
     let mut sent = 0;
     for tenant in tenants::list(&services.db).await? {
-        for run in runs::unpublished(&services.db, &tenant, before).await? {
-            warn!(tenant = %tenant, run = %run.id, "announcing a run that never went out");
-            announce(services, &run).await?;
+        for run in runs::stalled(&services.db, &tenant, before).await? {
+            warn!(tenant = %tenant, run = %run.id, state = %run.state, "announcing a stalled run again");
+            let run_id: RunId = run
+                .id
+                .parse()
+                .map_err(|e: uuid::Error| StageError::Internal(e.to_string()))?;
+            if runs::state_of(&run) == RunState::Fetched {
+                announce(services, &run).await?;
+            } else {
+                let env = Envelope::new(
+                    MessageId::derived(&["recover", &run.id, &run.updated_at.to_rfc3339()]),
+                    tenant.clone(),
+                    run_id,
+                    runs::parsed_body(&run),
+                );
+                services
+                    .publish(Queue::Parsed, &env, Some(&run.file_name))
+                    .await?;
+            }
+            runs::touch(&services.db, &tenant, run_id).await?;
             sent += 1;
         }
     }
     Ok(sent)
 }
 
-/// Runs the fetcher until `shutdown`: polls the inboxes and re-announces stuck runs.
+/// Runs the fetcher until `shutdown`: polls the inboxes, re-announces stalled runs and
+/// archives dead letters (which also marks their runs failed).
 pub async fn run(
     config: FetcherConfig,
     services: Services,
@@ -302,8 +346,11 @@ pub async fn run(
         if let Err(e) = poll_inbox(&services, &config.inbox, &mut state).await {
             warn!(error = %e, "inbox poll failed; trying again next time");
         }
-        if let Err(e) = resend_unpublished(&services, config.resend_after).await {
-            warn!(error = %e, "re-announcing runs failed; trying again next time");
+        if let Err(e) = dead_letters::drain(&services.db, services.transport.as_ref()).await {
+            warn!(error = %e, "archiving dead letters failed; trying again next time");
+        }
+        if let Err(e) = recover_stalled(&services, config.stall_after).await {
+            warn!(error = %e, "re-announcing stalled runs failed; trying again next time");
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -98,10 +98,22 @@ impl BlobStore {
     pub async fn put_file(&self, key: &str, path: &Path) -> Result<(), BlobError> {
         if let Some(root) = &self.root {
             let target = root.join(key);
-            if let Some(parent) = target.parent() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
-            tokio::fs::rename(path, &target).await?;
+            let parent = target.parent().map(Path::to_path_buf);
+            let path = path.to_owned();
+            // Durable before anyone is told it exists: the file's data, then its name.
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                File::open(&path)?.sync_all()?;
+                if let Some(parent) = &parent {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::rename(&path, &target)?;
+                if let Some(parent) = &parent {
+                    File::open(parent)?.sync_all()?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| BlobError::Io(std::io::Error::other(e)))??;
             return Ok(());
         }
         let bytes = tokio::fs::read(path).await?;

@@ -72,6 +72,16 @@ pub struct Settings {
     )]
     pub poll_interval_ms: u64,
 
+    /// Seconds an unfinished run may go without moving before the fetcher announces it
+    /// again (at the stage it stopped in; every stage is idempotent).
+    #[arg(
+        long,
+        env = "ROSTER_STALL_AFTER_SECS",
+        default_value_t = 120,
+        global = true
+    )]
+    pub stall_after_secs: u64,
+
     /// Mass-deactivation brake: a full snapshot deactivating more than this percentage of
     /// the active people is held for approval...
     #[arg(

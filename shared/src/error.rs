@@ -66,15 +66,24 @@ impl StageError {
     }
 }
 
+/// The password in `url`, whether in its user info (`user:pass@`) or as a `password=`
+/// query parameter (as libpq-style URLs allow).
+pub fn url_password(url: &str) -> Option<&str> {
+    let in_userinfo = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, pw)| pw);
+    let in_query = url
+        .split_once('?')
+        .and_then(|(_, query)| query.split('&').find_map(|kv| kv.strip_prefix("password=")));
+    in_userinfo.or(in_query).filter(|pw| !pw.is_empty())
+}
+
 /// `text` with the password of `url` (if it has one) replaced by `***`.
 pub fn redact(text: &str, url: &str) -> String {
-    let password = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.rsplit_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, pw)| pw)
-        .filter(|pw| !pw.is_empty());
-    match password {
+    match url_password(url) {
         Some(pw) => text.replace(pw, "***"),
         None => text.to_owned(),
     }
@@ -110,5 +119,11 @@ mod tests {
             "failed: amqp://u:***@h/ refused ***"
         );
         assert_eq!(redact("plain", "sqlite://x.db"), "plain");
+        let query = "postgres:///roster?host=db&user=r&password=qs3cret&sslmode=require";
+        assert_eq!(
+            redact(query, query),
+            "postgres:///roster?host=db&user=r&password=***&sslmode=require"
+        );
+        assert_eq!(url_password("postgres://db/x?user=u"), None);
     }
 }

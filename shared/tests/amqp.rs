@@ -117,6 +117,9 @@ async fn events_go_to_the_exchange_and_unroutable_queues_are_errors() {
         .await
         .unwrap();
     t.delete_topology().await.unwrap();
+    // No queue to take a message: the broker returns it, and that is an error.
+    let err = t.publish(Queue::Parsed, vec![msg(2)]).await.unwrap_err();
+    assert!(matches!(err, TransportError::Refused(_)), "{err}");
     // A broker that cannot be reached is `Unavailable`, never a hang.
     let err = AmqpTransport::connect("amqp://guest:guest@127.0.0.1:1/%2f", "x.")
         .await

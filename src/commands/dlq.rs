@@ -10,7 +10,8 @@ use clap::Subcommand;
 use roster_shared::config::Settings;
 use roster_shared::db::entity::dead_letter;
 use roster_shared::db::{RunState, dead_letters, runs};
-use roster_shared::ids::{RunId, TenantId};
+use roster_shared::envelope::Envelope;
+use roster_shared::ids::{MessageId, RunId, TenantId};
 use roster_shared::transport::{Queue, Stage};
 use serde_json::json;
 
@@ -243,12 +244,13 @@ fn display(v: &serde_json::Value) -> String {
     }
 }
 
-/// Where a replayed message's run starts again, by the queue it goes back to.
-fn reopened_state(queue: Queue) -> RunState {
+/// What replaying a dead letter from `queue` puts back: its own message for the parser
+/// and the differ; for the writer, a fresh plan of the run (`snapshot.parsed`), since one
+/// old batch alone could be stale by now, and the rest of its generation is gone.
+fn replay_target(queue: Queue) -> (Queue, RunState) {
     match queue {
-        Queue::Fetched => RunState::Fetched,
-        Queue::Parsed => RunState::Parsed,
-        Queue::Changes => RunState::Applying,
+        Queue::Fetched => (Queue::Fetched, RunState::Fetched),
+        Queue::Parsed | Queue::Changes => (Queue::Parsed, RunState::Parsed),
     }
 }
 
@@ -266,13 +268,41 @@ async fn replay(app: &App, rows: Vec<dead_letter::Model>, json: bool) -> anyhow:
             (Ok(t), Some(Ok(run))) => Some((t, run)),
             _ => None,
         };
-        if let Some((tenant, run)) = &run {
-            runs::reopen(db, tenant, *run, reopened_state(queue)).await?;
+        let (target, reopened) = replay_target(queue);
+        if let Some((tenant, run_id)) = &run {
+            // Its run already went through (an earlier replay, or a later delivery): there is
+            // nothing left to apply, and nothing is published.
+            let current = runs::get(db, tenant, *run_id).await?;
+            if current.as_ref().is_some_and(|m| {
+                matches!(runs::state_of(m), RunState::Applied | RunState::Superseded)
+            }) {
+                waiting.push((r.id.clone(), run.clone()));
+                continue;
+            }
+            runs::reopen(db, tenant, *run_id, reopened).await?;
         }
-        app.services
-            .transport
-            .publish(queue, vec![dead_letters::replay_message(r)])
-            .await?;
+        match (queue, &run) {
+            (Queue::Changes, Some((tenant, run_id))) => {
+                let model = runs::get(db, tenant, *run_id)
+                    .await?
+                    .with_context(|| format!("run {run_id} of dead letter {} is gone", r.id))?;
+                let env = Envelope::new(
+                    MessageId::derived(&["replay", &r.id, &r.replays.to_string()]),
+                    tenant.clone(),
+                    *run_id,
+                    runs::parsed_body(&model),
+                );
+                app.services
+                    .publish(target, &env, Some(&model.file_name))
+                    .await?;
+            }
+            _ => {
+                app.services
+                    .transport
+                    .publish(target, vec![dead_letters::replay_message(r)])
+                    .await?;
+            }
+        }
         dead_letters::set_status(db, &r.id, dead_letters::status::REPLAYED).await?;
         waiting.push((r.id.clone(), run));
     }
@@ -297,7 +327,6 @@ async fn replay(app: &App, rows: Vec<dead_letter::Model>, json: bool) -> anyhow:
     }
     if let Some(p) = pipeline {
         // Anything that died again during the replay is archived for the next look.
-        dead_letters::drain(db, app.services.transport.as_ref()).await?;
         p.stop().await?;
     }
     let mut out = BufWriter::new(std::io::stdout().lock());

@@ -14,7 +14,7 @@ use clap::{Args, ValueEnum};
 use roster_fetcher::Submission;
 use roster_parser::ParseOptions;
 use roster_shared::config::Settings;
-use roster_shared::db::{Db, dead_letters, runs, tenants};
+use roster_shared::db::{Db, runs, tenants};
 use roster_shared::envelope::{Format, SyncMode};
 use roster_shared::ids::TenantId;
 use roster_shared::stage::Progress;
@@ -151,8 +151,6 @@ async fn import(settings: Settings, args: &ImportArgs) -> anyhow::Result<Summary
     };
     if let Some(p) = pipeline {
         p.stop().await?;
-        // In-process dead letters would die with the process: archive them for `roster dlq`.
-        dead_letters::drain(&app.services.db, app.services.transport.as_ref()).await?;
     }
     bar.finish();
     let errors = runs::errors(&app.services.db, &args.tenant, run_id, 1000).await?;

@@ -273,6 +273,11 @@ fn a_poison_file_is_dead_lettered_fixed_and_replayed_once() {
     assert_eq!(replayed.json()[0]["state"], "applied");
     let again = i.roster(&["dlq", "replay", id, "--json"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        again.json()[0]["state"],
+        "applied",
+        "already applied: nothing to replay"
+    );
     let r = runs(&i, &t);
     assert_eq!(r[0]["file"], "poison.csv");
     assert_eq!(r[0]["updated"], 50_usize.div_ceil(7) as u64, "applied once");
@@ -301,4 +306,42 @@ fn two_tenants_syncing_at_once_never_see_each_other() {
     );
     assert_eq!(i.directory_csv(&a, true), expected_directory(20_000, 0));
     assert_eq!(i.directory_csv(&b, true), expected_directory(15_000, 1));
+}
+
+#[test]
+fn an_interrupted_embedded_import_does_not_block_its_tenant() {
+    let i = Install::embedded();
+    let t = tenant("ctrlc");
+    let big = i.file("big.csv", people(N, 0));
+    let mut child = i.spawn_roster(&["import", "--tenant", &t, "--json", big.to_str().unwrap()]);
+    i.wait_until("the big run to be parsed", Duration::from_secs(120), || {
+        runs(&i, &t)
+            .first()
+            .is_some_and(|r| r["state"] != "fetched")
+    });
+    // Killed mid-run: its in-memory messages are gone with it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let r = runs(&i, &t);
+    assert!(
+        !["applied", "failed"].contains(&r[0]["state"].as_str().unwrap()),
+        "{r:?}"
+    );
+    // The next import picks the stranded run up, then applies its own (a delta: the first
+    // ten people, two of them with a new title).
+    let small = i.file("small.csv", people(10, 1));
+    let s = i.import_ok(&t, &small, &["--mode", "delta"]);
+    assert_eq!(
+        (s["updated"].as_u64(), s["unchanged"].as_u64()),
+        (Some(2), Some(8))
+    );
+    let r = runs(&i, &t);
+    assert_eq!(
+        r[1]["state"], "applied",
+        "the stranded run was finished: {r:?}"
+    );
+    assert_eq!(r[1]["created"], N as u64);
+    let directory = i.directory(&t, false);
+    assert_eq!(directory.len(), N);
+    assert_eq!(directory[0]["job_title"], "Analyst");
 }

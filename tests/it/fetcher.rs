@@ -108,15 +108,14 @@ async fn a_run_that_was_never_announced_is_announced_again() {
     )
     .await
     .unwrap();
-    let fresh =
-        roster_fetcher::resend_unpublished(&app.services, std::time::Duration::from_secs(30))
-            .await
-            .unwrap();
+    let fresh = roster_fetcher::recover_stalled(&app.services, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(
         fresh, 0,
         "too young: its fetcher may still be announcing it"
     );
-    let sent = roster_fetcher::resend_unpublished(&app.services, std::time::Duration::ZERO)
+    let sent = roster_fetcher::recover_stalled(&app.services, std::time::Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(sent, 1);
@@ -129,7 +128,7 @@ async fn a_run_that_was_never_announced_is_announced_again() {
             .published
     );
     assert_eq!(
-        roster_fetcher::resend_unpublished(&app.services, std::time::Duration::ZERO)
+        roster_fetcher::recover_stalled(&app.services, std::time::Duration::from_secs(30))
             .await
             .unwrap(),
         0

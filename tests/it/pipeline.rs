@@ -159,25 +159,38 @@ async fn a_batch_applied_twice_changes_nothing_the_second_time() {
     let t = TenantId::new("t1").unwrap();
     import(&app, &t, TWO, SyncMode::Full).await;
     let a = person(&app, &t, "a@x.com").await;
-    let run = planned_run(&app, &t, 1).await;
-    let env = batch(&t, run, 1, 1, vec![retitle(&a, "Lead")]);
-    roster_writer::handle(&app.services, env.clone())
+    let b = person(&app, &t, "b@x.com").await;
+    let run = planned_run(&app, &t, 2).await;
+    let first = batch(&t, run, 1, 2, vec![retitle(&a, "Lead")]);
+    roster_writer::handle(&app.services, first.clone())
         .await
         .unwrap();
     let after_first = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
     assert_eq!(
         (after_first.updated, after_first.state.as_str()),
-        (1, "applied")
+        (1, "applying")
     );
     assert_eq!(
         person(&app, &t, "a@x.com").await.job_title.as_deref(),
         Some("Lead")
     );
-    // The same batch again (a redelivery): nothing changes, nothing is counted twice.
-    roster_writer::handle(&app.services, env).await.unwrap();
-    let after_second = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
-    assert_eq!(after_second.updated, 1);
-    assert_eq!(after_second.updated_at, after_first.updated_at);
+    // Batch 1 again (a redelivery): nothing changes, nothing is counted, and it does not
+    // count as the run's second batch.
+    roster_writer::handle(&app.services, first).await.unwrap();
+    let after_again = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
+    assert_eq!(
+        (after_again.updated, after_again.state.as_str()),
+        (1, "applying")
+    );
+    // Batch 2 finishes it.
+    roster_writer::handle(
+        &app.services,
+        batch(&t, run, 2, 2, vec![retitle(&b, "Boss")]),
+    )
+    .await
+    .unwrap();
+    let done = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
+    assert_eq!((done.updated, done.state.as_str()), (2, "applied"));
 }
 
 #[tokio::test]
@@ -411,4 +424,57 @@ async fn one_run_is_one_trace_across_the_stages() {
         );
     }
     assert_ne!(roots[0], roots[1], "each run its own trace");
+}
+
+#[tokio::test]
+async fn stalled_runs_are_announced_again_where_they_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, memory) = app(&dir).await;
+    // Two runs whose messages died with their process: one just fetched, one parsed.
+    let (t1, t2) = (TenantId::new("t1").unwrap(), TenantId::new("t2").unwrap());
+    let path = dir.path().join("one.csv");
+    std::fs::write(&path, TWO).unwrap();
+    let fetched = roster_fetcher::submit(&app.services, submission(&t1, &path, SyncMode::Full))
+        .await
+        .unwrap();
+    planned_run(&app, &t2, 1).await;
+    {
+        // Lose the announcement.
+        use futures::StreamExt;
+        let mut d = app
+            .services
+            .transport
+            .consume(Queue::Fetched, 1)
+            .await
+            .unwrap();
+        d.next().await.unwrap().ack().await.unwrap();
+    }
+    assert_eq!(memory.len(Queue::Fetched), 0);
+    let young = roster_fetcher::recover_stalled(&app.services, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(young, 0, "runs that moved recently are left alone");
+    let sent = roster_fetcher::recover_stalled(&app.services, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(sent, 2);
+    assert_eq!(
+        memory.len(Queue::Fetched),
+        1,
+        "the fetched run is announced to the parser"
+    );
+    assert_eq!(
+        memory.len(Queue::Parsed),
+        1,
+        "the parsed run is planned again"
+    );
+    // Announced once per period, not at every look.
+    let again = roster_fetcher::recover_stalled(&app.services, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let mut pipeline = Pipeline::start(&app, false);
+    let done = pipeline.wait_for(&app, &t1, fetched).await.unwrap();
+    pipeline.stop().await.unwrap();
+    assert_eq!(done.state, "applied");
 }

@@ -111,6 +111,25 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
     }
     let applied = apply(&txn, tenant, run_id, &batch.changes, now).await?;
     runs::add_applied(&txn, tenant, run_id, &applied.counts, applied.conflicts).await?;
+    if applied.conflicts > 0 {
+        // Not done: the stale part must be planned again, so this batch must not count
+        // toward finishing the run's generation (its applied part stays applied).
+        exec(
+            &txn,
+            raw(
+                db.backend(),
+                "DELETE FROM run_batches WHERE run_id = $1 AND generation = $2 AND batch = $3 \
+                 AND tenant_id = $4",
+                vec![
+                    run_id.to_string().into(),
+                    generation.into(),
+                    (batch.batch as i32).into(),
+                    tenant.as_str().into(),
+                ],
+            ),
+        )
+        .await?;
+    }
     txn.commit().await?;
     services
         .progress

@@ -38,18 +38,10 @@ pub fn normalize_url(url: &str) -> String {
     }
 }
 
-/// The URL with any password replaced by `***`, for logs and errors.
+/// The URL with any password (user info or `password=` parameter) replaced by `***`,
+/// for logs and errors.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    crate::error::redact(url, url)
 }
 
 impl Db {
@@ -150,5 +142,9 @@ mod tests {
             "postgres://roster:***@db:5432/r"
         );
         assert_eq!(redact_url("postgres://db/r"), "postgres://db/r");
+        assert_eq!(
+            redact_url("postgres:///r?host=db&password=pw9"),
+            "postgres:///r?host=db&password=***"
+        );
     }
 }

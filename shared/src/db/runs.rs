@@ -336,23 +336,6 @@ pub async fn mark_published(db: &Db, tenant: &TenantId, id: RunId) -> Result<(),
     Ok(())
 }
 
-/// Runs still `fetched` whose message never went out and that were created before
-/// `before`, oldest first (a fetcher crashed between storing and publishing).
-pub async fn unpublished(
-    db: &Db,
-    tenant: &TenantId,
-    before: chrono::DateTime<Utc>,
-) -> Result<Vec<run::Model>, DbErr> {
-    run::Entity::find()
-        .filter(run::Column::TenantId.eq(tenant.as_str()))
-        .filter(run::Column::State.eq(RunState::Fetched.name()))
-        .filter(run::Column::Published.eq(false))
-        .filter(run::Column::FetchedAt.lt(before))
-        .order_by_asc(run::Column::Seq)
-        .all(db.conn())
-        .await
-}
-
 /// Records the parser's result and moves `fetched` to `parsed`, with the rejected rows,
 /// in one transaction. Returns whether the run moved (false: parsed before).
 pub async fn mark_parsed(
@@ -459,19 +442,69 @@ pub async fn blocking_predecessor(
         .await
 }
 
-/// A run of the tenant after `seq` that is already applied, if any.
-pub async fn later_applied(
+/// A run of the tenant after `seq` that is applied or already being planned or applied,
+/// if any: an earlier run must not be applied after (or alongside) it.
+pub async fn later_started(
     db: &Db,
     tenant: &TenantId,
     seq: i64,
 ) -> Result<Option<run::Model>, DbErr> {
+    use sea_orm::Condition;
     run::Entity::find()
         .filter(run::Column::TenantId.eq(tenant.as_str()))
         .filter(run::Column::Seq.gt(seq))
-        .filter(run::Column::State.eq(RunState::Applied.name()))
+        .filter(
+            Condition::any()
+                .add(run::Column::State.eq(RunState::Applied.name()))
+                .add(
+                    Condition::all()
+                        .add(run::Column::State.is_in([
+                            RunState::Parsed.name(),
+                            RunState::Diffed.name(),
+                            RunState::Applying.name(),
+                        ]))
+                        .add(run::Column::Generation.gt(0)),
+                ),
+        )
         .order_by_desc(run::Column::Seq)
         .one(db.conn())
         .await
+}
+
+/// Unfinished runs of the tenant (not final, not held) that have not moved since
+/// `before`, oldest first: their message may be gone (a process died holding it, an
+/// in-memory queue went with its process, a write failed while dead-lettering).
+pub async fn stalled(
+    db: &Db,
+    tenant: &TenantId,
+    before: chrono::DateTime<Utc>,
+) -> Result<Vec<run::Model>, DbErr> {
+    run::Entity::find()
+        .filter(run::Column::TenantId.eq(tenant.as_str()))
+        .filter(run::Column::State.is_in([
+            RunState::Fetched.name(),
+            RunState::Parsed.name(),
+            RunState::Diffed.name(),
+            RunState::Applying.name(),
+        ]))
+        .filter(run::Column::UpdatedAt.lt(before))
+        .order_by_asc(run::Column::Seq)
+        .all(db.conn())
+        .await
+}
+
+/// Records that the run was looked at (so a stalled run is re-announced once per period).
+pub async fn touch(db: &Db, tenant: &TenantId, id: RunId) -> Result<(), DbErr> {
+    exec(
+        db.conn(),
+        raw(
+            db.backend(),
+            "UPDATE runs SET updated_at = $1 WHERE id = $2 AND tenant_id = $3",
+            vec![Utc::now().into(), id.to_string().into(), tv(tenant)],
+        ),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Starts a new planning generation for a run that is `parsed`, `diffed` or `applying`;

@@ -246,8 +246,14 @@ impl AmqpTransport {
         Ok(ch)
     }
 
-    /// Our delivery for a lapin delivery taken from `queue` (or its dead-letter queue).
-    fn delivery(&self, queue: Queue, d: lapin::message::Delivery) -> Delivery {
+    /// Our delivery for a lapin delivery taken from `queue` (or its dead-letter queue),
+    /// counted in `in_flight` until settled.
+    fn delivery(
+        &self,
+        queue: Queue,
+        d: lapin::message::Delivery,
+        in_flight: Option<&Arc<InFlight>>,
+    ) -> Delivery {
         let message = message_of(&d.properties, d.data);
         let attempt = attempt_of(&message);
         Delivery::new(
@@ -259,6 +265,7 @@ impl AmqpTransport {
                 acker: Some(d.acker),
                 message,
                 attempt,
+                _in_flight: in_flight.map(InFlight::enter),
             }),
         )
     }
@@ -418,6 +425,13 @@ impl AmqpTransport {
         Ok((ch, consumer))
     }
 
+    /// Stops a consumer: the deliveries in hand are settled first, on this channel; the
+    /// ones never handed out go back to the queue when it closes.
+    async fn stop(channel: &Channel, in_flight: &InFlight) {
+        in_flight.drained(DRAIN_LIMIT).await;
+        let _ = channel.close(200, "consumer stopped".into()).await;
+    }
+
     /// Feeds `tx` from `queue` until `tx` closes, reconnecting whenever the broker goes
     /// away.
     async fn consume_loop(self, queue: Queue, prefetch: u16, tx: mpsc::Sender<Delivery>) {
@@ -429,21 +443,17 @@ impl AmqpTransport {
             match self.open_consumer(queue, prefetch).await {
                 Ok((channel, mut consumer)) => {
                     backoff = Duration::from_millis(100);
+                    let in_flight = Arc::new(InFlight::default());
                     loop {
                         let next = tokio::select! {
-                            _ = tx.closed() => {
-                                // Unsettled deliveries return to the queue with the channel.
-                                let _ = channel.close(200, "consumer stopped".into()).await;
-                                return;
-                            }
+                            _ = tx.closed() => return Self::stop(&channel, &in_flight).await,
                             next = consumer.next() => next,
                         };
                         match next {
                             Some(Ok(d)) => {
-                                let delivery = self.delivery(queue, d);
+                                let delivery = self.delivery(queue, d, Some(&in_flight));
                                 if tx.send(delivery).await.is_err() {
-                                    let _ = channel.close(200, "consumer stopped".into()).await;
-                                    return;
+                                    return Self::stop(&channel, &in_flight).await;
                                 }
                             }
                             Some(Err(e)) => {
@@ -478,6 +488,50 @@ impl AmqpTransport {
 /// Longest wait between reconnection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
+/// Deliveries of one consumer channel not yet settled: the channel stays open until they
+/// are (closing it would send them back to the queue while their handlers still work).
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    settled: tokio::sync::Notify,
+}
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    /// Waits until every delivery is settled (or dropped), at most `limit`.
+    async fn drained(&self, limit: Duration) {
+        let wait = async {
+            loop {
+                let settled = self.settled.notified();
+                if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return;
+                }
+                settled.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
+}
+
+/// Counts one delivery in flight until dropped.
+struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.settled.notify_waiters();
+    }
+}
+
+/// How long a stopping consumer waits for its deliveries to be settled.
+const DRAIN_LIMIT: Duration = Duration::from_secs(120);
+
 /// The smallest retry tier at least `delay` long (the longest tier past that).
 pub fn retry_tier(delay: Duration) -> u64 {
     let ms = delay.as_millis() as u64;
@@ -494,6 +548,19 @@ struct AmqpSettle {
     acker: Option<lapin::Acker>,
     message: Message,
     attempt: u32,
+    /// Keeps the consumer's channel open until this delivery is settled.
+    _in_flight: Option<InFlightGuard>,
+}
+
+/// An acknowledgement the broker did not take: the channel closed under the delivery.
+fn settled(done: Result<bool, lapin::Error>, url: &str) -> Result<(), TransportError> {
+    match done {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(TransportError::Unavailable(
+            "the channel closed before the delivery was settled; it will be delivered again".into(),
+        )),
+        Err(e) => Err(unavailable(e, url)),
+    }
 }
 
 impl Drop for AmqpSettle {
@@ -525,14 +592,13 @@ impl Settle for AmqpSettle {
         match outcome {
             Outcome::Ack => {}
             Outcome::Requeue => {
-                return acker
+                let done = acker
                     .nack(BasicNackOptions {
                         requeue: true,
                         ..BasicNackOptions::default()
                     })
-                    .await
-                    .map(drop)
-                    .map_err(|e| unavailable(e, url));
+                    .await;
+                return settled(done, url);
             }
             Outcome::Retry { delay } | Outcome::Defer { delay } => {
                 let attempt = if matches!(outcome, Outcome::Retry { .. }) {
@@ -552,11 +618,7 @@ impl Settle for AmqpSettle {
                     .await?;
             }
         }
-        acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map(drop)
-            .map_err(|e| unavailable(e, url))
+        settled(acker.ack(BasicAckOptions::default()).await, url)
     }
 }
 
@@ -599,7 +661,7 @@ impl Transport for AmqpTransport {
             )
             .await
             .map_err(|e| unavailable(e, &self.inner.url))?;
-        Ok(got.map(|g| self.delivery(queue, g.delivery)))
+        Ok(got.map(|g| self.delivery(queue, g.delivery, None)))
     }
 }
 
