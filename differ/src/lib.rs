@@ -105,7 +105,9 @@ pub async fn handle(
             "run {} (a later delivery) was {} first",
             later.id, later.state
         );
-        return stop_planning(db, tenant, run_id, RunState::Superseded, &why).await;
+        stop_planning(db, tenant, run_id, RunState::Superseded, &why).await?;
+        services.discard_snapshot(tenant, run_id).await;
+        return Ok(());
     }
     let mode = env.body.mode;
     if mode == SyncMode::Full && env.body.accepted == 0 {
@@ -154,7 +156,7 @@ pub async fn handle(
         return Ok(());
     }
     if batches == 0 {
-        runs::finish_if_complete(db.conn(), tenant, run_id, generation).await?;
+        services.finish_run(tenant, run_id, generation).await?;
     } else {
         let file = services.blobs.open(&env.body.snapshot_key).await?;
         let published = publish_batches(services, &env, generation, batches, index, file).await?;

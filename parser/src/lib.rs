@@ -30,6 +30,10 @@ pub mod rows;
 
 pub use collect::ParsedFile;
 
+/// Bytes written to a snapshot file at a time: large, whole-page writes keep the kernel
+/// from zeroing each new page before filling it.
+const SNAPSHOT_WRITE_BUFFER: usize = 1 << 20;
+
 /// How to read one file.
 #[derive(Debug, Clone, Default)]
 pub struct ParseOptions {
@@ -163,7 +167,10 @@ async fn parse_and_store(
             .map_err(|r| StageError::Rejected(r.0))?;
         let io = |e: std::io::Error| StageError::Blob(e.into());
         parsed
-            .write_snapshot(BufWriter::new(std::fs::File::create(&snap).map_err(io)?))
+            .write_snapshot(BufWriter::with_capacity(
+                SNAPSHOT_WRITE_BUFFER,
+                std::fs::File::create(&snap).map_err(io)?,
+            ))
             .map_err(io)?;
         parsed
             .write_rejects(BufWriter::new(std::fs::File::create(&rej).map_err(io)?))

@@ -122,6 +122,14 @@ impl BlobStore {
         Ok(())
     }
 
+    /// Removes `key`; a key already gone is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        match self.store.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether `key` exists.
     pub async fn exists(&self, key: &str) -> Result<bool, BlobError> {
         match self.store.head(&ObjectPath::from(key)).await {

@@ -242,6 +242,14 @@ impl Person {
         }
     }
 
+    /// Sets a text field to `value` exactly as given (already clean). Does nothing for
+    /// `email` and `active`.
+    pub(crate) fn put(&mut self, field: Field, value: Option<String>) {
+        if let Some(slot) = self.slot(field) {
+            *slot = value;
+        }
+    }
+
     /// Sets a text field to the trimmed `value` (empty means absent). Does nothing for
     /// `email` and `active`, which have their own parsers.
     pub fn set(&mut self, field: Field, value: &str) {

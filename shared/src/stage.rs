@@ -74,6 +74,32 @@ impl Services {
             .publish(queue, vec![message(envelope, file_name)])
             .await
     }
+
+    /// Moves the run to `applied` if every batch of `generation` is applied, and then
+    /// discards its snapshot. Returns whether this call finished the run.
+    pub async fn finish_run(
+        &self,
+        tenant: &TenantId,
+        run: RunId,
+        generation: i32,
+    ) -> Result<bool, StageError> {
+        let finished = runs::finish_if_complete(self.db.conn(), tenant, run, generation).await?;
+        if finished {
+            self.discard_snapshot(tenant, run).await;
+        }
+        Ok(finished)
+    }
+
+    /// Removes the snapshot of a run that will never be planned again (applied, or
+    /// superseded by a later delivery; neither state is ever reopened), so snapshots do
+    /// not pile up run after run. The raw file stays. Best effort: a failure is logged and
+    /// leaves only a stray file behind.
+    pub async fn discard_snapshot(&self, tenant: &TenantId, run: RunId) {
+        let key = BlobStore::snapshot_key(tenant, run);
+        if let Err(e) = self.blobs.delete(&key).await {
+            warn!(%key, error = %e, "could not remove a finished run's snapshot");
+        }
+    }
 }
 
 /// How [`consume`] runs a stage's handler.

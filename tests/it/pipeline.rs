@@ -7,6 +7,7 @@ use std::time::Duration;
 use roster::App;
 use roster::pipeline::{Pipeline, wait_for_run};
 use roster_fetcher::Submission;
+use roster_shared::blob::BlobStore;
 use roster_shared::change::{Change, ChangeKind, RowState};
 use roster_shared::config::Settings;
 use roster_shared::db::runs::{self, NewRun};
@@ -351,6 +352,10 @@ async fn an_old_run_replayed_after_a_newer_one_is_superseded() {
     .await
     .unwrap();
     let model = runs::get(db, &t, old).await.unwrap().unwrap();
+    // Its snapshot went when it was applied; as if it were still there:
+    let old_snapshot = BlobStore::snapshot_key(&t, old);
+    let blobs = &app.services.blobs;
+    blobs.put_bytes(&old_snapshot, Vec::new()).await.unwrap();
     let env = Envelope::new(MessageId::new(), t.clone(), old, runs::parsed_body(&model));
     let pipeline = Pipeline::start(&app, false);
     app.services
@@ -364,6 +369,10 @@ async fn an_old_run_replayed_after_a_newer_one_is_superseded() {
     let done = wait_for_run(&app, &t, old).await.unwrap();
     pipeline.stop().await.unwrap();
     assert_eq!(done.state, "superseded");
+    assert!(
+        !blobs.exists(&old_snapshot).await.unwrap(),
+        "a superseded run is never planned again"
+    );
     let active: Vec<String> = people::load_index(db, &t, old)
         .await
         .unwrap()
@@ -372,6 +381,48 @@ async fn an_old_run_replayed_after_a_newer_one_is_superseded() {
         .map(|e| e.email.to_string())
         .collect();
     assert_eq!(active, ["a@x.com"], "the newer delivery stands");
+}
+
+#[tokio::test]
+async fn snapshots_are_discarded_once_their_runs_are_final_and_kept_while_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir).await;
+    let t = TenantId::new("t1").unwrap();
+    let blobs = &app.services.blobs;
+    let snapshot_kept = async |run| {
+        blobs
+            .exists(&BlobStore::snapshot_key(&t, run))
+            .await
+            .unwrap()
+    };
+    let thirty: String = std::iter::once("Email\n".to_owned())
+        .chain((0..30).map(|i| format!("p{i:02}@x.com\n")))
+        .collect();
+    // Applied with batches (finished by the writer) and with none (by the differ).
+    let first = import(&app, &t, &thirty, SyncMode::Full).await;
+    assert!(!snapshot_kept(first).await);
+    let again = import(&app, &t, &thirty, SyncMode::Full).await;
+    assert!(!snapshot_kept(again).await);
+    let model = runs::get(&app.services.db, &t, again)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        blobs.exists(&model.blob_key).await.unwrap(),
+        "the raw file stays"
+    );
+
+    // Held for approval: the plan must still be there to be approved.
+    let path = dir.path().join("one.csv");
+    std::fs::write(&path, "Email\np00@x.com\n").unwrap();
+    let mut pipeline = Pipeline::start(&app, false);
+    let held = roster_fetcher::submit(&app.services, submission(&t, &path, SyncMode::Full))
+        .await
+        .unwrap();
+    let done = pipeline.wait_for(&app, &t, held).await.unwrap();
+    pipeline.stop().await.unwrap();
+    assert_eq!(done.state, "held", "{:?}", done.reason);
+    assert!(snapshot_kept(held).await);
 }
 
 #[tokio::test]

@@ -142,7 +142,7 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
             "stale changes: planning the run again"
         );
         replan(services, tenant, run_id, generation).await?;
-    } else if runs::finish_if_complete(db.conn(), tenant, run_id, generation).await? {
+    } else if services.finish_run(tenant, run_id, generation).await? {
         info!(file = %run.file_name, "run applied");
         refresh_statistics(services, tenant, run_id).await?;
     }
@@ -409,7 +409,9 @@ async fn redeliver_events(
             .collect();
         publish_events(services, env, &in_effect, Utc::now()).await?;
     }
-    runs::finish_if_complete(db.conn(), &env.tenant, env.run_id, generation).await?;
+    services
+        .finish_run(&env.tenant, env.run_id, generation)
+        .await?;
     Ok(())
 }
 
