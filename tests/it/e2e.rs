@@ -135,6 +135,27 @@ pub fn a_rejected_file_exits_2_and_writes_nothing(i: &Install) {
     let msg = s["errors"][0]["message"].as_str().unwrap();
     assert!(msg.contains("latin1.csv: line 2, column 2"), "{msg}");
     assert_eq!(i.directory_csv(&t, true), before, "nothing written");
+
+    // Each refused file waits among the parser's dead letters; an operator may give up one.
+    let dead = i.roster(&["dlq", "list", "--tenant", &t, "--json"]).json();
+    let dead = dead.as_array().unwrap();
+    assert_eq!(dead.len(), 3, "{dead:#?}");
+    assert!(dead.iter().all(|d| d["stage"] == "parser"), "{dead:#?}");
+    let id = dead[0]["id"].as_str().unwrap();
+    let dropped = i.roster(&["dlq", "drop", id]);
+    assert_eq!(dropped.code, 0, "{}", dropped.stderr);
+    let left = i.roster(&["dlq", "list", "--tenant", &t, "--json"]).json();
+    let left = left.as_array().unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|d| d["id"] != id));
+    let all = i
+        .roster(&["dlq", "list", "--tenant", &t, "--all", "--json"])
+        .json();
+    let was = all.as_array().unwrap().iter().find(|d| d["id"] == id);
+    assert_eq!(
+        was.map(|d| &d["status"]),
+        Some(&serde_json::json!("dropped"))
+    );
     let runs = i.roster(&["runs", "--tenant", &t, "--json"]).json();
     assert_eq!(runs[0]["state"], "rejected");
 }
