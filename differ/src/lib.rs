@@ -105,8 +105,9 @@ pub async fn handle(
             "run {} (a later delivery) was {} first",
             later.id, later.state
         );
-        stop_planning(db, tenant, run_id, RunState::Superseded, &why).await?;
-        services.discard_snapshot(tenant, run_id).await;
+        if stop_planning(db, tenant, run_id, RunState::Superseded, &why).await? {
+            services.discard_snapshot(tenant, run_id).await;
+        }
         return Ok(());
     }
     let mode = env.body.mode;
@@ -135,7 +136,8 @@ pub async fn handle(
     if mode == SyncMode::Full && !run.approved {
         let active = index.iter().filter(|e| e.state.active).count() as u64;
         if let Some(why) = config.brake.check(summary.counts.deactivated, active) {
-            return stop_planning(db, tenant, run_id, RunState::Held, &why).await;
+            stop_planning(db, tenant, run_id, RunState::Held, &why).await?;
+            return Ok(());
         }
     }
     let total = summary.counts.total();
@@ -181,15 +183,16 @@ pub async fn handle(
     Ok(())
 }
 
-/// Ends planning of a run in `to` (superseded or held) with the reason.
+/// Ends planning of a run in `to` (superseded or held) with the reason. Returns whether
+/// this call moved it (a run already moved on is left as it is).
 async fn stop_planning(
     db: &Db,
     tenant: &TenantId,
     run: RunId,
     to: RunState,
     why: &str,
-) -> Result<(), StageError> {
-    runs::transition(
+) -> Result<bool, StageError> {
+    let moved = runs::transition(
         db.conn(),
         tenant,
         run,
@@ -198,8 +201,10 @@ async fn stop_planning(
         Some(why),
     )
     .await?;
-    info!(%why, state = to.name(), "planning stopped");
-    Ok(())
+    if moved {
+        info!(%why, state = to.name(), "planning stopped");
+    }
+    Ok(moved)
 }
 
 /// A change found by the merge, before its records are decoded.
