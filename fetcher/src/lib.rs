@@ -316,15 +316,8 @@ pub async fn recover_stalled(services: &Services, after: Duration) -> Result<usi
             if runs::state_of(&run) == RunState::Fetched {
                 announce(services, &run).await?;
             } else {
-                let env = Envelope::new(
-                    MessageId::derived(&["recover", &run.id, &run.updated_at.to_rfc3339()]),
-                    tenant.clone(),
-                    run_id,
-                    runs::parsed_body(&run),
-                );
-                services
-                    .publish(Queue::Parsed, &env, Some(&run.file_name))
-                    .await?;
+                let id = MessageId::derived(&["recover", &run.id, &run.updated_at.to_rfc3339()]);
+                services.send_to_differ(&tenant, run_id, &run, id).await?;
             }
             runs::touch(&services.db, &tenant, run_id).await?;
             sent += 1;

@@ -17,7 +17,7 @@ use crate::config::RetryPolicy;
 use crate::db::{Db, RunState, runs};
 use crate::envelope::Envelope;
 use crate::error::{Disposition, StageError};
-use crate::ids::{RunId, TenantId};
+use crate::ids::{MessageId, RunId, TenantId};
 use crate::transport::{
     DeadLetterInfo, Delivery, Message, Outcome, Stage, Transport, TransportError, header,
 };
@@ -73,6 +73,25 @@ impl Services {
         self.transport
             .publish(queue, vec![message(envelope, file_name)])
             .await
+    }
+
+    /// Hands `run` to the differ again: its `snapshot.parsed` message rebuilt from the
+    /// run's record, under the message id `id` (derive it from why the run is sent, so a
+    /// repeat of the same cause is one message).
+    pub async fn send_to_differ(
+        &self,
+        tenant: &TenantId,
+        run_id: RunId,
+        run: &crate::db::entity::run::Model,
+        id: MessageId,
+    ) -> Result<(), TransportError> {
+        let envelope = Envelope::new(id, tenant.clone(), run_id, runs::parsed_body(run));
+        self.publish(
+            crate::transport::Queue::Parsed,
+            &envelope,
+            Some(&run.file_name),
+        )
+        .await
     }
 
     /// Moves the run to `applied` if every batch of `generation` is applied, and then

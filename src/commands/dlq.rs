@@ -10,7 +10,6 @@ use clap::Subcommand;
 use roster_shared::config::Settings;
 use roster_shared::db::entity::dead_letter;
 use roster_shared::db::{RunState, dead_letters, runs};
-use roster_shared::envelope::Envelope;
 use roster_shared::ids::{MessageId, RunId, TenantId};
 use roster_shared::transport::{Queue, Stage};
 use serde_json::json;
@@ -286,14 +285,10 @@ async fn replay(app: &App, rows: Vec<dead_letter::Model>, json: bool) -> anyhow:
                 let model = runs::get(db, tenant, *run_id)
                     .await?
                     .with_context(|| format!("run {run_id} of dead letter {} is gone", r.id))?;
-                let env = Envelope::new(
-                    MessageId::derived(&["replay", &r.id, &r.replays.to_string()]),
-                    tenant.clone(),
-                    *run_id,
-                    runs::parsed_body(&model),
-                );
+                debug_assert_eq!(target, Queue::Parsed);
+                let id = MessageId::derived(&["replay", &r.id, &r.replays.to_string()]);
                 app.services
-                    .publish(target, &env, Some(&model.file_name))
+                    .send_to_differ(tenant, *run_id, &model, id)
                     .await?;
             }
             _ => {

@@ -26,7 +26,7 @@ use roster_shared::sea_orm::{
     Value,
 };
 use roster_shared::stage::{self, ConsumeOptions, Services};
-use roster_shared::transport::{Queue, Stage};
+use roster_shared::transport::Stage;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -425,14 +425,7 @@ async fn replan(
     let Some(run) = runs::get(&services.db, tenant, run_id).await? else {
         return Ok(());
     };
-    let out = Envelope::new(
-        MessageId::derived(&["replan", &run_id.to_string(), &generation.to_string()]),
-        tenant.clone(),
-        run_id,
-        runs::parsed_body(&run),
-    );
-    services
-        .publish(Queue::Parsed, &out, Some(&run.file_name))
-        .await?;
+    let id = MessageId::derived(&["replan", &run_id.to_string(), &generation.to_string()]);
+    services.send_to_differ(tenant, run_id, &run, id).await?;
     Ok(())
 }
