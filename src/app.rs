@@ -1,23 +1,20 @@
 //! From settings to running services: the database (migrated automatically when it is an
-//! embedded SQLite file), the blob store and the transport, plus each stage's settings.
+//! embedded SQLite file), the blob store and the transport.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use roster_differ::DifferConfig;
-use roster_fetcher::FetcherConfig;
-use roster_parser::ParserConfig;
-use roster_shared::config::Settings;
-use roster_shared::db::redact_url;
+use roster_shared::config::{BrokerSettings, StoreSettings};
 use roster_shared::stage::{NoProgress, Progress, Services};
-use roster_writer::WriterConfig;
 
-/// An opened install: settings plus the services stages need.
+/// An opened install: the settings it was opened with plus the services stages need.
 #[derive(Clone)]
 pub struct App {
-    /// The settings it was opened with.
-    pub settings: Settings,
+    /// Where the install keeps its state.
+    pub store: StoreSettings,
+    /// The broker (none: stages run in this process, in memory).
+    pub broker: BrokerSettings,
     /// Database, blobs, transport and progress.
     pub services: Services,
 }
@@ -32,50 +29,36 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
 }
 
 impl App {
-    /// Opens the install `settings` describe. An embedded SQLite database is created and
-    /// migrated as needed; any other must have been migrated with `roster migrate`.
-    pub async fn open(settings: Settings, progress: Arc<dyn Progress>) -> anyhow::Result<App> {
-        let services = Services::open(&settings, progress)
+    /// Opens the install the settings describe. An embedded SQLite database is created
+    /// and migrated as needed; any other must have been migrated with `roster migrate`.
+    pub async fn open(
+        store: StoreSettings,
+        broker: BrokerSettings,
+        progress: Arc<dyn Progress>,
+    ) -> anyhow::Result<App> {
+        let services = Services::open(&store, &broker, progress)
             .await
-            .with_context(|| format!("opening {}", redact_url(&settings.database_url)))?;
-        Ok(App { settings, services })
+            .with_context(|| format!("opening {}", store.database_url))?;
+        Ok(App {
+            store,
+            broker,
+            services,
+        })
     }
 
     /// Opens the install without progress reporting.
-    pub async fn open_quiet(settings: Settings) -> anyhow::Result<App> {
-        Self::open(settings, Arc::new(NoProgress)).await
+    pub async fn open_quiet(store: StoreSettings, broker: BrokerSettings) -> anyhow::Result<App> {
+        Self::open(store, broker, Arc::new(NoProgress)).await
+    }
+
+    /// Opens the install's database and blobs only, for commands that talk to no stage.
+    pub async fn open_local(store: StoreSettings) -> anyhow::Result<App> {
+        Self::open_quiet(store, BrokerSettings::default()).await
     }
 
     /// Whether the stages run in this process (no broker configured).
     pub fn is_embedded(&self) -> bool {
-        self.settings.amqp_url.is_none()
-    }
-
-    /// The parser's settings.
-    pub fn parser(&self) -> ParserConfig {
-        ParserConfig::from_settings(&self.settings)
-    }
-
-    /// The differ's settings.
-    pub fn differ(&self) -> DifferConfig {
-        DifferConfig::from_settings(&self.settings)
-    }
-
-    /// The writer's settings.
-    pub fn writer(&self) -> WriterConfig {
-        WriterConfig::from_settings(&self.settings)
-    }
-
-    /// The fetcher's settings (an in-process fetcher recovers stalled runs sooner: see
-    /// [`crate::pipeline::EMBEDDED_STALL_AFTER`]).
-    pub fn fetcher(&self) -> FetcherConfig {
-        let mut config = FetcherConfig::from_settings(&self.settings);
-        if self.is_embedded() {
-            config.stall_after = config
-                .stall_after
-                .min(crate::pipeline::EMBEDDED_STALL_AFTER);
-        }
-        config
+        self.broker.amqp_url.is_none()
     }
 }
 

@@ -11,19 +11,24 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use clap::Args;
+use roster_differ::BrakeSettings;
 use roster_fetcher::Submission;
-use roster_shared::config::Settings;
-use roster_shared::db::runs;
-use roster_shared::envelope::{Format, SyncMode};
-use roster_shared::ids::TenantId;
+use roster_shared::config::{BrokerSettings, StoreSettings};
+use roster_shared::db::Db;
+use roster_shared::model::envelope::{Format, SyncMode};
+use roster_shared::model::ids::TenantId;
+use roster_shared::model::run::RunState;
 use serde::Serialize;
 
 use crate::App;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, PipelineSettings};
 
 /// Arguments of `roster bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// The broker, for `--distributed`.
+    #[command(flatten)]
+    pub broker: BrokerSettings,
     /// People to generate.
     #[arg(long, default_value_t = 100_000)]
     pub rows: u64,
@@ -148,7 +153,7 @@ struct Stages {
 }
 
 impl Stages {
-    fn start(settings: &Settings, dir: &Path) -> anyhow::Result<Stages> {
+    fn start(store: &StoreSettings, broker: &BrokerSettings, dir: &Path) -> anyhow::Result<Stages> {
         let bin = std::env::current_exe()?
             .parent()
             .context("the folder of this binary")?
@@ -158,13 +163,13 @@ impl Stages {
             let exe = bin.join(format!("roster-{stage}"));
             let log = std::fs::File::create(dir.join(format!("{stage}.log")))?;
             let child = std::process::Command::new(&exe)
-                .env("ROSTER_DATABASE_URL", &settings.database_url)
+                .env("ROSTER_DATABASE_URL", store.database_url.expose())
                 .env(
                     "ROSTER_AMQP_URL",
-                    settings.amqp_url.as_deref().unwrap_or_default(),
+                    broker.amqp_url.as_ref().map_or("", |u| u.expose()),
                 )
-                .env("ROSTER_QUEUE_PREFIX", &settings.queue_prefix)
-                .env("ROSTER_DATA_DIR", &settings.data_dir)
+                .env("ROSTER_QUEUE_PREFIX", &broker.queue_prefix)
+                .env("ROSTER_DATA_DIR", &store.data_dir)
                 .env("ROSTER_MAX_DEACTIVATE", u64::MAX.to_string())
                 .env_remove("ROSTER_HEALTH_ADDR")
                 .stdout(std::process::Stdio::null())
@@ -202,7 +207,17 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 async fn import_once(app: &App, tenant: &TenantId, file: &Path) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let mut pipeline = app.is_embedded().then(|| Pipeline::start(app, false));
+    // Every row is new in the first import: lift the brake, which is not measured here.
+    let settings = PipelineSettings {
+        brake: BrakeSettings {
+            max_deactivate: u64::MAX,
+            ..BrakeSettings::default()
+        },
+        ..PipelineSettings::default()
+    };
+    let mut pipeline = app
+        .is_embedded()
+        .then(|| Pipeline::start(app, &settings, None));
     let run = roster_fetcher::submit(
         &app.services,
         Submission {
@@ -226,7 +241,7 @@ async fn import_once(app: &App, tenant: &TenantId, file: &Path) -> anyhow::Resul
     }
     let elapsed = started.elapsed();
     ensure!(
-        runs::state_of(&done) == roster_shared::db::RunState::Applied,
+        done.state == RunState::Applied,
         "bench run ended {}: {:?}",
         done.state,
         done.reason
@@ -235,7 +250,7 @@ async fn import_once(app: &App, tenant: &TenantId, file: &Path) -> anyhow::Resul
 }
 
 /// Runs `roster bench`.
-pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCode> {
     ensure!(
         args.rows > 0 && args.repeat > 0,
         "--rows and --repeat must be positive"
@@ -263,16 +278,19 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
     let mut sums = [0u64; 3];
     if args.distributed {
         anyhow::ensure!(
-            settings.amqp_url.is_some() && !settings.is_sqlite(),
+            args.broker.amqp_url.is_some() && !store.is_sqlite(),
             "--distributed needs ROSTER_AMQP_URL and a PostgreSQL ROSTER_DATABASE_URL"
         );
-        let mut s = settings.clone();
-        s.queue_prefix = format!("bench{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-        s.data_dir = dir.join("data");
-        let db = roster_shared::db::Db::connect(&s.database_url).await?;
+        let mut broker = args.broker.clone();
+        broker.queue_prefix = format!("bench{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        let store = StoreSettings {
+            data_dir: dir.join("data"),
+            ..store
+        };
+        let db = Db::connect(&store.database_url).await?;
         db.migrate().await?;
-        let app = App::open_quiet(s.clone()).await?;
-        let stages = Stages::start(&s, &dir)?;
+        let app = App::open_quiet(store.clone(), broker.clone()).await?;
+        let stages = Stages::start(&store, &broker, &dir)?;
         let mut pids = stages.pids();
         pids.push("self".into());
         for rep in 0..args.repeat {
@@ -290,7 +308,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
         }
         drop(stages);
         if let roster_shared::transport::TransportConfig::RabbitMq { url, prefix } =
-            roster_shared::runner::transport_config(&s)
+            roster_shared::runner::transport_config(&broker)
         {
             roster_shared::transport::amqp::AmqpTransport::connect(&url, &prefix)
                 .await?
@@ -303,13 +321,8 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
             let work = dir.join(format!("rep{rep}"));
             let _ = std::fs::remove_dir_all(&work);
             std::fs::create_dir_all(&work)?;
-            let mut s = settings.clone();
-            s.database_url = format!("sqlite://{}", work.join("roster.db").display());
-            s.data_dir = work.join("data");
-            s.amqp_url = None;
-            // Every row is new in the first import: lift the brake, which is not measured here.
-            s.max_deactivate = u64::MAX;
-            let app = App::open_quiet(s).await?;
+            let store = StoreSettings::sqlite(&work.join("roster.db"), work.join("data"));
+            let app = App::open_local(store).await?;
             for (i, (name, file)) in phases.iter().enumerate() {
                 reset_peak_rss("self");
                 let t = import_once(&app, &tenant, file).await?;

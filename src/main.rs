@@ -4,14 +4,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use roster::commands::{admin, directory, dlq, import, runs, serve};
-use roster_shared::config::Settings;
+use roster_shared::config::{LogSettings, StoreSettings};
 
 /// Keeps each tenant's employee directory in sync with the files it delivers.
 #[derive(Debug, Parser)]
 #[command(name = "roster", version, about, max_term_width = 100)]
 struct Cli {
     #[command(flatten)]
-    settings: Settings,
+    store: StoreSettings,
+    #[command(flatten)]
+    log: LogSettings,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,10 +36,9 @@ enum Command {
     /// Lets a run held by the mass-deactivation brake go ahead.
     Approve(admin::ApproveArgs),
     /// Messages the stages gave up on: list, show, replay, drop.
-    #[command(subcommand)]
-    Dlq(dlq::DlqCommand),
+    Dlq(dlq::DlqArgs),
     /// Runs all four stages until SIGTERM, polling $ROSTER_DATA_DIR/inbox/<tenant>/.
-    Serve,
+    Serve(serve::ServeArgs),
     /// Measures import speed and memory on synthetic people.
     Bench(roster::bench::BenchArgs),
 }
@@ -45,17 +46,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Serve => "info",
+        Command::Serve(_) => "info",
         _ => "warn",
     };
-    let _telemetry =
-        roster_shared::telemetry::init("roster", default_filter, &cli.settings.log_format);
+    let _telemetry = roster_shared::telemetry::init("roster", default_filter, cli.log.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     let result = runtime.block_on(async move {
-        let s = cli.settings;
+        let s = cli.store;
         match cli.command {
             Command::Import(args) => import::run(s, args).await,
             Command::Directory(args) => directory::run(s, args).await,
@@ -63,8 +63,8 @@ fn main() -> ExitCode {
             Command::Migrate => admin::migrate(s).await,
             Command::Mapping(cmd) => admin::mapping(s, cmd).await,
             Command::Approve(args) => admin::approve(s, args).await,
-            Command::Dlq(cmd) => dlq::run(s, cmd).await,
-            Command::Serve => serve::run(s).await,
+            Command::Dlq(args) => dlq::run(s, args).await,
+            Command::Serve(args) => serve::run(s, args).await,
             Command::Bench(args) => roster::bench::run(s, args).await,
         }
     });

@@ -4,21 +4,43 @@
 use std::time::Duration;
 
 use anyhow::bail;
+use clap::Args;
+use roster_differ::{BrakeSettings, DifferConfig};
+use roster_fetcher::{FetcherConfig, FetcherSettings};
+use roster_parser::ParserConfig;
+use roster_shared::config::{ConsumeSettings, SupervisorSettings};
 use roster_shared::db::entity::run;
-use roster_shared::db::{RunState, runs};
+use roster_shared::db::runs;
 use roster_shared::error::StageError;
-use roster_shared::ids::{RunId, TenantId};
+use roster_shared::model::ids::{RunId, TenantId};
+use roster_shared::stage::Services;
+use roster_writer::WriterConfig;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::App;
+
+/// What stages running in this process take: how they consume, the brake, and the
+/// supervisor they compete to be.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PipelineSettings {
+    /// How stages consume messages.
+    #[command(flatten)]
+    pub consume: ConsumeSettings,
+    /// The mass-deactivation brake.
+    #[command(flatten)]
+    pub brake: BrakeSettings,
+    /// The supervisor.
+    #[command(flatten)]
+    pub supervisor: SupervisorSettings,
+}
 
 /// Stages running in this process until [`Pipeline::stop`].
 pub struct Pipeline {
     shutdown: CancellationToken,
     tasks: JoinSet<(&'static str, Result<(), StageError>)>,
     /// Set when the queues are in memory: their dead letters must be archived at stop.
-    embedded: Option<roster_shared::stage::Services>,
+    embedded: Option<Services>,
 }
 
 /// How long a run may go without moving before an in-process pipeline announces it again.
@@ -28,37 +50,45 @@ pub struct Pipeline {
 pub const EMBEDDED_STALL_AFTER: Duration = Duration::from_secs(10);
 
 impl Pipeline {
-    /// Starts the parser, differ and writer (and the fetcher's inbox poller when `fetcher`)
-    /// on `app`'s services.
-    pub fn start(app: &App, fetcher: bool) -> Pipeline {
+    /// Starts the parser, differ and writer, the fetcher's inbox poller when `fetcher`
+    /// says how, and the supervisor, on `app`'s services.
+    pub fn start(
+        app: &App,
+        settings: &PipelineSettings,
+        fetcher: Option<&FetcherSettings>,
+    ) -> Pipeline {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let s = &app.services;
-        let (p, d, w) = (app.parser(), app.differ(), app.writer());
+        let sqlite = app.store.is_sqlite();
+        let p = ParserConfig::new(&settings.consume, sqlite);
+        let d = DifferConfig::new(&settings.consume, &settings.brake, sqlite);
+        let w = WriterConfig::new(&settings.consume, sqlite);
         let (s1, s2, s3) = (s.clone(), s.clone(), s.clone());
         let (t1, t2, t3) = (shutdown.clone(), shutdown.clone(), shutdown.clone());
         tasks.spawn(async move { ("parser", roster_parser::run(p, s1, t1).await) });
         tasks.spawn(async move { ("differ", roster_differ::run(d, s2, t2).await) });
         tasks.spawn(async move { ("writer", roster_writer::run(w, s3, t3).await) });
-        if fetcher {
-            let (f, s4, t4) = (app.fetcher(), s.clone(), shutdown.clone());
+        if let Some(f) = fetcher {
+            let (f, s4, t4) = (
+                FetcherConfig::new(&app.store, f),
+                s.clone(),
+                shutdown.clone(),
+            );
             tasks.spawn(async move { ("fetcher", roster_fetcher::run(f, s4, t4).await) });
-        } else if app.is_embedded() {
-            // No fetcher loop to recover runs stranded by an earlier process: do it here.
-            let (s5, t5) = (s.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                loop {
-                    if let Err(e) = roster_fetcher::recover_stalled(&s5, EMBEDDED_STALL_AFTER).await
-                    {
-                        tracing::warn!(error = %e, "re-announcing stalled runs failed");
-                    }
-                    tokio::select! {
-                        _ = t5.cancelled() => return ("recovery", Ok(())),
-                        _ = tokio::time::sleep(EMBEDDED_STALL_AFTER / 2) => {}
-                    }
-                }
-            });
         }
+        let mut supervision = settings.supervisor.clone();
+        if app.is_embedded() {
+            // In-memory messages die with their process: recover its runs sooner.
+            let stall = EMBEDDED_STALL_AFTER.as_secs();
+            supervision.stall_after_secs = supervision.stall_after_secs.min(stall);
+            supervision.lease_secs = supervision.lease_secs.min(stall);
+        }
+        let (s5, t5) = (s.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            roster_shared::supervisor::run(s5, supervision, t5).await;
+            ("supervisor", Ok(()))
+        });
         Pipeline {
             shutdown,
             tasks,
@@ -121,8 +151,7 @@ pub async fn wait_for_run(app: &App, tenant: &TenantId, id: RunId) -> anyhow::Re
         match runs::get(&app.services.db, tenant, id).await {
             Ok(Some(run)) => {
                 outage = None;
-                let state = runs::state_of(&run);
-                if state.is_final() || state == RunState::Held {
+                if run.state.is_settled() {
                     return Ok(run);
                 }
             }

@@ -3,12 +3,46 @@
 
 use std::io::Write;
 
-use roster_shared::change::ChangeCounts;
+use std::fmt;
+
 use roster_shared::db::entity::run;
-use roster_shared::db::{RunState, runs};
-use roster_shared::envelope::RowError;
-use roster_shared::ids::TenantId;
-use serde::Serialize;
+use roster_shared::db::runs;
+use roster_shared::model::change::ChangeCounts;
+use roster_shared::model::envelope::{RowError, SyncMode};
+use roster_shared::model::ids::TenantId;
+use roster_shared::model::run::RunState;
+use serde::{Serialize, Serializer};
+
+/// How an import ended: the state its run reached, or a dry run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The run reached this state (or, for a file refused by a dry run, would have).
+    Run(RunState),
+    /// A dry run that would apply.
+    DryRun,
+}
+
+impl Status {
+    /// The status as printed: a run state's name, or `dry_run`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Run(state) => state.name(),
+            Status::DryRun => "dry_run",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
 
 /// One row error as printed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,7 +73,7 @@ pub struct Summary {
     /// Whose directory.
     pub tenant: String,
     /// `applied`, `rejected`, `held`, `failed`, `superseded` or `dry_run`.
-    pub status: String,
+    pub status: Status,
     /// Data rows read.
     pub rows_read: u64,
     /// People created.
@@ -60,14 +94,14 @@ pub struct Summary {
     pub reason: Option<String>,
     /// The file's name.
     pub file: String,
-    /// `full` or `delta`.
-    pub mode: String,
+    /// Full snapshot or delta.
+    pub mode: SyncMode,
 }
 
 impl Summary {
     /// The summary of a stored run with its stored errors.
     pub fn of_run(run: &run::Model, errors: Vec<RowError>) -> Summary {
-        let state = runs::state_of(run);
+        let state = run.state;
         let counts = runs::counts(run);
         let mut errors: Vec<ErrorLine> = errors.into_iter().map(ErrorLine::from).collect();
         if state == RunState::Rejected {
@@ -83,7 +117,7 @@ impl Summary {
         Summary {
             run_id: Some(run.id.clone()),
             tenant: run.tenant_id.clone(),
-            status: state.name().to_owned(),
+            status: Status::Run(state),
             rows_read: run.rows_read as u64,
             created: counts.created,
             updated: counts.updated,
@@ -94,7 +128,7 @@ impl Summary {
             errors,
             reason: run.reason.clone(),
             file: run.file_name.clone(),
-            mode: run.mode.clone(),
+            mode: run.mode,
         }
     }
 
@@ -103,7 +137,7 @@ impl Summary {
     pub fn dry_run(
         tenant: &TenantId,
         file: &str,
-        mode: &str,
+        mode: SyncMode,
         rows_read: u64,
         rejected: u64,
         counts: ChangeCounts,
@@ -114,7 +148,7 @@ impl Summary {
         Summary {
             run_id: None,
             tenant: tenant.to_string(),
-            status: "dry_run".into(),
+            status: Status::DryRun,
             rows_read,
             created: counts.created,
             updated: counts.updated,
@@ -125,16 +159,16 @@ impl Summary {
             errors: errors.into_iter().map(ErrorLine::from).collect(),
             reason,
             file: file.to_owned(),
-            mode: mode.to_owned(),
+            mode,
         }
     }
 
     /// A file refused as a whole before any run existed (a dry run).
-    pub fn refused(tenant: &TenantId, file: &str, mode: &str, why: String) -> Summary {
+    pub fn refused(tenant: &TenantId, file: &str, mode: SyncMode, why: String) -> Summary {
         Summary {
             run_id: None,
             tenant: tenant.to_string(),
-            status: RunState::Rejected.name().into(),
+            status: Status::Run(RunState::Rejected),
             rows_read: 0,
             created: 0,
             updated: 0,
@@ -149,16 +183,16 @@ impl Summary {
             }],
             reason: Some(why),
             file: file.to_owned(),
-            mode: mode.to_owned(),
+            mode,
         }
     }
 
     /// The process exit code this outcome means.
     pub fn exit_code(&self) -> u8 {
-        match self.status.as_str() {
-            "applied" | "dry_run" => 0,
-            "rejected" => 2,
-            _ => 1,
+        match self.status {
+            Status::Run(RunState::Applied) | Status::DryRun => 0,
+            Status::Run(RunState::Rejected) => 2,
+            Status::Run(_) => 1,
         }
     }
 

@@ -16,22 +16,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roster_shared::CHANGE_BATCH_SIZE;
-use roster_shared::brake::Brake;
-use roster_shared::change::{Change, ChangeKind, FieldChange, RowState};
-use roster_shared::db::people::{self, IndexEntry};
-use roster_shared::db::{Db, RunState, runs};
-use roster_shared::envelope::{ChangesReady, Envelope, SnapshotParsed, SyncMode};
+use roster_shared::config::ConsumeSettings;
+use roster_shared::db::{Db, runs};
 use roster_shared::error::StageError;
-use roster_shared::ids::{MessageId, RunId, TenantId};
-use roster_shared::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
+use roster_shared::model::change::{Change, ChangeKind, FieldChange, RowState};
+use roster_shared::model::envelope::{ChangesReady, Envelope, SnapshotParsed, SyncMode};
+use roster_shared::model::ids::{MessageId, RunId, TenantId};
+use roster_shared::model::run::RunState;
+use roster_shared::model::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
 use roster_shared::stage::{self, ConsumeOptions, Services};
 use roster_shared::transport::{Queue, Stage};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub mod brake;
+pub mod changes;
+pub mod db;
 pub mod plan;
 
+pub use brake::{Brake, BrakeSettings};
+pub use db::IndexEntry;
 pub use plan::{PlanSummary, Step};
 
 /// Settings of the differ stage.
@@ -44,11 +49,11 @@ pub struct DifferConfig {
 }
 
 impl DifferConfig {
-    /// The differ's settings from the install's.
-    pub fn from_settings(settings: &roster_shared::config::Settings) -> Self {
+    /// The differ's settings, for a database that is SQLite or not.
+    pub fn new(consume: &ConsumeSettings, brake: &BrakeSettings, sqlite: bool) -> Self {
         DifferConfig {
-            consume: ConsumeOptions::from_settings(settings),
-            brake: settings.brake(),
+            consume: ConsumeOptions::new(consume, sqlite),
+            brake: brake.brake(),
         }
     }
 }
@@ -67,7 +72,11 @@ pub async fn run(
 }
 
 fn corrupt(e: SnapshotError) -> StageError {
-    StageError::Internal(e.to_string())
+    StageError::internal_from("reading a snapshot", e)
+}
+
+fn join_failed(e: tokio::task::JoinError) -> StageError {
+    StageError::internal_from("a planning task failed", e)
 }
 
 /// How long a run waits before looking again at an earlier run still in flight.
@@ -82,25 +91,25 @@ pub async fn handle(
     let started = Instant::now();
     let (db, tenant, run_id) = (&services.db, &env.tenant, env.run_id);
     let Some(run) = runs::get(db, tenant, run_id).await? else {
-        return Err(StageError::Internal(format!("run {run_id} is unknown")));
+        return Err(StageError::internal(format!("run {run_id} is unknown")));
     };
-    match runs::state_of(&run) {
+    match run.state {
         RunState::Parsed | RunState::Diffed | RunState::Applying => {}
         RunState::Fetched => {
-            return Err(StageError::Internal(format!(
+            return Err(StageError::internal(format!(
                 "run {run_id} is not parsed yet"
             )));
         }
         // Final or held: nothing to plan.
         _ => return Ok(()),
     }
-    if let Some(earlier) = runs::blocking_predecessor(db, tenant, run.seq).await? {
+    if let Some(earlier) = db::blocking_predecessor(db, tenant, run.seq).await? {
         return Err(StageError::Deferred {
             reason: format!("earlier run {} is {}", earlier.id, earlier.state),
             delay: WAIT_FOR_EARLIER,
         });
     }
-    if let Some(later) = runs::later_started(db, tenant, run.seq).await? {
+    if let Some(later) = db::later_started(db, tenant, run.seq).await? {
         let why = format!(
             "run {} (a later delivery) was {} first",
             later.id, later.state
@@ -112,16 +121,16 @@ pub async fn handle(
     }
     let mode = env.body.mode;
     if mode == SyncMode::Full && env.body.accepted == 0 {
-        return Err(StageError::Rejected(format!(
+        return Err(StageError::rejected(format!(
             "{}: no usable people in the file; a full sync of it would deactivate everyone, \
              so it was refused",
             run.file_name
         )));
     }
-    let Some(generation) = runs::begin_plan(db, tenant, run_id).await? else {
+    let Some(generation) = db::begin_plan(db, tenant, run_id).await? else {
         return Ok(());
     };
-    let index = Arc::new(people::load_index(db, tenant, run_id).await?);
+    let index = Arc::new(db::load_index(db, tenant, run_id).await?);
     let index_ms = started.elapsed().as_millis() as u64;
     let file = services.blobs.open(&env.body.snapshot_key).await?;
     let summary = {
@@ -130,7 +139,7 @@ pub async fn handle(
             plan::summarize(&index, &mut SnapshotReader::new(file), mode)
         })
         .await
-        .map_err(|e| StageError::Internal(e.to_string()))?
+        .map_err(join_failed)?
         .map_err(corrupt)?
     };
     if mode == SyncMode::Full && !run.approved {
@@ -143,7 +152,7 @@ pub async fn handle(
     let total = summary.counts.total();
     let batches = total.div_ceil(CHANGE_BATCH_SIZE as u64) as u32;
     let diff_ms = started.elapsed().as_millis() as i64;
-    if !runs::set_plan(
+    if !db::set_plan(
         db,
         tenant,
         run_id,
@@ -163,7 +172,7 @@ pub async fn handle(
         let file = services.blobs.open(&env.body.snapshot_key).await?;
         let published = publish_batches(services, &env, generation, batches, index, file).await?;
         if published != batches {
-            return Err(StageError::Internal(format!(
+            return Err(StageError::internal(format!(
                 "planned {batches} batches but produced {published}"
             )));
         }
@@ -192,15 +201,8 @@ async fn stop_planning(
     to: RunState,
     why: &str,
 ) -> Result<bool, StageError> {
-    let moved = runs::transition(
-        db.conn(),
-        tenant,
-        run,
-        &[RunState::Parsed, RunState::Diffed, RunState::Applying],
-        to,
-        Some(why),
-    )
-    .await?;
+    let moved =
+        runs::transition(db.conn(), tenant, run, &RunState::PLANNABLE, to, Some(why)).await?;
     if moved {
         info!(%why, state = to.name(), "planning stopped");
     }
@@ -278,7 +280,7 @@ async fn resolve<C: roster_shared::sea_orm::ConnectionTrait>(
     let stored = if modified.is_empty() {
         Default::default()
     } else {
-        people::fetch(conn, tenant, &modified).await?
+        db::fetch(conn, tenant, &modified).await?
     };
     batch
         .into_iter()
@@ -300,7 +302,7 @@ async fn resolve<C: roster_shared::sea_orm::ConnectionTrait>(
                     let person = entry.person().map_err(corrupt)?;
                     let changed = stored
                         .get(&entry.email)
-                        .map(|old| person.changes_from(old))
+                        .map(|old| changes::field_changes(old, &person))
                         .unwrap_or_default();
                     Change {
                         kind,
@@ -368,9 +370,7 @@ impl Batches {
             Some(pending) => Ok(Some(resolve(conn, tenant, &self.index, pending).await?)),
             None => {
                 if let Some(producer) = self.producer.take() {
-                    producer
-                        .await
-                        .map_err(|e| StageError::Internal(e.to_string()))??;
+                    producer.await.map_err(join_failed)??;
                 }
                 Ok(None)
             }
@@ -435,7 +435,7 @@ pub async fn dry_run(
     brake: Brake,
     changes: Option<&mut (dyn FnMut(Vec<Change>) + Send)>,
 ) -> Result<DryRun, StageError> {
-    let index = Arc::new(people::load_index(db, tenant, RunId::new()).await?);
+    let index = Arc::new(db::load_index(db, tenant, RunId::new()).await?);
     let refused = (mode == SyncMode::Full && accepted == 0).then(|| {
         "no usable people in the file; a full sync of it would deactivate everyone, so it \
          would be refused"
@@ -448,7 +448,7 @@ pub async fn dry_run(
             plan::summarize(&index, &mut SnapshotReader::new(file), mode)
         })
         .await
-        .map_err(|e| StageError::Internal(e.to_string()))?
+        .map_err(join_failed)?
         .map_err(corrupt)?
     };
     let active = index.iter().filter(|e| e.state.active).count() as u64;

@@ -1,12 +1,13 @@
 //! The comparison itself, free of I/O: a merge join of the stored index (sorted by email)
 //! with a snapshot (sorted by email) that says, person by person, what must change.
 
-use roster_shared::change::{ChangeCounts, ChangeKind, RowState};
-use roster_shared::db::people::IndexEntry;
-use roster_shared::envelope::SyncMode;
 use std::io::Read;
 
-use roster_shared::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
+use roster_shared::model::change::{ChangeCounts, ChangeKind, RowState};
+use roster_shared::model::envelope::SyncMode;
+use roster_shared::model::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
+
+use crate::db::IndexEntry;
 
 /// What the comparison decided for one person.
 #[derive(Debug, Clone)]
@@ -127,8 +128,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
-    use roster_shared::person::{Field, Person};
-    use roster_shared::snapshot::{encode_line, encode_protected};
+    use roster_shared::model::person::{Field, Person};
+    use roster_shared::model::snapshot::{encode_line, encode_protected};
 
     use super::*;
 

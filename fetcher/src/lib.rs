@@ -6,25 +6,51 @@
 //! `<tenant>/delta/` are delta syncs, all others full). Promises: a file is taken only
 //! once its upload is finished (a `.done` marker, or size and modification time unchanged
 //! across two polls; dot-files and `.tmp`/`.part` names are never taken), and never
-//! twice; a run that stalls (its message lost with a process, say) is announced again.
+//! twice. (A run that stalls after that is the supervisor's: `roster_shared::supervisor`.)
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use chrono::Utc;
+use clap::Args;
 use roster_shared::blob::BlobStore;
-use roster_shared::db::runs::{self, NewRun, SourceFile};
-use roster_shared::db::{RunState, dead_letters, entity::run, tenants};
-use roster_shared::envelope::{Envelope, FileFetched, Format, SyncMode};
+use roster_shared::config::StoreSettings;
 use roster_shared::error::StageError;
-use roster_shared::ids::{MessageId, RunId, TenantId};
+use roster_shared::model::envelope::{Format, SyncMode};
+use roster_shared::model::ids::{RunId, TenantId};
 use roster_shared::stage::Services;
-use roster_shared::transport::Queue;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+pub mod db;
+
+pub use db::{NewRun, SourceFile};
+
+/// Default of `ROSTER_POLL_INTERVAL_MS`.
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 2000;
+
+/// The fetcher's own settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct FetcherSettings {
+    /// How often the fetcher looks for new files, in milliseconds.
+    #[arg(
+        long,
+        env = "ROSTER_POLL_INTERVAL_MS",
+        default_value_t = DEFAULT_POLL_INTERVAL_MS,
+        value_parser = clap::value_parser!(u64).range(10..=3_600_000)
+    )]
+    pub poll_interval_ms: u64,
+}
+
+impl Default for FetcherSettings {
+    fn default() -> Self {
+        FetcherSettings {
+            poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
+        }
+    }
+}
 
 /// Settings of the fetcher stage.
 #[derive(Debug, Clone)]
@@ -33,17 +59,14 @@ pub struct FetcherConfig {
     pub inbox: PathBuf,
     /// Time between polls.
     pub poll_interval: Duration,
-    /// How long an unfinished run may go without moving before it is announced again.
-    pub stall_after: Duration,
 }
 
 impl FetcherConfig {
-    /// The fetcher's settings from the install's.
-    pub fn from_settings(settings: &roster_shared::config::Settings) -> Self {
+    /// The fetcher's settings for the install `store` describes.
+    pub fn new(store: &StoreSettings, settings: &FetcherSettings) -> Self {
         FetcherConfig {
-            inbox: settings.inbox_dir(),
+            inbox: store.inbox_dir(),
             poll_interval: Duration::from_millis(settings.poll_interval_ms),
-            stall_after: Duration::from_secs(settings.stall_after_secs),
         }
     }
 }
@@ -77,7 +100,7 @@ pub async fn submit(services: &Services, sub: Submission) -> Result<RunId, Stage
     let (src, dst) = (sub.path.clone(), scratch.clone());
     let (sha256, size) = tokio::task::spawn_blocking(move || copy_hashing(&src, &dst))
         .await
-        .map_err(|e| StageError::Internal(e.to_string()))?
+        .map_err(|e| StageError::internal_from("copying the file", e))?
         .map_err(|e| StageError::Blob(e.into()))?;
     let blob_key = BlobStore::raw_key(&sub.tenant, &sha256);
     if services.blobs.exists(&blob_key).await? {
@@ -97,40 +120,10 @@ pub async fn submit(services: &Services, sub: Submission) -> Result<RunId, Stage
         mode: sub.mode,
         encoding: sub.encoding.clone(),
     };
-    let run = runs::create(&services.db, &new, sub.seen.as_ref()).await?;
-    announce(services, &run).await?;
+    let run = db::create_run(&services.db, &new, sub.seen.as_ref()).await?;
+    services.send_to_parser(&sub.tenant, new.id, &run).await?;
     info!(tenant = %sub.tenant, run = %new.id, file = %sub.file_name, size, "fetched");
     Ok(new.id)
-}
-
-/// Publishes the run's `file.fetched` and records that it went out.
-async fn announce(services: &Services, run: &run::Model) -> Result<(), StageError> {
-    let tenant =
-        TenantId::new(run.tenant_id.clone()).map_err(|e| StageError::Internal(e.to_string()))?;
-    let run_id: RunId = run
-        .id
-        .parse()
-        .map_err(|e: uuid::Error| StageError::Internal(e.to_string()))?;
-    let env = Envelope::new(
-        MessageId::derived(&["file.fetched", &run.id]),
-        tenant.clone(),
-        run_id,
-        FileFetched {
-            source: run.source.clone(),
-            blob_key: run.blob_key.clone(),
-            sha256: run.sha256.clone(),
-            size: run.size as u64,
-            file_name: run.file_name.clone(),
-            format: Format::parse(&run.format).unwrap_or_default(),
-            mode: SyncMode::parse(&run.mode).unwrap_or_default(),
-            encoding: run.encoding.clone(),
-        },
-    );
-    services
-        .publish(Queue::Fetched, &env, Some(&run.file_name))
-        .await?;
-    runs::mark_published(&services.db, &tenant, run_id).await?;
-    Ok(())
 }
 
 /// Copies `src` to `dst`, returning the hex SHA-256 and the size.
@@ -269,7 +262,7 @@ async fn take(
     } else {
         file_name.clone()
     };
-    if tenants::was_fetched(&services.db, tenant, "inbox", &shown, now.0, now.1).await? {
+    if db::was_fetched(&services.db, tenant, "inbox", &shown, now.0, now.1).await? {
         return Ok(None);
     }
     let run = submit(
@@ -297,37 +290,7 @@ fn io(e: std::io::Error) -> StageError {
     StageError::Blob(e.into())
 }
 
-/// Announces again every unfinished run that has not moved for `after`, at the stage it
-/// stopped in: `file.fetched` for a fetched run (its announcement may never have gone
-/// out), `snapshot.parsed` (a fresh plan) for a parsed, diffed or applying one (its
-/// message may have died with a process, or been dead-lettered while the database was
-/// away). Every stage is idempotent, so announcing a run that was only slow costs work,
-/// not correctness. Returns how many runs were announced.
-pub async fn recover_stalled(services: &Services, after: Duration) -> Result<usize, StageError> {
-    let before = Utc::now() - chrono::Duration::from_std(after).unwrap_or_default();
-    let mut sent = 0;
-    for tenant in tenants::list(&services.db).await? {
-        for run in runs::stalled(&services.db, &tenant, before).await? {
-            warn!(tenant = %tenant, run = %run.id, state = %run.state, "announcing a stalled run again");
-            let run_id: RunId = run
-                .id
-                .parse()
-                .map_err(|e: uuid::Error| StageError::Internal(e.to_string()))?;
-            if runs::state_of(&run) == RunState::Fetched {
-                announce(services, &run).await?;
-            } else {
-                let id = MessageId::derived(&["recover", &run.id, &run.updated_at.to_rfc3339()]);
-                services.send_to_differ(&tenant, run_id, &run, id).await?;
-            }
-            runs::touch(&services.db, &tenant, run_id).await?;
-            sent += 1;
-        }
-    }
-    Ok(sent)
-}
-
-/// Runs the fetcher until `shutdown`: polls the inboxes, re-announces stalled runs and
-/// archives dead letters (which also marks their runs failed).
+/// Runs the fetcher until `shutdown`: polls the inboxes.
 pub async fn run(
     config: FetcherConfig,
     services: Services,
@@ -338,12 +301,6 @@ pub async fn run(
     loop {
         if let Err(e) = poll_inbox(&services, &config.inbox, &mut state).await {
             warn!(error = %e, "inbox poll failed; trying again next time");
-        }
-        if let Err(e) = dead_letters::drain(&services.db, services.transport.as_ref()).await {
-            warn!(error = %e, "archiving dead letters failed; trying again next time");
-        }
-        if let Err(e) = recover_stalled(&services, config.stall_after).await {
-            warn!(error = %e, "re-announcing stalled runs failed; trying again next time");
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,

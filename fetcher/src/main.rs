@@ -1,18 +1,28 @@
 //! `roster-fetcher`: the fetcher stage as its own process, for scaling and restarting it
-//! on its own. Settings come from `ROSTER_*` environment variables (`ROSTER_AMQP_URL`,
-//! `ROSTER_DATABASE_URL`, `ROSTER_DATA_DIR`, `ROSTER_QUEUE_PREFIX`, `ROSTER_HEALTH_ADDR`,
-//! `ROSTER_CONCURRENCY`, ...; see `roster --help`). SIGTERM stops it cleanly.
+//! on its own. Settings come from `ROSTER_*` environment variables alone: where the install
+//! keeps its state, the broker, probes and supervisor (`roster_shared::runner::ProcessSettings`)
+//! and how often inboxes are polled (`ROSTER_POLL_INTERVAL_MS`). A bad value is refused at
+//! start, naming the variable. SIGTERM stops it cleanly.
 
-use roster_fetcher::FetcherConfig;
-use roster_shared::config::Settings;
+use clap::Args;
+use roster_fetcher::{FetcherConfig, FetcherSettings};
+use roster_shared::config::from_env;
+use roster_shared::runner::{self, ProcessSettings};
+
+/// Everything `roster-fetcher` reads from the environment.
+#[derive(Debug, Args)]
+struct Settings {
+    #[command(flatten)]
+    process: ProcessSettings,
+    #[command(flatten)]
+    fetcher: FetcherSettings,
+}
 
 fn main() -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
-    let _telemetry = roster_shared::telemetry::init("roster-fetcher", "info", &settings.log_format);
-    let config = FetcherConfig::from_settings(&settings);
-    tokio::runtime::Runtime::new()?.block_on(roster_shared::runner::run_stage(
-        "fetcher",
-        settings,
-        |services, shutdown| roster_fetcher::run(config, services, shutdown),
-    ))
+    let settings: Settings = from_env()?;
+    let config = FetcherConfig::new(&settings.process.store, &settings.fetcher);
+    runner::main("fetcher", settings.process, |services, shutdown| {
+        roster_fetcher::run(config, services, shutdown)
+    })?;
+    Ok(())
 }

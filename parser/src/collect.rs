@@ -4,8 +4,8 @@
 
 use std::io::{self, Write};
 
-use roster_shared::envelope::RowError;
-use roster_shared::snapshot::{encode_line, encode_protected, line_email};
+use roster_shared::model::envelope::RowError;
+use roster_shared::model::snapshot::{encode_line, encode_protected, line_email};
 
 use crate::rows::RowOutcome;
 
@@ -164,7 +164,7 @@ pub struct ParsedFile {
 }
 
 impl ParsedFile {
-    /// Writes the snapshot (sorted by email, see `roster_shared::snapshot`).
+    /// Writes the snapshot (sorted by email, see `roster_shared::model::snapshot`).
     pub fn write_snapshot(&self, mut out: impl Write) -> io::Result<()> {
         for e in &self.entries {
             out.write_all(&self.arena[e.start..e.start + e.len as usize])?;

@@ -1,13 +1,15 @@
 //! Delimited text with a header row: comma, semicolon or tab, quoted fields, CRLF or LF.
 
-use roster_shared::envelope::RowError;
-use roster_shared::person::{Field, normalize_email};
+use roster_shared::model::envelope::RowError;
+use roster_shared::model::person::Field;
 use roster_shared::stage::Progress;
 
 use crate::collect::Collector;
 use crate::decode::Decoded;
+use crate::error::RejectReason;
 use crate::headers::{HeaderMap, Role};
 use crate::rows;
+use crate::rules::normalize_email;
 
 /// Picks the delimiter of a header line: whichever of `,` `;` `\t` occurs most outside
 /// quotes (comma on a tie or when none occurs).
@@ -35,38 +37,32 @@ pub fn sniff_delimiter(head: &[u8]) -> u8 {
         .0
 }
 
+/// The value `bytes` as text. Decoded input is UTF-8 by construction; plain input is
+/// checked here, so an error can name its line and column.
 fn text<'a>(
     bytes: &'a [u8],
-    validate: bool,
     line: u64,
     column: usize,
     header: &str,
-) -> Result<&'a str, String> {
-    if validate {
-        std::str::from_utf8(bytes).map_err(|e| {
-            format!(
-                "line {line}, column {column} ({header:?}): not valid UTF-8 (bad byte 0x{:02X} \
-                 at position {}); the file must be UTF-8 (with or without BOM) or UTF-16 with \
-                 BOM, or name its encoding (for example --encoding windows-1252)",
-                bytes[e.valid_up_to()],
-                e.valid_up_to() + 1
-            )
-        })
-    } else {
-        // Decoded input is UTF-8 by construction.
-        std::str::from_utf8(bytes).map_err(|e| e.to_string())
-    }
+) -> Result<&'a str, RejectReason> {
+    std::str::from_utf8(bytes).map_err(|e| RejectReason::InvalidUtf8 {
+        line,
+        column,
+        header: header.to_owned(),
+        byte: bytes[e.valid_up_to()],
+        at: e.valid_up_to() + 1,
+    })
 }
 
-/// Reads every row into `out`. `Err` rejects the whole file, with the reason.
+/// Reads every row into `out`; returns the email column's header. `Err` rejects the
+/// whole file, with the reason.
 pub fn read(
     decoded: Decoded,
     delimiter: u8,
     headers: &HeaderMap,
     out: &mut Collector,
     progress: &dyn Progress,
-) -> Result<Option<String>, String> {
-    let validate = decoded.validate;
+) -> Result<Option<String>, RejectReason> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(false)
@@ -74,18 +70,18 @@ pub fn read(
         .buffer_capacity(1 << 16)
         .from_reader(decoded.reader);
     let mut record = csv::ByteRecord::new();
-    let csv_error = |e: csv::Error| match e.position() {
-        Some(p) => format!("line {}: {e}", p.line()),
-        None => e.to_string(),
+    let csv_error = |error: csv::Error| RejectReason::Csv {
+        line: error.position().map(csv::Position::line),
+        error,
     };
     if !reader.read_byte_record(&mut record).map_err(csv_error)? {
-        return Err("the file is empty: expected a header row".into());
+        return Err(RejectReason::Empty);
     }
     let header_line = record.position().map_or(1, |p| p.line());
     let names: Vec<String> = record
         .iter()
         .enumerate()
-        .map(|(i, h)| text(h, validate, header_line, i + 1, "header").map(str::to_owned))
+        .map(|(i, h)| text(h, header_line, i + 1, "header").map(str::to_owned))
         .collect::<Result<_, _>>()?;
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let roles = headers.roles(&name_refs)?;
@@ -99,7 +95,7 @@ pub fn read(
         let mut values = Vec::with_capacity(record.len());
         for (i, field) in record.iter().enumerate() {
             let header = names.get(i).map_or("", String::as_str);
-            values.push(text(field, validate, line, i + 1, header)?);
+            values.push(text(field, line, i + 1, header)?);
         }
         if values.len() != roles.len() {
             if values.iter().all(|v| v.trim().is_empty()) {

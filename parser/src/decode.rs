@@ -6,6 +6,8 @@ use std::io::{Cursor, Read};
 use encoding_rs::{Encoding, UTF_16BE, UTF_16LE};
 use encoding_rs_io::DecodeReaderBytesBuilder;
 
+use crate::error::RejectReason;
+
 /// A UTF-8 byte stream ready for the format readers.
 pub struct Decoded {
     /// UTF-8 text (not yet validated when `validate` is set).
@@ -27,16 +29,19 @@ const PEEK: usize = 8192;
 /// `windows-1252`) if given, else UTF-8. Refuses, with a message saying why, input that
 /// is binary (NUL bytes, or the signature of a spreadsheet, archive or PDF), UTF-32, or
 /// an unknown `label`.
-pub fn decode(mut input: Box<dyn Read + Send>, label: Option<&str>) -> Result<Decoded, String> {
+pub fn decode(
+    mut input: Box<dyn Read + Send>,
+    label: Option<&str>,
+) -> Result<Decoded, RejectReason> {
     let mut head = Vec::with_capacity(PEEK);
     (&mut input)
         .take(PEEK as u64)
         .read_to_end(&mut head)
-        .map_err(|e| format!("cannot read: {e}"))?;
+        .map_err(RejectReason::Io)?;
     let bom: Option<(&'static Encoding, usize)> = if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
         Some((encoding_rs::UTF_8, 3))
     } else if head.starts_with(&[0xFF, 0xFE, 0, 0]) || head.starts_with(&[0, 0, 0xFE, 0xFF]) {
-        return Err("the file is UTF-32, which is not supported; save it as UTF-8".into());
+        return Err(RejectReason::Utf32);
     } else if head.starts_with(&[0xFF, 0xFE]) {
         Some((UTF_16LE, 2))
     } else if head.starts_with(&[0xFE, 0xFF]) {
@@ -47,7 +52,7 @@ pub fn decode(mut input: Box<dyn Read + Send>, label: Option<&str>) -> Result<De
     let declared = match label {
         Some(l) => Some(
             Encoding::for_label(l.trim().as_bytes())
-                .ok_or_else(|| format!("unknown encoding {l:?}"))?,
+                .ok_or_else(|| RejectReason::UnknownEncoding(l.to_owned()))?,
         ),
         None => None,
     };
@@ -84,7 +89,7 @@ pub fn decode(mut input: Box<dyn Read + Send>, label: Option<&str>) -> Result<De
     (&mut reader)
         .take(PEEK as u64)
         .read_to_end(&mut text_head)
-        .map_err(|e| format!("cannot read: {e}"))?;
+        .map_err(RejectReason::Io)?;
     Ok(Decoded {
         reader: Box::new(Cursor::new(text_head.clone()).chain(reader)),
         validate: false,
@@ -94,7 +99,7 @@ pub fn decode(mut input: Box<dyn Read + Send>, label: Option<&str>) -> Result<De
 }
 
 /// Why these first bytes cannot be delimited text or JSON, if they cannot.
-fn not_text(head: &[u8]) -> Option<String> {
+fn not_text(head: &[u8]) -> Option<RejectReason> {
     let kind = if head.starts_with(b"PK\x03\x04") {
         Some("a ZIP archive (an .xlsx workbook?); export the sheet as CSV")
     } else if head.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
@@ -107,14 +112,11 @@ fn not_text(head: &[u8]) -> Option<String> {
         None
     };
     if let Some(kind) = kind {
-        return Some(format!("the file is not text: it is {kind}"));
+        return Some(RejectReason::Binary(kind));
     }
-    head.iter().position(|&b| b == 0).map(|at| {
-        format!(
-            "the file is not text: NUL byte at offset {at} (binary data, or UTF-16 without a \
-             byte-order mark)"
-        )
-    })
+    head.iter()
+        .position(|&b| b == 0)
+        .map(|offset| RejectReason::Nul { offset })
 }
 
 #[cfg(test)]
@@ -122,7 +124,7 @@ mod tests {
     use super::*;
 
     fn read(bytes: &[u8], label: Option<&str>) -> Result<(String, bool, &'static str), String> {
-        let d = decode(Box::new(Cursor::new(bytes.to_vec())), label)?;
+        let d = decode(Box::new(Cursor::new(bytes.to_vec())), label).map_err(|e| e.to_string())?;
         let validate = d.validate;
         let enc = d.encoding;
         let mut out = Vec::new();
@@ -163,5 +165,10 @@ mod tests {
                 .contains("NUL byte at offset 1")
         );
         assert!(read(b"\xFF\xFE\0\0", None).unwrap_err().contains("UTF-32"));
+        let nul = decode(Box::new(Cursor::new(b"ab\0".to_vec())), None).err();
+        assert!(
+            matches!(nul, Some(RejectReason::Nul { offset: 2 })),
+            "{nul:?}"
+        );
     }
 }

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use roster_shared::person::Field;
+use roster_shared::model::person::{Field, MappingTarget};
+
+use crate::error::{Column, RejectReason};
 
 /// What one column is used for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -29,7 +31,8 @@ pub fn normalize_header(header: &str) -> String {
         .collect()
 }
 
-/// The built-in aliases, as normalised headers.
+/// The built-in aliases beyond each field's own name (which always matches), as
+/// normalised headers.
 const ALIASES: &[(Field, &[&str])] = &[
     (
         Field::Email,
@@ -161,19 +164,19 @@ pub struct HeaderMap {
 }
 
 impl HeaderMap {
-    /// A resolver with the tenant's own mappings (normalised header, field name).
+    /// A resolver with the tenant's own mappings (normalised header, target).
     /// A mapping to `extra` keeps the column as an extra attribute; to `ignore` drops it.
-    pub fn new(tenant: &[(String, String)]) -> Self {
+    pub fn new(tenant: &[(String, MappingTarget)]) -> Self {
         let tenant = tenant
             .iter()
-            .filter_map(|(header, target)| {
-                let role = match target.as_str() {
-                    "extra" => Role::Extra(header.clone()),
-                    "ignore" => Role::Ignore,
-                    "name" => Role::Name,
-                    field => Role::Field(Field::from_name(field)?),
+            .map(|(header, target)| {
+                let role = match target {
+                    MappingTarget::Extra => Role::Extra(header.clone()),
+                    MappingTarget::Ignore => Role::Ignore,
+                    MappingTarget::Name => Role::Name,
+                    MappingTarget::Field(field) => Role::Field(*field),
                 };
-                Some((normalize_header(header), role))
+                (normalize_header(header), role)
             })
             .collect();
         HeaderMap { tenant }
@@ -192,6 +195,12 @@ impl HeaderMap {
                 other => other.clone(),
             };
         }
+        if let Some(field) = Field::ALL
+            .iter()
+            .find(|f| normalize_header(f.name()) == key)
+        {
+            return Role::Field(*field);
+        }
         for (field, aliases) in ALIASES {
             if aliases.contains(&key.as_str()) {
                 return Role::Field(*field);
@@ -205,7 +214,7 @@ impl HeaderMap {
 
     /// Roles for a whole header row, checked: there must be an email column, and no two
     /// columns may feed the same field. The error says which columns and what to do.
-    pub fn roles(&self, headers: &[&str]) -> Result<Vec<Role>, String> {
+    pub fn roles(&self, headers: &[&str]) -> Result<Vec<Role>, RejectReason> {
         let roles: Vec<Role> = headers.iter().map(|h| self.role(h)).collect();
         let mut seen: HashMap<&Role, usize> = HashMap::new();
         for (i, role) in roles.iter().enumerate() {
@@ -219,24 +228,24 @@ impl HeaderMap {
                     Role::Extra(k) => format!("extra attribute {k:?}"),
                     Role::Ignore => unreachable!(),
                 };
-                return Err(format!(
-                    "columns {} ({:?}) and {} ({:?}) both map to {what}; remove one, or map \
-                     one elsewhere with `roster mapping set`",
-                    first + 1,
-                    headers[first].trim(),
-                    i + 1,
-                    headers[i].trim()
-                ));
+                return Err(RejectReason::SameTarget {
+                    first: Column {
+                        index: first + 1,
+                        header: headers[first].trim().to_owned(),
+                    },
+                    second: Column {
+                        index: i + 1,
+                        header: headers[i].trim().to_owned(),
+                    },
+                    target: what,
+                });
             }
         }
         if !roles.contains(&Role::Field(Field::Email)) {
-            let found: Vec<&str> = headers.iter().map(|h| h.trim()).collect();
-            return Err(format!(
-                "no email column: expected one of {} (or a column mapped to email with \
-                 `roster mapping set`); found: {}",
-                spelled_aliases(Field::Email),
-                found.join(", ")
-            ));
+            return Err(RejectReason::NoEmailColumn {
+                expected: spelled_aliases(Field::Email),
+                found: headers.iter().map(|h| h.trim().to_owned()).collect(),
+            });
         }
         Ok(roles)
     }
@@ -277,15 +286,15 @@ mod tests {
         assert_eq!(role("  "), Role::Ignore);
         // The directory's own headers read back.
         for f in Field::ALL {
-            assert_eq!(role(f.name()), Role::Field(f), "{f}");
+            assert_eq!(role(f.name()), Role::Field(*f), "{f}");
         }
     }
 
     #[test]
     fn tenant_mappings_come_first() {
         let map = HeaderMap::new(&[
-            ("Courriel".into(), "email".into()),
-            ("Title".into(), "extra".into()),
+            ("Courriel".into(), MappingTarget::Field(Field::Email)),
+            ("Title".into(), MappingTarget::Extra),
         ]);
         assert_eq!(map.role("courriel"), Role::Field(Field::Email));
         assert_eq!(map.role("Title"), Role::Extra("Title".into()));
@@ -294,12 +303,18 @@ mod tests {
     #[test]
     fn header_rows_are_checked() {
         let map = HeaderMap::default();
-        let err = map.roles(&["Name", "Phone"]).unwrap_err();
+        let err = map.roles(&["Name", "Phone"]).unwrap_err().to_string();
         assert!(
             err.contains("no email column") && err.contains("Name, Phone"),
             "{err}"
         );
         let err = map.roles(&["Email", "Name", "mail"]).unwrap_err();
+        assert!(
+            matches!(&err, RejectReason::SameTarget { first, second, .. }
+                if first.index == 1 && second.index == 3 && second.header == "mail"),
+            "{err:?}"
+        );
+        let err = err.to_string();
         assert!(
             err.contains("columns 1 (\"Email\") and 3 (\"mail\")"),
             "{err}"

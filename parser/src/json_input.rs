@@ -8,13 +8,14 @@ use std::fmt;
 use std::io::{BufReader, Read};
 use std::rc::Rc;
 
-use roster_shared::envelope::RowError;
+use roster_shared::model::envelope::RowError;
 use roster_shared::stage::Progress;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::collect::Collector;
 use crate::decode::Decoded;
+use crate::error::RejectReason;
 use crate::headers::{HeaderMap, Role};
 use crate::rows::{self, RowOutcome};
 
@@ -214,7 +215,7 @@ pub fn read(
     headers: &HeaderMap,
     out: &mut Collector,
     progress: &dyn Progress,
-) -> Result<(), String> {
+) -> Result<(), RejectReason> {
     let newlines = Rc::new(Cell::new(0));
     let reader = LineCounter {
         inner: BufReader::with_capacity(1 << 16, decoded.reader),
@@ -231,13 +232,11 @@ pub fn read(
     let mut de = serde_json::Deserializer::from_reader(reader);
     de.deserialize_any(Top(&ctx))
         .and_then(|()| de.end())
-        .map_err(|e| format!("invalid JSON: {e}"))?;
+        .map_err(|error| RejectReason::Json { error })?;
     if ctx.lists.get() == 0 {
-        return Err(format!(
-            "no list of people: expected {{\"employees\": [...]}} or a list (also accepted \
-             for the list's key: {})",
-            LIST_KEYS.join(", ")
-        ));
+        return Err(RejectReason::NoList {
+            keys: LIST_KEYS.join(", "),
+        });
     }
     Ok(())
 }

@@ -12,10 +12,13 @@ use std::io::{BufWriter, Read};
 use std::time::Instant;
 
 use roster_shared::blob::BlobStore;
-use roster_shared::db::{RunState, runs, tenants};
-use roster_shared::envelope::{Envelope, FileFetched, Format, SnapshotParsed};
+use roster_shared::config::ConsumeSettings;
+use roster_shared::db::{runs, tenants};
 use roster_shared::error::StageError;
-use roster_shared::ids::MessageId;
+use roster_shared::model::envelope::{Envelope, FileFetched, Format, SnapshotParsed};
+use roster_shared::model::ids::MessageId;
+use roster_shared::model::person::MappingTarget;
+use roster_shared::model::run::RunState;
 use roster_shared::stage::{self, ConsumeOptions, Progress, Services};
 use roster_shared::transport::{Queue, Stage};
 use tokio_util::sync::CancellationToken;
@@ -23,19 +26,23 @@ use tracing::info;
 
 pub mod collect;
 pub mod csv_input;
+pub mod db;
 pub mod decode;
+pub mod error;
 pub mod headers;
 pub mod json_input;
 pub mod rows;
+pub mod rules;
 
 pub use collect::ParsedFile;
+pub use error::{RejectReason, Rejection};
 
 /// Bytes written to a snapshot file at a time: large, whole-page writes keep the kernel
 /// from zeroing each new page before filling it.
 const SNAPSHOT_WRITE_BUFFER: usize = 1 << 20;
 
 /// How to read one file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ParseOptions {
     /// The file's name, to start every whole-file error with.
     pub file_name: String,
@@ -44,13 +51,8 @@ pub struct ParseOptions {
     /// Encoding for files without a byte-order mark (`None`: UTF-8).
     pub encoding: Option<String>,
     /// The tenant's own header mappings (header, target).
-    pub mappings: Vec<(String, String)>,
+    pub mappings: Vec<(String, MappingTarget)>,
 }
-
-/// A whole-file refusal; the message names the file and, where it can, the line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Rejection(pub String);
 
 /// Reads a whole file into a sorted snapshot and its row errors.
 pub fn parse(
@@ -58,7 +60,10 @@ pub fn parse(
     options: &ParseOptions,
     progress: &dyn Progress,
 ) -> Result<ParsedFile, Rejection> {
-    let reject = |why: String| Rejection(format!("{}: {why}", options.file_name));
+    let reject = |reason: RejectReason| Rejection {
+        file: options.file_name.clone(),
+        reason,
+    };
     let decoded = decode::decode(input, options.encoding.as_deref()).map_err(reject)?;
     let headers = headers::HeaderMap::new(&options.mappings);
     let first = decoded
@@ -96,10 +101,10 @@ pub struct ParserConfig {
 }
 
 impl ParserConfig {
-    /// The parser's settings from the install's.
-    pub fn from_settings(settings: &roster_shared::config::Settings) -> Self {
+    /// The parser's settings, for a database that is SQLite or not.
+    pub fn new(consume: &ConsumeSettings, sqlite: bool) -> Self {
         ParserConfig {
-            consume: ConsumeOptions::from_settings(settings),
+            consume: ConsumeOptions::new(consume, sqlite),
         }
     }
 }
@@ -122,12 +127,12 @@ pub async fn run(
 pub async fn handle(services: &Services, env: Envelope<FileFetched>) -> Result<(), StageError> {
     let tenant = &env.tenant;
     let Some(run) = runs::get(&services.db, tenant, env.run_id).await? else {
-        return Err(StageError::Internal(format!(
+        return Err(StageError::internal(format!(
             "run {} is unknown",
             env.run_id
         )));
     };
-    let parsed = match runs::state_of(&run) {
+    let parsed = match run.state {
         RunState::Fetched => parse_and_store(services, &env).await?,
         RunState::Parsed => runs::parsed_body(&run),
         _ => return Ok(()),
@@ -163,8 +168,8 @@ async fn parse_and_store(
     let progress = services.progress.clone();
     let (snap, rej) = (snapshot_path.clone(), rejects_path.clone());
     let parsed = tokio::task::spawn_blocking(move || -> Result<ParsedFile, StageError> {
-        let parsed = parse(Box::new(file), &options, progress.as_ref())
-            .map_err(|r| StageError::Rejected(r.0))?;
+        let parsed =
+            parse(Box::new(file), &options, progress.as_ref()).map_err(StageError::rejected)?;
         let io = |e: std::io::Error| StageError::Blob(e.into());
         parsed
             .write_snapshot(BufWriter::with_capacity(
@@ -178,7 +183,7 @@ async fn parse_and_store(
         Ok(parsed)
     })
     .await
-    .map_err(|e| StageError::Internal(format!("parser task failed: {e}")))?;
+    .map_err(|e| StageError::internal_from("the parser task failed", e))?;
     let parsed = match parsed {
         Ok(p) => p,
         Err(e) => {
@@ -209,7 +214,7 @@ async fn parse_and_store(
         .cloned()
         .collect();
     let elapsed = started.elapsed().as_millis() as i64;
-    runs::mark_parsed(&services.db, tenant, env.run_id, &result, &stored, elapsed).await?;
+    db::mark_parsed(&services.db, tenant, env.run_id, &result, &stored, elapsed).await?;
     info!(
         file = %body.file_name,
         rows = parsed.rows_read,

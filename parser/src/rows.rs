@@ -1,12 +1,11 @@
 //! One input row (a CSV record or a JSON object) to one [`Person`], or to the errors that
 //! reject it alone.
 
-use roster_shared::envelope::RowError;
-use roster_shared::person::{
-    EmailError, Field, Person, clean, normalize_email, parse_active, split_name,
-};
+use roster_shared::model::envelope::RowError;
+use roster_shared::model::person::{Field, Person};
 
 use crate::headers::Role;
+use crate::rules::{EmailError, clean, normalize_email, parse_active, split_name};
 
 /// What became of one row.
 // One outcome per input row, consumed at once: boxing the person would cost an allocation

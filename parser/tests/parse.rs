@@ -3,9 +3,9 @@
 use std::io::Cursor;
 
 use roster_parser::{ParseOptions, ParsedFile, Rejection, parse};
-use roster_shared::envelope::Format;
-use roster_shared::person::Person;
-use roster_shared::snapshot::{SnapshotEntry, SnapshotReader};
+use roster_shared::model::envelope::Format;
+use roster_shared::model::person::{Field, MappingTarget, Person};
+use roster_shared::model::snapshot::{SnapshotEntry, SnapshotReader};
 use roster_shared::stage::NoProgress;
 
 fn run(bytes: &[u8], format: Format) -> Result<ParsedFile, Rejection> {
@@ -35,11 +35,15 @@ fn people(bytes: &[u8]) -> Vec<Person> {
         .collect()
 }
 
-fn rejection(bytes: &[u8]) -> String {
+fn rejected(bytes: &[u8]) -> Rejection {
     match run(bytes, Format::Auto) {
-        Err(Rejection(msg)) => msg,
+        Err(rejection) => rejection,
         Ok(p) => panic!("accepted with {} rows", p.rows_read),
     }
+}
+
+fn rejection(bytes: &[u8]) -> String {
+    rejected(bytes).to_string()
 }
 
 #[test]
@@ -222,6 +226,11 @@ fn files_that_are_not_text_are_rejected_whole() {
         msg.starts_with("people.csv: line 2, column 2 (\"Name\"): not valid UTF-8"),
         "{msg}"
     );
+    let r = rejected(b"Email,Name\na@x.com,Ren\xE9 Roy\n");
+    assert_eq!(
+        (r.file.as_str(), r.line(), r.column(), r.field()),
+        ("people.csv", Some(2), Some(2), Some("Name"))
+    );
     assert!(rejection(b"PK\x03\x04\x14\0\0").contains("xlsx"));
     assert!(rejection(b"Email\na@x.com\0\n").contains("NUL byte"));
     assert!(rejection(b"").contains("empty"));
@@ -242,7 +251,7 @@ fn tenant_mappings_rescue_unknown_headers() {
         file_name: "fr.csv".into(),
         format: Format::Auto,
         encoding: None,
-        mappings: vec![("courriel".into(), "email".into())],
+        mappings: vec![("courriel".into(), MappingTarget::Field(Field::Email))],
     };
     let parsed = parse(
         Box::new(Cursor::new(b"Courriel,Nom\na@x.com,A\n".to_vec())),

@@ -13,7 +13,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::ids::{RunId, TenantId};
+use crate::model::ids::{RunId, TenantId};
 
 /// Why the blob store failed. Always retryable: the data is ours and was written whole.
 #[derive(Debug, thiserror::Error)]

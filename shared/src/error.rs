@@ -1,12 +1,17 @@
 //! The error a stage's handler returns, sorted by what should happen next: retry later,
 //! postpone without counting an attempt, or give up and dead-letter.
 
+use std::error::Error;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use sea_orm::DbErr;
 
 use crate::blob::BlobError;
 use crate::transport::TransportError;
+
+/// Any error, boxed, as a source.
+pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
 
 /// What to do about a failed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,9 +37,10 @@ pub enum StageError {
     #[error(transparent)]
     Blob(#[from] BlobError),
     /// The input was refused as a whole: bad encoding, no key column, unknown format.
-    /// Permanent; the run ends `rejected` and nothing is written.
-    #[error("{0}")]
-    Rejected(String),
+    /// Permanent; the run ends `rejected` and nothing is written. The error (the
+    /// parser's, say) names the file and the place.
+    #[error(transparent)]
+    Rejected(BoxError),
     /// The work must wait (for example for an earlier run of the tenant).
     #[error("waiting: {reason}")]
     Deferred {
@@ -44,11 +50,38 @@ pub enum StageError {
         delay: Duration,
     },
     /// A bug or corrupt internal data. Permanent.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {what}")]
+    Internal {
+        /// What went wrong.
+        what: String,
+        /// The error behind it, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 impl StageError {
+    /// A broken promise inside Roster (corrupt data, a bug), described by `what`.
+    pub fn internal(what: impl Into<String>) -> Self {
+        StageError::Internal {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// A broken promise inside Roster while doing `what`, caused by `source`.
+    pub fn internal_from(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StageError::Internal {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The input refused as a whole, for the reason `error` gives.
+    pub fn rejected(error: impl Into<BoxError>) -> Self {
+        StageError::Rejected(error.into())
+    }
+
     /// What should happen to the message.
     pub fn disposition(&self) -> Disposition {
         match self {
@@ -56,7 +89,7 @@ impl StageError {
             StageError::Blob(BlobError::NotFound(_)) => Disposition::Permanent,
             StageError::Blob(_) => Disposition::Retry,
             StageError::Deferred { delay, .. } => Disposition::Defer(*delay),
-            StageError::Rejected(_) | StageError::Internal(_) => Disposition::Permanent,
+            StageError::Rejected(_) | StageError::Internal { .. } => Disposition::Permanent,
         }
     }
 
@@ -66,27 +99,20 @@ impl StageError {
     }
 }
 
-/// The password in `url`, whether in its user info (`user:pass@`) or as a `password=`
-/// query parameter (as libpq-style URLs allow).
-pub fn url_password(url: &str) -> Option<&str> {
-    let in_userinfo = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split(['/', '?']).next())
-        .and_then(|authority| authority.rsplit_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, pw)| pw);
-    let in_query = url
-        .split_once('?')
-        .and_then(|(_, query)| query.split('&').find_map(|kv| kv.strip_prefix("password=")));
-    in_userinfo.or(in_query).filter(|pw| !pw.is_empty())
-}
-
-/// `text` with the password of `url` (if it has one) replaced by `***`.
-pub fn redact(text: &str, url: &str) -> String {
-    match url_password(url) {
-        Some(pw) => text.replace(pw, "***"),
-        None => text.to_owned(),
+/// `error` with every source after it, `: `-separated: the whole story in one line, for
+/// logs and stored reasons.
+pub fn report(error: &(dyn Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        // A wrapper that already quotes its source says it once.
+        if !out.ends_with(&text) {
+            let _ = write!(out, ": {text}");
+        }
+        source = e.source();
     }
+    out
 }
 
 #[cfg(test)]
@@ -100,7 +126,7 @@ mod tests {
             Disposition::Retry
         );
         assert_eq!(
-            StageError::Rejected("bad".into()).disposition(),
+            StageError::rejected("bad").disposition(),
             Disposition::Permanent
         );
         assert_eq!(
@@ -110,20 +136,18 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_redacted() {
+    fn internal_errors_keep_their_source() {
+        let io = std::io::Error::other("disk on fire");
+        let e = StageError::internal_from("writing the snapshot", io);
+        assert_eq!(e.to_string(), "internal error: writing the snapshot");
+        assert_eq!(e.source().unwrap().to_string(), "disk on fire");
         assert_eq!(
-            redact(
-                "failed: amqp://u:pw123@h/ refused pw123",
-                "amqp://u:pw123@h/"
-            ),
-            "failed: amqp://u:***@h/ refused ***"
+            report(&e),
+            "internal error: writing the snapshot: disk on fire"
         );
-        assert_eq!(redact("plain", "sqlite://x.db"), "plain");
-        let query = "postgres:///roster?host=db&user=r&password=qs3cret&sslmode=require";
         assert_eq!(
-            redact(query, query),
-            "postgres:///roster?host=db&user=r&password=***&sslmode=require"
+            StageError::rejected("f.csv: empty").to_string(),
+            "f.csv: empty"
         );
-        assert_eq!(url_password("postgres://db/x?user=u"), None);
     }
 }

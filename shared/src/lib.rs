@@ -1,36 +1,44 @@
-//! Roster's shared core: what the four stages (`fetcher`, `parser`, `differ`, `writer`)
-//! and the `roster` binary have in common, and the only crate they share. Stages never
-//! import each other.
+//! Roster's shared core: what two or more of the four stages (`fetcher`, `parser`,
+//! `differ`, `writer`) and the `roster` binary need, and the only crate they share.
+//! Stages never import each other, and a rule or query only one stage applies lives in
+//! that stage, not here.
 //!
-//! - [`person`]: the canonical person record and its normalisation rules;
-//! - [`change`]: planned changes and the stored-state check that makes applying them safe;
-//! - [`envelope`]: the messages between stages;
+//! The pure model, free of I/O:
+//! - [`model`]: ids, the person's field table, changes, run states, messages, snapshots.
+//!
+//! The runtime around it:
 //! - [`transport`]: moving messages (in memory or RabbitMQ);
 //! - [`blob`]: raw files and snapshots;
-//! - [`snapshot`]: the sorted snapshot format between parser and differ;
-//! - [`db`]: entities, migrations and tenant-scoped queries on SQLite or PostgreSQL;
+//! - [`db`]: entities, migrations, the directory table and the queries several stages
+//!   share, on SQLite or PostgreSQL;
 //! - [`stage`]: the services a stage gets and the consume loop that settles messages;
+//! - [`supervisor`]: the install-wide chores one process does at a time (dead letters,
+//!   stalled runs);
 //! - [`runner`]: opening services from settings and running a stage as a process;
 //! - [`health`]: readiness and liveness probes;
-//! - [`config`], [`error`], [`telemetry`], [`brake`].
+//! - [`config`]: settings groups; [`secret`]: URLs that never print their password;
+//!   [`error`]: what a stage's failure means; [`telemetry`]: logs and traces.
 
 pub mod blob;
-pub mod brake;
-pub mod change;
 pub mod config;
 pub mod db;
-pub mod envelope;
 pub mod error;
 pub mod health;
-pub mod ids;
-pub mod person;
+pub mod model;
 pub mod runner;
-pub mod snapshot;
+pub mod secret;
 pub mod stage;
+pub mod supervisor;
 pub mod telemetry;
 pub mod transport;
 
 pub use sea_orm;
+
+#[doc(hidden)]
+pub mod __private {
+    //! What the exported macros refer to.
+    pub use serde;
+}
 
 /// Changes per `changes.ready` message (and per writer transaction).
 pub const CHANGE_BATCH_SIZE: usize = 1000;

@@ -13,13 +13,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::blob::BlobStore;
-use crate::config::RetryPolicy;
-use crate::db::{Db, RunState, runs};
-use crate::envelope::Envelope;
-use crate::error::{Disposition, StageError};
-use crate::ids::{MessageId, RunId, TenantId};
+use crate::config::{ConsumeSettings, RetryPolicy};
+use crate::db::entity::run;
+use crate::db::{Db, runs};
+use crate::error::{Disposition, StageError, report};
+use crate::model::envelope::Envelope;
+use crate::model::ids::{MessageId, RunId, TenantId};
+use crate::model::run::RunState;
 use crate::transport::{
-    DeadLetterInfo, Delivery, Message, Outcome, Stage, Transport, TransportError, header,
+    DeadLetterInfo, Delivery, Message, Outcome, Queue, Stage, Transport, TransportError, header,
 };
 
 /// Receives progress as stages work, for a progress bar. Calls are cheap and frequent.
@@ -62,17 +64,37 @@ impl std::fmt::Debug for Services {
 }
 
 impl Services {
-    /// Publishes `envelope` to `queue` (with the routing headers, see [`message`]);
-    /// `Ok` once it is safely queued.
+    /// Publishes `envelope` to `queue` (with the routing headers and the current trace,
+    /// see [`message`]); `Ok` once it is safely queued.
     pub async fn publish<T: Serialize + DeserializeOwned>(
         &self,
-        queue: crate::transport::Queue,
+        queue: Queue,
         envelope: &Envelope<T>,
         file_name: Option<&str>,
     ) -> Result<(), TransportError> {
         self.transport
             .publish(queue, vec![message(envelope, file_name)])
             .await
+    }
+
+    /// Hands a fetched run to the parser: its `file.fetched` message rebuilt from the
+    /// run's record (always under the same message id), then records that it went out.
+    pub async fn send_to_parser(
+        &self,
+        tenant: &TenantId,
+        run_id: RunId,
+        run: &run::Model,
+    ) -> Result<(), StageError> {
+        let envelope = Envelope::new(
+            MessageId::derived(&["file.fetched", &run.id]),
+            tenant.clone(),
+            run_id,
+            runs::fetched_body(run),
+        );
+        self.publish(Queue::Fetched, &envelope, Some(&run.file_name))
+            .await?;
+        runs::mark_published(&self.db, tenant, run_id).await?;
+        Ok(())
     }
 
     /// Hands `run` to the differ again: its `snapshot.parsed` message rebuilt from the
@@ -82,16 +104,12 @@ impl Services {
         &self,
         tenant: &TenantId,
         run_id: RunId,
-        run: &crate::db::entity::run::Model,
+        run: &run::Model,
         id: MessageId,
     ) -> Result<(), TransportError> {
         let envelope = Envelope::new(id, tenant.clone(), run_id, runs::parsed_body(run));
-        self.publish(
-            crate::transport::Queue::Parsed,
-            &envelope,
-            Some(&run.file_name),
-        )
-        .await
+        self.publish(Queue::Parsed, &envelope, Some(&run.file_name))
+            .await
     }
 
     /// Moves the run to `applied` if every batch of `generation` is applied, and then
@@ -133,21 +151,27 @@ pub struct ConsumeOptions {
 }
 
 impl ConsumeOptions {
-    /// The options `settings` describe.
-    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+    /// The options `settings` describe, for a database that is SQLite or not.
+    pub fn new(settings: &ConsumeSettings, sqlite: bool) -> Self {
         ConsumeOptions {
-            concurrency: settings.concurrency(),
+            concurrency: settings.concurrency(sqlite),
             prefetch: settings.prefetch,
             retry: settings.retry(),
         }
     }
 }
 
-/// Builds the transport message for `envelope`, with the routing headers set.
+/// Builds the transport message for `envelope`, with the routing headers set and, when
+/// the envelope carries no trace context yet, the current span's.
 pub fn message<T: Serialize + DeserializeOwned>(
     envelope: &Envelope<T>,
     file_name: Option<&str>,
 ) -> Message {
+    let payload = if envelope.trace.traceparent.is_none() {
+        envelope.to_bytes_traced(&crate::telemetry::current_trace_context())
+    } else {
+        envelope.to_bytes()
+    };
     let mut headers = std::collections::BTreeMap::new();
     headers.insert(header::TENANT.to_owned(), envelope.tenant.to_string());
     headers.insert(header::RUN.to_owned(), envelope.run_id.to_string());
@@ -157,7 +181,7 @@ pub fn message<T: Serialize + DeserializeOwned>(
     Message {
         id: envelope.message_id,
         headers,
-        payload: envelope.to_bytes(),
+        payload,
     }
 }
 
@@ -185,7 +209,7 @@ where
         .expect("consume is for stages with an input queue");
     let prefetch = options.prefetch.max(options.concurrency as u16).max(1);
     let deliveries = services.transport.consume(queue, prefetch).await?;
-    info!(stage = stage.name(), queue = queue.base_name(), "consuming");
+    info!(stage = stage.name(), queue = queue.name(), "consuming");
     let shutdown_signal = shutdown.clone();
     deliveries
         .take_until(async move { shutdown_signal.cancelled().await })
@@ -223,7 +247,7 @@ async fn handle<T, H, Fut>(
                 envelope.attempt = attempt;
                 handler(envelope).await
             }
-            Err(e) => Err(StageError::Internal(e.to_string())),
+            Err(e) => Err(StageError::internal_from("reading the message", e)),
         };
         let outcome = match &result {
             Ok(()) => Outcome::Ack,
@@ -231,20 +255,22 @@ async fn handle<T, H, Fut>(
                 Disposition::Defer(delay) => Outcome::Defer { delay },
                 Disposition::Retry if attempt < retry.max_attempts => {
                     let delay = retry.delay(attempt);
-                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "will retry");
+                    warn!(error = %report(e), retry_in_ms = delay.as_millis() as u64, "will retry");
                     Outcome::Retry { delay }
                 }
                 _ => {
+                    let reason = report(e);
                     if e.is_rejection() {
                         // Bad input is an outcome, not a fault: the run says why.
-                        info!(error = %e, "input refused: dead-lettering");
+                        info!(error = %reason, "input refused: dead-lettering");
                     } else {
-                        error!(error = %e, "giving up: dead-lettering");
+                        error!(error = %reason, "giving up: dead-lettering");
                     }
                     Outcome::DeadLetter(DeadLetterInfo {
-                        reason: e.to_string(),
+                        reason,
                         stage,
                         attempts: attempt,
+                        rejected: e.is_rejection(),
                     })
                 }
             },
@@ -263,8 +289,7 @@ async fn handle<T, H, Fut>(
                 RunState::Failed
             };
             if let (Ok(tenant), Ok(run)) = (TenantId::new(tenant), run.parse::<RunId>())
-                && let Err(e) =
-                    runs::fail(&services.db, &tenant, run, state, &err.to_string()).await
+                && let Err(e) = runs::fail(&services.db, &tenant, run, state, &report(&err)).await
             {
                 warn!(error = %e, "could not mark the run failed; `roster dlq` will");
             }

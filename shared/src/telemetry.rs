@@ -17,7 +17,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::envelope::TraceContext;
+use crate::config::LogFormat;
+use crate::model::envelope::TraceContext;
 
 /// Keeps the tracer provider alive; dropping it flushes spans still being exported.
 pub struct Telemetry {
@@ -61,15 +62,15 @@ pub fn tracer_provider(service: &str) -> SdkTracerProvider {
 }
 
 /// Installs logging and tracing for the process `service`: `RUST_LOG` (or
-/// `default_filter`) picks the logs shown, `format` is `text` or `json`. Keep the returned
-/// value alive until the process ends. A second call installs nothing.
-pub fn init(service: &str, default_filter: &str, format: &str) -> Telemetry {
+/// `default_filter`) picks the logs shown, in `format`. Keep the returned value alive
+/// until the process ends. A second call installs nothing.
+pub fn init(service: &str, default_filter: &str, format: LogFormat) -> Telemetry {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(BoxMakeWriter::new(std::io::stderr))
         .with_target(false);
-    let fmt = if format == "json" {
+    let fmt = if format == LogFormat::Json {
         fmt.json().flatten_event(true).boxed()
     } else {
         fmt.boxed()

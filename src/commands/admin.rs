@@ -5,27 +5,25 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use roster_parser::headers::normalize_header;
-use roster_shared::config::Settings;
-use roster_shared::db::{Db, redact_url, runs, tenants};
-use roster_shared::envelope::Envelope;
-use roster_shared::ids::{MessageId, RunId, TenantId};
+use roster_shared::config::{BrokerSettings, StoreSettings};
+use roster_shared::db::{Db, runs, tenants};
+use roster_shared::model::envelope::Envelope;
+use roster_shared::model::ids::{MessageId, RunId, TenantId};
+use roster_shared::model::person::MappingTarget;
 use roster_shared::transport::Queue;
 
 use crate::App;
-use crate::pipeline::{Pipeline, wait_for_run};
+use crate::pipeline::{Pipeline, PipelineSettings, wait_for_run};
 use crate::summary::Summary;
 
 /// Runs `roster migrate`: brings the database schema up to date.
-pub async fn migrate(settings: Settings) -> anyhow::Result<ExitCode> {
+pub async fn migrate(store: StoreSettings) -> anyhow::Result<ExitCode> {
     roster_shared::install_crypto_provider();
-    let db = Db::connect(&settings.database_url).await?;
+    let db = Db::connect(&store.database_url).await?;
     db.migrate()
         .await
-        .with_context(|| format!("migrating {}", redact_url(&settings.database_url)))?;
-    println!(
-        "schema of {} is up to date",
-        redact_url(&settings.database_url)
-    );
+        .with_context(|| format!("migrating {}", store.database_url))?;
+    println!("schema of {} is up to date", store.database_url);
     Ok(super::ok())
 }
 
@@ -60,8 +58,8 @@ pub enum MappingCommand {
 }
 
 /// Runs `roster mapping ...`.
-pub async fn mapping(settings: Settings, command: MappingCommand) -> anyhow::Result<ExitCode> {
-    let app = App::open_quiet(settings).await?;
+pub async fn mapping(store: StoreSettings, command: MappingCommand) -> anyhow::Result<ExitCode> {
+    let app = App::open_local(store).await?;
     let db = &app.services.db;
     match command {
         MappingCommand::Set {
@@ -69,20 +67,13 @@ pub async fn mapping(settings: Settings, command: MappingCommand) -> anyhow::Res
             header,
             target,
         } => {
-            if !tenants::is_mapping_target(&target) {
-                bail!(
-                    "{target:?} is not a field name; use one of email, employee_id, first_name, \
-                     last_name, display_name, job_title, department, phone, active, group, \
-                     organization, site, location, locale, time_zone, manager_email, or name, \
-                     extra, ignore"
-                );
-            }
+            let target: MappingTarget = target.parse()?;
             let key = normalize_header(&header);
             anyhow::ensure!(
                 !key.is_empty(),
                 "the header {header:?} has no letters or digits"
             );
-            tenants::set_mapping(db, &tenant, &key, &target).await?;
+            tenants::set_mapping(db, &tenant, &key, target).await?;
             println!("{tenant}: column {header:?} is read as {target}");
         }
         MappingCommand::List { tenant } => {
@@ -102,6 +93,12 @@ pub async fn mapping(settings: Settings, command: MappingCommand) -> anyhow::Res
 /// Arguments of `roster approve`.
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
+    /// The broker (none: the stages run in this process).
+    #[command(flatten)]
+    pub broker: BrokerSettings,
+    /// How the stages run in this process (embedded).
+    #[command(flatten)]
+    pub pipeline: PipelineSettings,
     /// The tenant.
     #[arg(long, value_parser = super::tenant_arg)]
     pub tenant: TenantId,
@@ -113,8 +110,8 @@ pub struct ApproveArgs {
 }
 
 /// Runs `roster approve`: lets a held run through the brake and waits for it.
-pub async fn approve(settings: Settings, args: ApproveArgs) -> anyhow::Result<ExitCode> {
-    let app = App::open_quiet(settings).await?;
+pub async fn approve(store: StoreSettings, args: ApproveArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open_quiet(store, args.broker.clone()).await?;
     let db = &app.services.db;
     let run = runs::get(db, &args.tenant, args.run)
         .await?
@@ -128,7 +125,9 @@ pub async fn approve(settings: Settings, args: ApproveArgs) -> anyhow::Result<Ex
         args.run,
         runs::parsed_body(&run),
     );
-    let mut pipeline = app.is_embedded().then(|| Pipeline::start(&app, false));
+    let mut pipeline = app
+        .is_embedded()
+        .then(|| Pipeline::start(&app, &args.pipeline, None));
     app.services
         .publish(Queue::Parsed, &env, Some(&run.file_name))
         .await?;

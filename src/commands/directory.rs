@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use futures::TryStreamExt;
-use roster_shared::config::Settings;
+use roster_shared::config::StoreSettings;
 use roster_shared::db::people;
-use roster_shared::ids::TenantId;
-use roster_shared::person::{Field, Person};
+use roster_shared::model::ids::TenantId;
+use roster_shared::model::person::{Field, Person};
 use serde_json::{Map, Value};
 
 use crate::App;
@@ -44,7 +44,7 @@ pub fn person_json(p: &Person) -> Value {
             Field::Email => Value::String(p.email.clone()),
             Field::Active => Value::Bool(p.active),
             other => p
-                .text(other)
+                .text(*other)
                 .map_or(Value::Null, |v| Value::String(v.to_owned())),
         };
         map.insert(field.name().to_owned(), value);
@@ -57,8 +57,8 @@ pub fn person_json(p: &Person) -> Value {
 }
 
 /// Runs `roster directory`.
-pub async fn run(settings: Settings, args: DirectoryArgs) -> anyhow::Result<ExitCode> {
-    let app = App::open_quiet(settings).await?;
+pub async fn run(store: StoreSettings, args: DirectoryArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open_local(store).await?;
     let mut rows = Box::pin(people::directory(&app.services.db, &args.tenant, args.all).await?);
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());

@@ -6,24 +6,37 @@ use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::Subcommand;
-use roster_shared::config::Settings;
+use clap::{Args, Subcommand};
+use roster_shared::config::{BrokerSettings, StoreSettings, one_of};
+use roster_shared::db::dead_letters::{self, DeadLetterStatus};
 use roster_shared::db::entity::dead_letter;
-use roster_shared::db::{RunState, dead_letters, runs};
-use roster_shared::ids::{MessageId, RunId, TenantId};
+use roster_shared::db::runs;
+use roster_shared::model::ids::{MessageId, RunId, TenantId};
+use roster_shared::model::run::RunState;
 use roster_shared::transport::{Queue, Stage};
 use serde_json::json;
 
 use crate::App;
-use crate::pipeline::{Pipeline, wait_for_run};
+use crate::pipeline::{Pipeline, PipelineSettings, wait_for_run};
 
 /// `roster dlq ...`.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    /// The broker whose dead-letter queues are drained first (none: in memory).
+    #[command(flatten)]
+    pub broker: BrokerSettings,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+/// The `roster dlq` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
     /// Lists dead letters: id, stage, tenant, file, reason, attempts, first and last failure.
     List {
-        /// Only this stage's (fetcher, parser, differ, writer).
-        #[arg(long)]
+        /// Only this stage's.
+        #[arg(long, value_parser = one_of::<Stage>())]
         stage: Option<Stage>,
         /// Only this tenant's.
         #[arg(long, value_parser = super::tenant_arg)]
@@ -53,7 +66,7 @@ pub enum DlqCommand {
         #[arg(long, conflicts_with = "id")]
         all: bool,
         /// With --all: only this stage's.
-        #[arg(long)]
+        #[arg(long, value_parser = one_of::<Stage>())]
         stage: Option<Stage>,
         /// With --all: only this tenant's.
         #[arg(long, value_parser = super::tenant_arg)]
@@ -61,6 +74,9 @@ pub enum DlqCommand {
         /// Print a JSON array.
         #[arg(long)]
         json: bool,
+        /// How the stages run in this process (embedded).
+        #[command(flatten)]
+        pipeline: PipelineSettings,
     },
     /// Gives a dead letter up for good (its run stays failed).
     Drop {
@@ -94,8 +110,9 @@ async fn find(app: &App, id: &str) -> anyhow::Result<dead_letter::Model> {
 }
 
 /// Runs `roster dlq ...`.
-pub async fn run(settings: Settings, command: DlqCommand) -> anyhow::Result<ExitCode> {
-    let app = App::open_quiet(settings).await?;
+pub async fn run(store: StoreSettings, args: DlqArgs) -> anyhow::Result<ExitCode> {
+    let command = args.command;
+    let app = App::open_quiet(store, args.broker).await?;
     dead_letters::drain(&app.services.db, app.services.transport.as_ref())
         .await
         .context("draining the dead-letter queues")?;
@@ -108,11 +125,7 @@ pub async fn run(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
             all,
             json,
         } => {
-            let filter = dead_letters::Filter {
-                stage: stage.map(|s| s.name().to_owned()),
-                tenant,
-                all,
-            };
+            let filter = dead_letters::Filter { stage, tenant, all };
             let rows = dead_letters::list(db, &filter).await?;
             if json {
                 let all: Vec<_> = rows.iter().map(row_json).collect();
@@ -205,7 +218,7 @@ pub async fn run(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
         }
         DlqCommand::Drop { id } => {
             let r = find(&app, &id).await?;
-            dead_letters::set_status(db, &r.id, dead_letters::status::DROPPED).await?;
+            dead_letters::set_status(db, &r.id, DeadLetterStatus::Dropped).await?;
             writeln!(out, "dropped {}", r.id)?;
         }
         DlqCommand::Replay {
@@ -214,12 +227,13 @@ pub async fn run(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
             stage,
             tenant,
             json,
+            pipeline,
         } => {
             let rows = match id {
                 Some(id) => vec![find(&app, &id).await?],
                 None => {
                     let filter = dead_letters::Filter {
-                        stage: stage.map(|s| s.name().to_owned()),
+                        stage,
                         tenant,
                         all: false,
                     };
@@ -228,7 +242,7 @@ pub async fn run(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
                 }
             };
             drop(out);
-            return replay(&app, rows, json).await;
+            return replay(&app, &pipeline, rows, json).await;
         }
     }
     out.flush()?;
@@ -253,13 +267,19 @@ fn replay_target(queue: Queue) -> (Queue, RunState) {
     }
 }
 
-async fn replay(app: &App, rows: Vec<dead_letter::Model>, json: bool) -> anyhow::Result<ExitCode> {
+async fn replay(
+    app: &App,
+    settings: &PipelineSettings,
+    rows: Vec<dead_letter::Model>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let db = &app.services.db;
-    let mut pipeline = app.is_embedded().then(|| Pipeline::start(app, false));
+    let mut pipeline = app
+        .is_embedded()
+        .then(|| Pipeline::start(app, settings, None));
     let mut waiting = Vec::new();
     for r in &rows {
-        let queue = Queue::from_base_name(&r.queue)
-            .with_context(|| format!("dead letter {} came from unknown queue {}", r.id, r.queue))?;
+        let queue = r.queue;
         let run = match (
             TenantId::new(r.tenant_id.clone()),
             r.run_id.as_deref().map(str::parse::<RunId>),
@@ -272,9 +292,10 @@ async fn replay(app: &App, rows: Vec<dead_letter::Model>, json: bool) -> anyhow:
             // Its run already went through (an earlier replay, or a later delivery): there is
             // nothing left to apply, and nothing is published.
             let current = runs::get(db, tenant, *run_id).await?;
-            if current.as_ref().is_some_and(|m| {
-                matches!(runs::state_of(m), RunState::Applied | RunState::Superseded)
-            }) {
+            if current
+                .as_ref()
+                .is_some_and(|m| matches!(m.state, RunState::Applied | RunState::Superseded))
+            {
                 waiting.push((r.id.clone(), run.clone()));
                 continue;
             }
@@ -298,7 +319,7 @@ async fn replay(app: &App, rows: Vec<dead_letter::Model>, json: bool) -> anyhow:
                     .await?;
             }
         }
-        dead_letters::set_status(db, &r.id, dead_letters::status::REPLAYED).await?;
+        dead_letters::set_status(db, &r.id, DeadLetterStatus::Replayed).await?;
         waiting.push((r.id.clone(), run));
     }
     let mut results = Vec::new();
@@ -310,11 +331,8 @@ async fn replay(app: &App, rows: Vec<dead_letter::Model>, json: bool) -> anyhow:
                     Some(p) => p.wait_for(app, tenant, *run).await?,
                     None => wait_for_run(app, tenant, *run).await?,
                 };
-                ok &= matches!(
-                    runs::state_of(&done),
-                    RunState::Applied | RunState::Superseded
-                );
-                Some((done.id.clone(), done.state.clone(), done.reason.clone()))
+                ok &= matches!(done.state, RunState::Applied | RunState::Superseded);
+                Some((done.id.clone(), done.state, done.reason.clone()))
             }
             None => None,
         };

@@ -10,74 +10,38 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use roster_fetcher::Submission;
 use roster_parser::ParseOptions;
-use roster_shared::config::Settings;
+use roster_shared::config::{BrokerSettings, StoreSettings, one_of};
 use roster_shared::db::{Db, runs, tenants};
-use roster_shared::envelope::{Format, SyncMode};
-use roster_shared::ids::TenantId;
+use roster_shared::model::envelope::{Format, SyncMode};
+use roster_shared::model::ids::TenantId;
 use roster_shared::stage::Progress;
 
 use crate::app::{App, sqlite_path};
-use crate::pipeline::{Pipeline, wait_for_run};
+use crate::pipeline::{Pipeline, PipelineSettings, wait_for_run};
 use crate::progress::Bar;
 use crate::summary::Summary;
-
-/// `--format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FormatArg {
-    /// Decide from the content.
-    Auto,
-    /// Delimited text (comma, semicolon or tab, sniffed).
-    Csv,
-    /// Tab-separated text.
-    Tsv,
-    /// `{"employees": [...]}` or a list.
-    Json,
-}
-
-impl From<FormatArg> for Format {
-    fn from(f: FormatArg) -> Format {
-        match f {
-            FormatArg::Auto => Format::Auto,
-            FormatArg::Csv => Format::Csv,
-            FormatArg::Tsv => Format::Tsv,
-            FormatArg::Json => Format::Json,
-        }
-    }
-}
-
-/// `--mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModeArg {
-    /// The file is everyone: people missing from it are deactivated.
-    Full,
-    /// The file holds changes only: people missing from it are left alone.
-    Delta,
-}
-
-impl From<ModeArg> for SyncMode {
-    fn from(m: ModeArg) -> SyncMode {
-        match m {
-            ModeArg::Full => SyncMode::Full,
-            ModeArg::Delta => SyncMode::Delta,
-        }
-    }
-}
 
 /// Arguments of `roster import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
+    /// The broker (none: the stages run in this process).
+    #[command(flatten)]
+    pub broker: BrokerSettings,
+    /// How the stages run in this process (embedded), and the brake a dry run applies.
+    #[command(flatten)]
+    pub pipeline: PipelineSettings,
     /// The tenant whose directory the file describes.
     #[arg(long, value_parser = super::tenant_arg)]
     pub tenant: TenantId,
-    /// Input format.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub format: FormatArg,
-    /// Full snapshot or delta.
-    #[arg(long, value_enum, default_value = "full")]
-    pub mode: ModeArg,
+    /// Input format: auto decides from the content.
+    #[arg(long, value_parser = one_of::<Format>(), default_value = "auto")]
+    pub format: Format,
+    /// Full snapshot (people missing from it are deactivated) or delta (changes only).
+    #[arg(long, value_parser = one_of::<SyncMode>(), default_value = "full")]
+    pub mode: SyncMode,
     /// Show what would change, write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -101,14 +65,14 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Runs `roster import`.
-pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(store: StoreSettings, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let meta = std::fs::metadata(&args.file)
         .with_context(|| format!("{}: cannot read the file", args.file.display()))?;
     anyhow::ensure!(meta.is_file(), "{}: not a file", args.file.display());
     let summary = if args.dry_run {
-        dry_run(settings, &args).await?
+        dry_run(store, &args).await?
     } else {
-        import(settings, &args).await?
+        import(store, &args).await?
     };
     print(&summary, args.json)?;
     Ok(ExitCode::from(summary.exit_code()))
@@ -127,10 +91,12 @@ pub fn print(summary: &Summary, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn import(settings: Settings, args: &ImportArgs) -> anyhow::Result<Summary> {
+async fn import(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summary> {
     let bar = Arc::new(Bar::new());
-    let app = App::open(settings, bar.clone()).await?;
-    let mut pipeline = app.is_embedded().then(|| Pipeline::start(&app, false));
+    let app = App::open(store, args.broker.clone(), bar.clone()).await?;
+    let mut pipeline = app
+        .is_embedded()
+        .then(|| Pipeline::start(&app, &args.pipeline, None));
     let run_id = roster_fetcher::submit(
         &app.services,
         Submission {
@@ -138,8 +104,8 @@ async fn import(settings: Settings, args: &ImportArgs) -> anyhow::Result<Summary
             source: "cli".into(),
             path: args.file.clone(),
             file_name: file_name(&args.file),
-            format: args.format.into(),
-            mode: args.mode.into(),
+            format: args.format,
+            mode: args.mode,
             encoding: args.encoding.clone(),
             seen: None,
         },
@@ -159,13 +125,13 @@ async fn import(settings: Settings, args: &ImportArgs) -> anyhow::Result<Summary
 
 /// The database a dry run reads: the configured one if it exists, else an empty one in
 /// memory (a dry run must not create a database file).
-async fn dry_run_db(settings: &Settings) -> anyhow::Result<Db> {
+async fn dry_run_db(store: &StoreSettings) -> anyhow::Result<Db> {
     roster_shared::install_crypto_provider();
-    let missing = sqlite_path(&settings.database_url).is_some_and(|p| !p.exists());
+    let missing = sqlite_path(store.database_url.expose()).is_some_and(|p| !p.exists());
     let db = if missing {
-        Db::connect("sqlite::memory:").await?
+        Db::connect(&"sqlite::memory:".into()).await?
     } else {
-        Db::connect(&settings.database_url).await?
+        Db::connect(&store.database_url).await?
     };
     if missing {
         db.migrate().await?;
@@ -175,13 +141,13 @@ async fn dry_run_db(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-async fn dry_run(settings: Settings, args: &ImportArgs) -> anyhow::Result<Summary> {
-    let db = dry_run_db(&settings).await?;
+async fn dry_run(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summary> {
+    let db = dry_run_db(&store).await?;
     let name = file_name(&args.file);
-    let mode: SyncMode = args.mode.into();
+    let mode = args.mode;
     let options = ParseOptions {
         file_name: name.clone(),
-        format: args.format.into(),
+        format: args.format,
         encoding: args.encoding.clone(),
         mappings: tenants::mappings(&db, &args.tenant).await?,
     };
@@ -204,8 +170,8 @@ async fn dry_run(settings: Settings, args: &ImportArgs) -> anyhow::Result<Summar
             return Ok(Summary::refused(
                 &args.tenant,
                 &name,
-                mode.name(),
-                rejection.0,
+                mode,
+                rejection.to_string(),
             ));
         }
     };
@@ -220,7 +186,7 @@ async fn dry_run(settings: Settings, args: &ImportArgs) -> anyhow::Result<Summar
             None => None,
         };
         let mut write_error = None;
-        let mut sink = |batch: Vec<roster_shared::change::Change>| {
+        let mut sink = |batch: Vec<roster_shared::model::change::Change>| {
             if let Some(out) = dump.as_mut() {
                 for change in batch {
                     let line = serde_json::to_writer(&mut *out, &change)
@@ -238,7 +204,7 @@ async fn dry_run(settings: Settings, args: &ImportArgs) -> anyhow::Result<Summar
             &snapshot,
             parsed.accepted,
             mode,
-            settings.brake(),
+            args.pipeline.brake.brake(),
             args.dump
                 .is_some()
                 .then_some(&mut sink as &mut (dyn FnMut(_) + Send)),
@@ -257,12 +223,12 @@ async fn dry_run(settings: Settings, args: &ImportArgs) -> anyhow::Result<Summar
     bar.finish();
     let plan = result?;
     if let Some(why) = plan.refused {
-        return Ok(Summary::refused(&args.tenant, &name, mode.name(), why));
+        return Ok(Summary::refused(&args.tenant, &name, mode, why));
     }
     Ok(Summary::dry_run(
         &args.tenant,
         &name,
-        mode.name(),
+        mode,
         parsed.rows_read,
         parsed.rejected,
         plan.summary.counts,

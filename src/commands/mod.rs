@@ -9,7 +9,7 @@ pub mod serve;
 
 use std::process::ExitCode;
 
-use roster_shared::ids::TenantId;
+use roster_shared::model::ids::TenantId;
 
 /// Parses a tenant id for clap.
 pub fn tenant_arg(value: &str) -> Result<TenantId, String> {

@@ -4,10 +4,10 @@ use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
 use clap::Args;
-use roster_shared::config::Settings;
+use roster_shared::config::StoreSettings;
 use roster_shared::db::entity::run;
 use roster_shared::db::runs;
-use roster_shared::ids::TenantId;
+use roster_shared::model::ids::TenantId;
 use serde_json::json;
 
 use crate::App;
@@ -63,8 +63,8 @@ pub fn run_json(r: &run::Model) -> serde_json::Value {
 }
 
 /// Runs `roster runs`.
-pub async fn run(settings: Settings, args: RunsArgs) -> anyhow::Result<ExitCode> {
-    let app = App::open_quiet(settings).await?;
+pub async fn run(store: StoreSettings, args: RunsArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open_local(store).await?;
     let list = runs::list(&app.services.db, &args.tenant, args.limit).await?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     if args.json {
@@ -98,7 +98,7 @@ pub async fn run(settings: Settings, args: RunsArgs) -> anyhow::Result<ExitCode>
                 "{:<36}  {:>4}  {:<10}  {:>8}  {:>7}  {:>7}  {:>7}  {:>7}  {:>9}  {:>8}  {:>8}  {:<20}  {}",
                 r.id,
                 r.seq,
-                r.state,
+                r.state.name(),
                 r.rows_read,
                 r.created,
                 r.updated,

@@ -3,17 +3,42 @@
 
 use std::process::ExitCode;
 
-use roster_shared::config::Settings;
+use clap::Args;
+use roster_fetcher::FetcherSettings;
+use roster_shared::config::{BrokerSettings, HealthSettings, StoreSettings};
+use roster_shared::health::{self, Readiness};
 use tracing::info;
 
 use crate::App;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, PipelineSettings};
+
+/// Arguments of `roster serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The broker (none: the stages talk in memory).
+    #[command(flatten)]
+    pub broker: BrokerSettings,
+    /// How the stages run.
+    #[command(flatten)]
+    pub pipeline: PipelineSettings,
+    /// How the inboxes are polled.
+    #[command(flatten)]
+    pub fetcher: FetcherSettings,
+    /// Probes.
+    #[command(flatten)]
+    pub health: HealthSettings,
+}
 
 /// Runs `roster serve`.
-pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
-    let app = App::open_quiet(settings).await?;
+pub async fn run(store: StoreSettings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open_quiet(store, args.broker).await?;
     let shutdown = roster_shared::stage::shutdown_on_signals();
-    let mut pipeline = Pipeline::start(&app, true);
+    if let Some(addr) = args.health.health_addr {
+        let readiness = Readiness::default();
+        readiness.set(app.services.clone());
+        health::serve(addr, readiness, shutdown.clone()).await?;
+    }
+    let mut pipeline = Pipeline::start(&app, &args.pipeline, Some(&args.fetcher));
     info!(embedded = app.is_embedded(), "serving");
     tokio::select! {
         _ = shutdown.cancelled() => {}

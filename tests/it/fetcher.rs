@@ -2,7 +2,8 @@
 
 use roster_fetcher::{InboxState, poll_inbox};
 use roster_shared::db::runs;
-use roster_shared::ids::TenantId;
+use roster_shared::model::ids::TenantId;
+use roster_shared::supervisor::recover_stalled;
 
 use crate::pipeline::app;
 
@@ -10,7 +11,7 @@ use crate::pipeline::app;
 async fn inbox_files_are_taken_when_finished_and_only_once() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _) = app(&dir).await;
-    let inbox = app.settings.inbox_dir();
+    let inbox = app.store.inbox_dir();
     let acme = inbox.join("acme");
     std::fs::create_dir_all(acme.join("delta")).unwrap();
     std::fs::create_dir_all(inbox.join("not a tenant")).unwrap();
@@ -32,11 +33,7 @@ async fn inbox_files_are_taken_when_finished_and_only_once() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (
-            run.file_name.as_str(),
-            run.mode.as_str(),
-            run.source.as_str()
-        ),
+        (run.file_name.as_str(), run.mode.name(), run.source.as_str()),
         ("people.csv", "full", "inbox")
     );
     assert!(
@@ -61,7 +58,7 @@ async fn inbox_files_are_taken_when_finished_and_only_once() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (run.file_name.as_str(), run.mode.as_str()),
+        (run.file_name.as_str(), run.mode.name()),
         ("delta/changes.csv", "delta")
     );
 
@@ -89,10 +86,10 @@ async fn a_run_that_was_never_announced_is_announced_again() {
     let dir = tempfile::tempdir().unwrap();
     let (app, memory) = app(&dir).await;
     let tenant = TenantId::new("acme").unwrap();
-    let id = roster_shared::ids::RunId::new();
-    runs::create(
+    let id = roster_shared::model::ids::RunId::new();
+    roster_fetcher::db::create_run(
         &app.services.db,
-        &runs::NewRun {
+        &roster_fetcher::NewRun {
             tenant: tenant.clone(),
             id,
             source: "inbox".into(),
@@ -100,22 +97,22 @@ async fn a_run_that_was_never_announced_is_announced_again() {
             blob_key: "raw/acme/0".into(),
             sha256: "0".into(),
             size: 1,
-            format: roster_shared::envelope::Format::Csv,
-            mode: roster_shared::envelope::SyncMode::Full,
+            format: roster_shared::model::envelope::Format::Csv,
+            mode: roster_shared::model::envelope::SyncMode::Full,
             encoding: None,
         },
         None,
     )
     .await
     .unwrap();
-    let fresh = roster_fetcher::recover_stalled(&app.services, std::time::Duration::from_secs(30))
+    let fresh = recover_stalled(&app.services, std::time::Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(
         fresh, 0,
         "too young: its fetcher may still be announcing it"
     );
-    let sent = roster_fetcher::recover_stalled(&app.services, std::time::Duration::ZERO)
+    let sent = recover_stalled(&app.services, std::time::Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(sent, 1);
@@ -128,7 +125,7 @@ async fn a_run_that_was_never_announced_is_announced_again() {
             .published
     );
     assert_eq!(
-        roster_fetcher::recover_stalled(&app.services, std::time::Duration::from_secs(30))
+        recover_stalled(&app.services, std::time::Duration::from_secs(30))
             .await
             .unwrap(),
         0

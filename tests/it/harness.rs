@@ -143,8 +143,9 @@ impl Install {
         install
     }
 
-    /// A fresh database (migrated) and queue prefix on the test broker; no process yet.
-    fn on_broker(extra: &[(&str, &str)], backend: &'static str) -> Install {
+    /// A fresh database (migrated) and queue prefix on the test broker; no process yet
+    /// (start them with [`Install::start_process`]).
+    pub fn on_broker(extra: &[(&str, &str)], backend: &'static str) -> Install {
         let dir = tempfile::tempdir().expect("temp dir");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("roster_test_{}", &id[..12]);
@@ -251,6 +252,16 @@ impl Install {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The process id of the process `name`, while it runs.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.stages.get(name).map(Child::id)
+    }
+
+    /// The full log of the process `name`.
+    pub fn full_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
 
     /// Takes charge of a process started by the test (stopped when the install drops).
@@ -411,9 +422,11 @@ impl Drop for Install {
         if let Some(prefix) = self.env("ROSTER_QUEUE_PREFIX").map(str::to_owned) {
             let rt = tokio::runtime::Runtime::new().unwrap();
             rt.block_on(async {
-                if let Ok(t) =
-                    roster_shared::transport::amqp::AmqpTransport::connect(&amqp_url(), &prefix)
-                        .await
+                if let Ok(t) = roster_shared::transport::amqp::AmqpTransport::connect(
+                    &amqp_url().into(),
+                    &prefix,
+                )
+                .await
                 {
                     let _ = t.delete_topology().await;
                 }

@@ -9,3 +9,4 @@ mod harness;
 mod pipeline;
 mod probes;
 mod property;
+mod supervisor;

@@ -5,51 +5,70 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster::App;
-use roster::pipeline::{Pipeline, wait_for_run};
-use roster_fetcher::Submission;
+use roster::pipeline::{Pipeline, PipelineSettings, wait_for_run};
+use roster_differ::db as differ_db;
+use roster_fetcher::{NewRun, Submission};
 use roster_shared::blob::BlobStore;
-use roster_shared::change::{Change, ChangeKind, RowState};
-use roster_shared::config::Settings;
-use roster_shared::db::runs::{self, NewRun};
-use roster_shared::db::{RunState, people};
-use roster_shared::envelope::{
+use roster_shared::config::{BrokerSettings, StoreSettings};
+use roster_shared::db::runs;
+use roster_shared::model::change::{Change, ChangeKind, RowState};
+use roster_shared::model::envelope::{
     ChangesReady, Envelope, EventBatch, Format, SnapshotParsed, SyncMode,
 };
-use roster_shared::ids::{MessageId, RunId, TenantId};
-use roster_shared::person::{Field, Person};
+use roster_shared::model::ids::{MessageId, RunId, TenantId};
+use roster_shared::model::person::{Field, Person};
+use roster_shared::model::run::RunState;
 use roster_shared::stage::NoProgress;
+use roster_shared::supervisor::recover_stalled;
 use roster_shared::transport::Queue;
 use roster_shared::transport::memory::MemoryTransport;
 use tempfile::TempDir;
 
-/// An embedded install in a temp folder, with the memory transport kept at hand.
+/// An embedded install in a temp folder, with the memory transport kept at hand. Its
+/// settings are the defaults, never the caller's `ROSTER_*` environment.
 pub async fn app(dir: &TempDir) -> (App, MemoryTransport) {
-    let mut settings = Settings::from_env().unwrap();
-    settings.database_url = format!("sqlite://{}", dir.path().join("roster.db").display());
-    settings.data_dir = dir.path().join("data");
-    settings.amqp_url = None;
-    settings.retry_base_ms = 20;
-    let mut app = App::open(settings, Arc::new(NoProgress)).await.unwrap();
+    let store = StoreSettings::sqlite(&dir.path().join("roster.db"), dir.path().join("data"));
+    let mut app = App::open(store, BrokerSettings::default(), Arc::new(NoProgress))
+        .await
+        .unwrap();
     let memory = MemoryTransport::new(8);
     app.services.transport = Arc::new(memory.clone());
     (app, memory)
 }
 
+/// The stages' settings for tests: defaults, with quick retries.
+pub fn settings() -> PipelineSettings {
+    let mut settings = PipelineSettings::default();
+    settings.consume.retry_base_ms = 20;
+    settings
+}
+
 /// Imports `csv` for `tenant` through a pipeline started for it; returns the final run.
 pub async fn import(app: &App, tenant: &TenantId, csv: &str, mode: SyncMode) -> RunId {
+    import_with(app, &settings(), tenant, csv, mode).await
+}
+
+/// [`import`] with the stages' settings given.
+pub async fn import_with(
+    app: &App,
+    settings: &PipelineSettings,
+    tenant: &TenantId,
+    csv: &str,
+    mode: SyncMode,
+) -> RunId {
     let path = app
-        .settings
+        .store
         .data_dir
         .join(format!("{}.csv", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, csv).unwrap();
-    let mut pipeline = Pipeline::start(app, false);
+    let mut pipeline = Pipeline::start(app, settings, None);
     let run = roster_fetcher::submit(&app.services, submission(tenant, &path, mode))
         .await
         .unwrap();
     let done = pipeline.wait_for(app, tenant, run).await.unwrap();
     pipeline.stop().await.unwrap();
-    assert_eq!(done.state, "applied", "{:?}", done.reason);
+    assert_eq!(done.state.name(), "applied", "{:?}", done.reason);
     run
 }
 
@@ -67,7 +86,7 @@ fn submission(tenant: &TenantId, path: &std::path::Path, mode: SyncMode) -> Subm
 }
 
 async fn person(app: &App, tenant: &TenantId, email: &str) -> Person {
-    people::fetch(app.services.db.conn(), tenant, &[email])
+    differ_db::fetch(app.services.db.conn(), tenant, &[email])
         .await
         .unwrap()
         .remove(email)
@@ -78,7 +97,7 @@ async fn person(app: &App, tenant: &TenantId, email: &str) -> Person {
 async fn planned_run(app: &App, tenant: &TenantId, batches: u32) -> RunId {
     let db = &app.services.db;
     let id = RunId::new();
-    runs::create(
+    roster_fetcher::db::create_run(
         db,
         &NewRun {
             tenant: tenant.clone(),
@@ -105,13 +124,16 @@ async fn planned_run(app: &App, tenant: &TenantId, batches: u32) -> RunId {
         mode: SyncMode::Delta,
     };
     assert!(
-        runs::mark_parsed(db, tenant, id, &parsed, &[], 0)
+        roster_parser::db::mark_parsed(db, tenant, id, &parsed, &[], 0)
             .await
             .unwrap()
     );
-    assert_eq!(runs::begin_plan(db, tenant, id).await.unwrap(), Some(1));
+    assert_eq!(
+        differ_db::begin_plan(db, tenant, id).await.unwrap(),
+        Some(1)
+    );
     assert!(
-        runs::set_plan(db, tenant, id, 1, batches, 0, 0)
+        differ_db::set_plan(db, tenant, id, 1, batches, 0, 0)
             .await
             .unwrap()
     );
@@ -146,7 +168,7 @@ fn retitle(before: &Person, title: &str) -> Change {
         email: before.email.clone(),
         expected: Some(RowState::of(before)),
         target: RowState::of(&after),
-        changed: after.changes_from(before),
+        changed: roster_differ::changes::field_changes(before, &after),
         person: Some(after),
     }
 }
@@ -168,7 +190,7 @@ async fn a_batch_applied_twice_changes_nothing_the_second_time() {
         .unwrap();
     let after_first = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
     assert_eq!(
-        (after_first.updated, after_first.state.as_str()),
+        (after_first.updated, after_first.state.name()),
         (1, "applying")
     );
     assert_eq!(
@@ -180,7 +202,7 @@ async fn a_batch_applied_twice_changes_nothing_the_second_time() {
     roster_writer::handle(&app.services, first).await.unwrap();
     let after_again = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
     assert_eq!(
-        (after_again.updated, after_again.state.as_str()),
+        (after_again.updated, after_again.state.name()),
         (1, "applying")
     );
     // Batch 2 finishes it.
@@ -191,7 +213,7 @@ async fn a_batch_applied_twice_changes_nothing_the_second_time() {
     .await
     .unwrap();
     let done = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
-    assert_eq!((done.updated, done.state.as_str()), (2, "applied"));
+    assert_eq!((done.updated, done.state.name()), (2, "applied"));
 }
 
 #[tokio::test]
@@ -212,7 +234,8 @@ async fn a_stale_change_is_a_conflict_and_the_run_is_planned_again() {
     let r = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
     assert_eq!((r.updated, r.conflicts), (1, 1));
     assert_eq!(
-        r.state, "applying",
+        r.state.name(),
+        "applying",
         "not finished: it goes back to the differ"
     );
     assert_eq!(
@@ -233,7 +256,9 @@ async fn batches_of_an_older_generation_are_ignored() {
     let run = planned_run(&app, &t, 1).await;
     // A re-plan started: generation 2.
     assert_eq!(
-        runs::begin_plan(&app.services.db, &t, run).await.unwrap(),
+        differ_db::begin_plan(&app.services.db, &t, run)
+            .await
+            .unwrap(),
         Some(2)
     );
     roster_writer::handle(
@@ -290,11 +315,11 @@ async fn every_change_is_announced_once_with_a_stable_id() {
 #[tokio::test]
 async fn a_later_run_waits_until_the_earlier_one_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _) = app(&dir).await;
+    let (app, memory) = app(&dir).await;
     let t = TenantId::new("t1").unwrap();
     // Run 1 is stuck in `fetched` (its fetcher died before announcing it).
     let stuck = RunId::new();
-    runs::create(
+    roster_fetcher::db::create_run(
         &app.services.db,
         &NewRun {
             tenant: t.clone(),
@@ -314,22 +339,30 @@ async fn a_later_run_waits_until_the_earlier_one_ends() {
     .unwrap();
     let path = dir.path().join("second.csv");
     std::fs::write(&path, TWO).unwrap();
-    let mut pipeline = Pipeline::start(&app, false);
+    let mut pipeline = Pipeline::start(&app, &settings(), None);
     let second = roster_fetcher::submit(&app.services, submission(&t, &path, SyncMode::Full))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The differ has looked at run 2 (and put it off) twice: it is waiting, not slow.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while memory.deferred(Queue::Parsed) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the differ never put run 2 off"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let waiting = runs::get(&app.services.db, &t, second)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(waiting.state, "parsed", "run 2 must wait for run 1");
+    assert_eq!(waiting.state.name(), "parsed", "run 2 must wait for run 1");
     runs::fail(&app.services.db, &t, stuck, RunState::Failed, "given up")
         .await
         .unwrap();
     let done = pipeline.wait_for(&app, &t, second).await.unwrap();
     pipeline.stop().await.unwrap();
-    assert_eq!(done.state, "applied");
+    assert_eq!(done.state.name(), "applied");
 }
 
 #[tokio::test]
@@ -357,7 +390,7 @@ async fn an_old_run_replayed_after_a_newer_one_is_superseded() {
     let blobs = &app.services.blobs;
     blobs.put_bytes(&old_snapshot, Vec::new()).await.unwrap();
     let env = Envelope::new(MessageId::new(), t.clone(), old, runs::parsed_body(&model));
-    let pipeline = Pipeline::start(&app, false);
+    let pipeline = Pipeline::start(&app, &settings(), None);
     app.services
         .transport
         .publish(
@@ -368,12 +401,12 @@ async fn an_old_run_replayed_after_a_newer_one_is_superseded() {
         .unwrap();
     let done = wait_for_run(&app, &t, old).await.unwrap();
     pipeline.stop().await.unwrap();
-    assert_eq!(done.state, "superseded");
+    assert_eq!(done.state.name(), "superseded");
     assert!(
         !blobs.exists(&old_snapshot).await.unwrap(),
         "a superseded run is never planned again"
     );
-    let active: Vec<String> = people::load_index(db, &t, old)
+    let active: Vec<String> = differ_db::load_index(db, &t, old)
         .await
         .unwrap()
         .into_iter()
@@ -415,13 +448,13 @@ async fn snapshots_are_discarded_once_their_runs_are_final_and_kept_while_held()
     // Held for approval: the plan must still be there to be approved.
     let path = dir.path().join("one.csv");
     std::fs::write(&path, "Email\np00@x.com\n").unwrap();
-    let mut pipeline = Pipeline::start(&app, false);
+    let mut pipeline = Pipeline::start(&app, &settings(), None);
     let held = roster_fetcher::submit(&app.services, submission(&t, &path, SyncMode::Full))
         .await
         .unwrap();
     let done = pipeline.wait_for(&app, &t, held).await.unwrap();
     pipeline.stop().await.unwrap();
-    assert_eq!(done.state, "held", "{:?}", done.reason);
+    assert_eq!(done.state.name(), "held", "{:?}", done.reason);
     assert!(snapshot_kept(held).await);
 }
 
@@ -501,11 +534,11 @@ async fn stalled_runs_are_announced_again_where_they_stopped() {
         d.next().await.unwrap().ack().await.unwrap();
     }
     assert_eq!(memory.len(Queue::Fetched), 0);
-    let young = roster_fetcher::recover_stalled(&app.services, Duration::from_secs(60))
+    let young = recover_stalled(&app.services, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(young, 0, "runs that moved recently are left alone");
-    let sent = roster_fetcher::recover_stalled(&app.services, Duration::ZERO)
+    let sent = recover_stalled(&app.services, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(sent, 2);
@@ -520,12 +553,12 @@ async fn stalled_runs_are_announced_again_where_they_stopped() {
         "the parsed run is planned again"
     );
     // Announced once per period, not at every look.
-    let again = roster_fetcher::recover_stalled(&app.services, Duration::from_secs(60))
+    let again = recover_stalled(&app.services, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(again, 0);
-    let mut pipeline = Pipeline::start(&app, false);
+    let mut pipeline = Pipeline::start(&app, &settings(), None);
     let done = pipeline.wait_for(&app, &t1, fetched).await.unwrap();
     pipeline.stop().await.unwrap();
-    assert_eq!(done.state, "applied");
+    assert_eq!(done.state.name(), "applied");
 }

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use futures::TryStreamExt;
 use proptest::prelude::*;
 use roster_shared::db::people;
-use roster_shared::envelope::SyncMode;
-use roster_shared::ids::TenantId;
+use roster_shared::model::envelope::SyncMode;
+use roster_shared::model::ids::TenantId;
 
-use crate::pipeline::{app, import};
+use crate::pipeline::{app, import_with, settings};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Row {
@@ -62,14 +62,15 @@ proptest! {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let got = rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let (mut app, _) = app(&dir).await;
+            let (app, _) = app(&dir).await;
             // The brake is a separate safety valve; the law is about the plan itself.
-            app.settings.deactivate_floor = u64::MAX;
+            let mut settings = settings();
+            settings.brake.deactivate_floor = u64::MAX;
             let t = TenantId::new("prop").unwrap();
             if !stored.is_empty() {
-                import(&app, &t, &csv(&stored), SyncMode::Full).await;
+                import_with(&app, &settings, &t, &csv(&stored), SyncMode::Full).await;
             }
-            import(&app, &t, &csv(&snapshot), SyncMode::Full).await;
+            import_with(&app, &settings, &t, &csv(&snapshot), SyncMode::Full).await;
             let all: Vec<_> = people::directory(&app.services.db, &t, true)
                 .await
                 .unwrap()

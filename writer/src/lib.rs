@@ -11,24 +11,26 @@
 //! - batches of an older planning generation are ignored;
 //! - events go out after the changes are durable, at least once, with stable ids.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use roster_shared::change::{Applicability, Change, ChangeCounts, ChangeKind, RowState};
-use roster_shared::db::entity::{person, run_batch};
-use roster_shared::db::{RunState, exec, people, raw, runs};
-use roster_shared::envelope::{ChangesReady, DirectoryEvent, Envelope, EventBatch};
+use roster_shared::config::ConsumeSettings;
+use roster_shared::db::runs;
 use roster_shared::error::StageError;
-use roster_shared::ids::{MessageId, RunId, TenantId};
-use roster_shared::sea_orm::sea_query::{Expr, OnConflict};
-use roster_shared::sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, TransactionTrait,
-    Value,
-};
+use roster_shared::model::change::{Applicability, Change, ChangeCounts, ChangeKind};
+use roster_shared::model::envelope::{ChangesReady, DirectoryEvent, Envelope, EventBatch};
+use roster_shared::model::ids::{MessageId, RunId, TenantId};
+use roster_shared::model::person::Person;
+use roster_shared::model::run::RunState;
+use roster_shared::sea_orm::{ConnectionTrait, DbBackend, DbErr, TransactionTrait};
 use roster_shared::stage::{self, ConsumeOptions, Services};
 use roster_shared::transport::Stage;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+
+pub mod db;
+
+use db::BatchId;
 
 /// Settings of the writer stage.
 #[derive(Debug, Clone, Copy)]
@@ -38,10 +40,10 @@ pub struct WriterConfig {
 }
 
 impl WriterConfig {
-    /// The writer's settings from the install's.
-    pub fn from_settings(settings: &roster_shared::config::Settings) -> Self {
+    /// The writer's settings, for a database that is SQLite or not.
+    pub fn new(consume: &ConsumeSettings, sqlite: bool) -> Self {
         WriterConfig {
-            consume: ConsumeOptions::from_settings(settings),
+            consume: ConsumeOptions::new(consume, sqlite),
         }
     }
 }
@@ -72,63 +74,37 @@ pub struct Applied {
 
 /// Handles one `changes.ready` batch.
 pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<(), StageError> {
-    let (db, tenant, run_id) = (&services.db, &env.tenant, env.run_id);
+    let (tenant, run_id) = (&env.tenant, env.run_id);
     let batch = &env.body;
-    let generation = batch.generation as i32;
+    let id = batch_id(&env);
     let now = Utc::now();
-    let txn = db.conn().begin().await?;
+    let txn = services.db.conn().begin().await?;
     // Claim the batch first: a write, so SQLite takes its write lock before we read.
-    let claimed = exec(
-        &txn,
-        raw(
-            db.backend(),
-            "INSERT INTO run_batches (run_id, generation, batch, tenant_id, events_published, \
-             applied_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            vec![
-                run_id.to_string().into(),
-                generation.into(),
-                (batch.batch as i32).into(),
-                tenant.as_str().into(),
-                false.into(),
-                now.into(),
-            ],
-        ),
-    )
-    .await?;
-    if claimed == 0 {
+    if !db::claim_batch(&txn, tenant, id, now).await? {
         txn.rollback().await?;
         debug!(batch = batch.batch, "batch applied before");
         return redeliver_events(services, &env).await;
     }
     let Some(run) = runs::get_in(&txn, tenant, run_id).await? else {
-        return Err(StageError::Internal(format!("run {run_id} is unknown")));
+        return Err(StageError::internal(format!("run {run_id} is unknown")));
     };
-    let state = runs::state_of(&run);
-    if run.generation != generation || !matches!(state, RunState::Diffed | RunState::Applying) {
+    if run.generation != id.generation
+        || !matches!(run.state, RunState::Diffed | RunState::Applying)
+    {
         txn.rollback().await?;
-        debug!(batch = batch.batch, generation, "stale batch ignored");
+        debug!(
+            batch = batch.batch,
+            generation = id.generation,
+            "stale batch ignored"
+        );
         return Ok(());
     }
     let applied = apply(&txn, tenant, run_id, &batch.changes, now).await?;
-    runs::add_applied(&txn, tenant, run_id, &applied.counts, applied.conflicts).await?;
+    db::add_applied(&txn, tenant, run_id, &applied.counts, applied.conflicts).await?;
     if applied.conflicts > 0 {
         // Not done: the stale part must be planned again, so this batch must not count
         // toward finishing the run's generation (its applied part stays applied).
-        exec(
-            &txn,
-            raw(
-                db.backend(),
-                "DELETE FROM run_batches WHERE run_id = $1 AND generation = $2 AND batch = $3 \
-                 AND tenant_id = $4",
-                vec![
-                    run_id.to_string().into(),
-                    generation.into(),
-                    (batch.batch as i32).into(),
-                    tenant.as_str().into(),
-                ],
-            ),
-        )
-        .await?;
+        db::release_batch(&txn, tenant, id).await?;
     }
     txn.commit().await?;
     services
@@ -141,12 +117,21 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
             conflicts = applied.conflicts,
             "stale changes: planning the run again"
         );
-        replan(services, tenant, run_id, generation).await?;
-    } else if services.finish_run(tenant, run_id, generation).await? {
+        replan(services, tenant, run_id, id.generation).await?;
+    } else if services.finish_run(tenant, run_id, id.generation).await? {
         info!(file = %run.file_name, "run applied");
         refresh_statistics(services, tenant, run_id).await?;
     }
     Ok(())
+}
+
+/// Which batch an envelope carries.
+fn batch_id(env: &Envelope<ChangesReady>) -> BatchId {
+    BatchId {
+        run: env.run_id,
+        generation: env.body.generation as i32,
+        batch: env.body.batch as i32,
+    }
 }
 
 /// Changes in one run after which PostgreSQL's statistics of the directory are refreshed.
@@ -187,9 +172,10 @@ pub async fn apply<C: ConnectionTrait>(
     changes: &[Change],
     now: DateTime<Utc>,
 ) -> Result<Applied, DbErr> {
-    let stored = stored_states(conn, tenant, changes).await?;
+    let emails: Vec<&str> = changes.iter().map(|c| c.email.as_str()).collect();
+    let stored = db::stored_states(conn, tenant, &emails).await?;
     let mut out = Applied::default();
-    let mut rows = Vec::new();
+    let mut rows: Vec<&Person> = Vec::new();
     let mut deactivate = Vec::new();
     for change in changes {
         match change.check(stored.get(change.email.as_str()).copied()) {
@@ -201,7 +187,7 @@ pub async fn apply<C: ConnectionTrait>(
             }
         }
         match &change.person {
-            Some(p) => rows.push(people::to_row(tenant, p, run, now)),
+            Some(p) => rows.push(p),
             None if change.kind == ChangeKind::Deactivated => deactivate.push(change.email.clone()),
             None => {
                 out.conflicts += 1;
@@ -211,124 +197,8 @@ pub async fn apply<C: ConnectionTrait>(
         out.counts.add(change.kind);
         out.changes.push(change.clone());
     }
-    if !rows.is_empty() {
-        person::Entity::insert_many(rows)
-            .on_conflict(upsert())
-            .exec_without_returning(conn)
-            .await?;
-    }
-    let backend = conn.get_database_backend();
-    for chunk in deactivate.chunks(500) {
-        let mut values: Vec<Value> = vec![
-            false.into(),
-            now.into(),
-            run.to_string().into(),
-            tenant.as_str().into(),
-        ];
-        let keys = if backend == DbBackend::Postgres {
-            // Probe by whole primary key (see `stored_states`).
-            values.push(chunk.to_vec().into());
-            "(SELECT $4, k.email FROM unnest($5::text[]) AS k(email))".to_owned()
-        } else {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 5)).collect();
-            values.extend(chunk.iter().map(|e| Value::from(e.clone())));
-            format!(
-                "(VALUES {})",
-                placeholders
-                    .iter()
-                    .map(|p| format!("($4, {p})"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
-        };
-        let sql = format!(
-            "UPDATE people SET active = $1, deactivated_at = $2, updated_at = $2, \
-             last_run_id = $3 WHERE (tenant_id, email) IN {keys}"
-        );
-        exec(conn, raw(backend, &sql, values)).await?;
-    }
-    Ok(out)
-}
-
-/// Insert, or on a known (tenant, email) replace every field but `created_at`;
-/// `deactivated_at` keeps the first moment of an inactive streak.
-fn upsert() -> OnConflict {
-    use person::Column as C;
-    OnConflict::columns([C::TenantId, C::Email])
-        .update_columns([
-            C::EmployeeId,
-            C::FirstName,
-            C::LastName,
-            C::DisplayName,
-            C::JobTitle,
-            C::Department,
-            C::Phone,
-            C::Active,
-            C::Group,
-            C::Organization,
-            C::Site,
-            C::Location,
-            C::Locale,
-            C::TimeZone,
-            C::ManagerEmail,
-            C::Extra,
-            C::RowHash,
-            C::LastRunId,
-            C::UpdatedAt,
-        ])
-        .value(
-            C::DeactivatedAt,
-            Expr::cust(
-                "CASE WHEN excluded.active THEN NULL WHEN people.active \
-                 THEN excluded.deactivated_at ELSE people.deactivated_at END",
-            ),
-        )
-        .to_owned()
-}
-
-/// The stored state of each person `changes` touch (locked for update on PostgreSQL).
-async fn stored_states<C: ConnectionTrait>(
-    conn: &C,
-    tenant: &TenantId,
-    changes: &[Change],
-) -> Result<HashMap<String, RowState>, DbErr> {
-    let backend = conn.get_database_backend();
-    let mut out = HashMap::with_capacity(changes.len());
-    let mut read = |rows: Vec<roster_shared::sea_orm::QueryResult>| -> Result<(), DbErr> {
-        for row in rows {
-            out.insert(
-                row.try_get_by_index::<String>(0)?,
-                RowState {
-                    hash: row.try_get_by_index(1)?,
-                    active: row.try_get_by_index(2)?,
-                },
-            );
-        }
-        Ok(())
-    };
-    if backend == DbBackend::Postgres {
-        // One unique-index probe per email (equality on the whole primary key), whatever
-        // the statistics say: a tenant growing from nothing within one run is believed
-        // tiny, and an IN list or join is then planned as a scan of all its people.
-        let emails: Vec<String> = changes.iter().map(|c| c.email.clone()).collect();
-        let sql = "SELECT p.email, p.row_hash, p.active FROM unnest($2::text[]) AS k(email) \
-                   CROSS JOIN LATERAL (SELECT email, row_hash, active FROM people \
-                   WHERE tenant_id = $1 AND email = k.email FOR UPDATE) p";
-        let values = vec![tenant.as_str().into(), emails.into()];
-        read(conn.query_all_raw(raw(backend, sql, values)).await?)?;
-        return Ok(out);
-    }
-    for chunk in changes.chunks(500) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let mut values: Vec<Value> = vec![tenant.as_str().into()];
-        values.extend(chunk.iter().map(|c| Value::from(c.email.clone())));
-        let sql = format!(
-            "SELECT email, row_hash, active FROM people WHERE tenant_id = $1 AND email IN ({})",
-            placeholders.join(",")
-        );
-        read(conn.query_all_raw(raw(backend, &sql, values)).await?)?;
-    }
+    db::upsert(conn, tenant, &rows, run, now).await?;
+    db::deactivate(conn, tenant, &deactivate, run, now).await?;
     Ok(out)
 }
 
@@ -361,23 +231,7 @@ async fn publish_events(
             .publish_events(kind.event_name(), vec![stage::message(&out, None)])
             .await?;
     }
-    let db = &services.db;
-    exec(
-        db.conn(),
-        raw(
-            db.backend(),
-            "UPDATE run_batches SET events_published = $1 WHERE run_id = $2 AND generation = $3 \
-             AND batch = $4 AND tenant_id = $5",
-            vec![
-                true.into(),
-                run.into(),
-                (env.body.generation as i32).into(),
-                (env.body.batch as i32).into(),
-                env.tenant.as_str().into(),
-            ],
-        ),
-    )
-    .await?;
+    db::mark_events_published(services.db.conn(), &env.tenant, batch_id(env)).await?;
     Ok(())
 }
 
@@ -387,19 +241,13 @@ async fn redeliver_events(
     services: &Services,
     env: &Envelope<ChangesReady>,
 ) -> Result<(), StageError> {
-    let db = &services.db;
-    let generation = env.body.generation as i32;
-    let claim = run_batch::Entity::find()
-        .filter(run_batch::Column::RunId.eq(env.run_id.to_string()))
-        .filter(run_batch::Column::Generation.eq(generation))
-        .filter(run_batch::Column::Batch.eq(env.body.batch as i32))
-        .filter(run_batch::Column::TenantId.eq(env.tenant.as_str()))
-        .one(db.conn())
-        .await?;
+    let id = batch_id(env);
+    let claim = db::find_batch(services.db.conn(), &env.tenant, id).await?;
     if claim.is_some_and(|c| !c.events_published) {
         // Events for the changes now in effect; their ids repeat, so consumers can drop
         // any they saw.
-        let stored = stored_states(db.conn(), &env.tenant, &env.body.changes).await?;
+        let emails: Vec<&str> = env.body.changes.iter().map(|c| c.email.as_str()).collect();
+        let stored = db::stored_states(services.db.conn(), &env.tenant, &emails).await?;
         let in_effect: Vec<Change> = env
             .body
             .changes
@@ -410,7 +258,7 @@ async fn redeliver_events(
         publish_events(services, env, &in_effect, Utc::now()).await?;
     }
     services
-        .finish_run(&env.tenant, env.run_id, generation)
+        .finish_run(&env.tenant, env.run_id, id.generation)
         .await?;
     Ok(())
 }

@@ -8,19 +8,22 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
+use super::Db;
 use super::entity::dead_letter;
-use super::{Db, RunState, runs};
-use crate::ids::{RunId, TenantId};
-use crate::transport::{Message, Queue, Transport, TransportError, header};
+use super::runs::{self, RunState};
+use crate::model::ids::{RunId, TenantId};
+use crate::transport::{Message, Queue, Stage, Transport, TransportError, header};
 
-/// Status of a dead letter.
-pub mod status {
-    /// Waiting for an operator.
-    pub const DEAD: &str = "dead";
-    /// Put back on its queue.
-    pub const REPLAYED: &str = "replayed";
-    /// Given up by an operator.
-    pub const DROPPED: &str = "dropped";
+crate::text_enum! {
+    /// Where a dead letter stands.
+    pub enum DeadLetterStatus as "dead-letter status" {
+        /// Waiting for an operator.
+        Dead = "dead",
+        /// Put back on its queue.
+        Replayed = "replayed",
+        /// Given up by an operator.
+        Dropped = "dropped",
+    }
 }
 
 /// Why draining failed.
@@ -49,11 +52,11 @@ pub async fn archive(db: &Db, queue: Queue, message: &Message) -> Result<(), DbE
         id: Set(message.id.to_string()),
         tenant_id: Set(message.header(header::TENANT).unwrap_or("").to_owned()),
         run_id: Set(message.header(header::RUN).map(str::to_owned)),
-        queue: Set(queue.base_name().to_owned()),
+        queue: Set(queue),
         stage: Set(message
             .header(header::STAGE)
-            .unwrap_or(queue.consumer().name())
-            .to_owned()),
+            .and_then(|s| s.parse::<Stage>().ok())
+            .unwrap_or(queue.consumer())),
         file_name: Set(message.header(header::FILE).map(str::to_owned)),
         reason: Set(message
             .header(header::REASON)
@@ -67,7 +70,7 @@ pub async fn archive(db: &Db, queue: Queue, message: &Message) -> Result<(), DbE
         last_failed_at: Set(time(message, header::LAST_FAILED_AT)),
         headers: Set(serde_json::to_string(&message.headers).expect("a map of strings")),
         payload: Set(String::from_utf8_lossy(&message.payload).into_owned()),
-        status: Set(status::DEAD.to_owned()),
+        status: Set(DeadLetterStatus::Dead),
         replays: Set(0),
         updated_at: Set(now),
     };
@@ -89,8 +92,9 @@ pub async fn archive(db: &Db, queue: Queue, message: &Message) -> Result<(), DbE
         )
         .exec_without_returning(db.conn())
         .await?;
-    // The stage marks the run failed when it parks a message; make sure of it here, in
-    // case that write did not happen (the database was away, say).
+    // The stage marks the run failed (or rejected) when it parks a message; make sure of
+    // it here, the same way, in case that write did not happen yet (the database was
+    // away, or this drain came first).
     if let (Some(tenant), Some(run)) = (
         message
             .header(header::TENANT)
@@ -100,7 +104,11 @@ pub async fn archive(db: &Db, queue: Queue, message: &Message) -> Result<(), DbE
             .and_then(|r| r.parse::<RunId>().ok()),
     ) {
         let reason = message.header(header::REASON).unwrap_or("dead-lettered");
-        runs::fail(db, &tenant, run, RunState::Failed, reason).await?;
+        let state = match message.header(header::OUTCOME) {
+            Some("rejected") => RunState::Rejected,
+            _ => RunState::Failed,
+        };
+        runs::fail(db, &tenant, run, state, reason).await?;
     }
     Ok(())
 }
@@ -108,7 +116,7 @@ pub async fn archive(db: &Db, queue: Queue, message: &Message) -> Result<(), DbE
 /// Moves every waiting dead letter of every queue into the archive. Returns how many.
 pub async fn drain(db: &Db, transport: &dyn Transport) -> Result<usize, DrainError> {
     let mut moved = 0;
-    for queue in Queue::ALL {
+    for &queue in Queue::ALL {
         while let Some(delivery) = transport.next_dead_letter(queue).await? {
             match archive(db, queue, delivery.message()).await {
                 Ok(()) => {
@@ -129,7 +137,7 @@ pub async fn drain(db: &Db, transport: &dyn Transport) -> Result<usize, DrainErr
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// Only this stage's.
-    pub stage: Option<String>,
+    pub stage: Option<Stage>,
     /// Only this tenant's.
     pub tenant: Option<TenantId>,
     /// Also replayed and dropped ones.
@@ -140,13 +148,13 @@ pub struct Filter {
 pub async fn list(db: &Db, filter: &Filter) -> Result<Vec<dead_letter::Model>, DbErr> {
     let mut q = dead_letter::Entity::find();
     if let Some(stage) = &filter.stage {
-        q = q.filter(dead_letter::Column::Stage.eq(stage.as_str()));
+        q = q.filter(dead_letter::Column::Stage.eq(*stage));
     }
     if let Some(tenant) = &filter.tenant {
         q = q.filter(dead_letter::Column::TenantId.eq(tenant.as_str()));
     }
     if !filter.all {
-        q = q.filter(dead_letter::Column::Status.eq(status::DEAD));
+        q = q.filter(dead_letter::Column::Status.eq(DeadLetterStatus::Dead));
     }
     q.order_by_asc(dead_letter::Column::FirstFailedAt)
         .all(db.conn())
@@ -178,16 +186,16 @@ pub async fn find(db: &Db, id: &str) -> Result<Result<dead_letter::Model, String
 }
 
 /// Sets a dead letter's status (counting a replay).
-pub async fn set_status(db: &Db, id: &str, new_status: &str) -> Result<(), DbErr> {
+pub async fn set_status(db: &Db, id: &str, new_status: DeadLetterStatus) -> Result<(), DbErr> {
     let Some(row) = dead_letter::Entity::find_by_id(id.to_owned())
         .one(db.conn())
         .await?
     else {
         return Err(DbErr::RecordNotFound(id.to_owned()));
     };
-    let replays = row.replays + i32::from(new_status == status::REPLAYED);
+    let replays = row.replays + i32::from(new_status == DeadLetterStatus::Replayed);
     let mut active: dead_letter::ActiveModel = row.into();
-    active.status = Set(new_status.to_owned());
+    active.status = Set(new_status);
     active.replays = Set(replays);
     active.updated_at = Set(Utc::now());
     dead_letter::Entity::update(active).exec(db.conn()).await?;

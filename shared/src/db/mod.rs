@@ -1,7 +1,8 @@
 //! The database: sea-orm entities and migrations that run on SQLite (embedded) and
-//! PostgreSQL (distributed), and the tenant-scoped queries the stages and the command
-//! line share. Every function here that touches tenant data takes the [`TenantId`] and
-//! filters on it; no query reads across tenants except the explicit tenant listing.
+//! PostgreSQL (distributed), and the tenant-scoped queries that more than one stage or
+//! command runs. A query only one stage runs lives in that stage's own `db.rs`. Every
+//! function that touches tenant data takes the [`TenantId`] and filters on it; no query
+//! reads across tenants except the explicit tenant listing and the supervisor's sweep.
 
 use std::time::Duration;
 
@@ -11,16 +12,17 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-use crate::ids::TenantId;
+use crate::model::ids::TenantId;
+use crate::secret::SecretUrl;
 
 pub mod dead_letters;
 pub mod entity;
+pub mod enums;
+pub mod lease;
 pub mod migration;
 pub mod people;
 pub mod runs;
 pub mod tenants;
-
-pub use runs::RunState;
 
 /// A connection pool to Roster's database. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -38,23 +40,18 @@ pub fn normalize_url(url: &str) -> String {
     }
 }
 
-/// The URL with any password (user info or `password=` parameter) replaced by `***`,
-/// for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    crate::error::redact(url, url)
-}
-
 impl Db {
     /// Connects to `url` (`sqlite://path`, `postgres://...`). SQLite runs in WAL mode with
-    /// `synchronous=NORMAL` and waits up to 30 s for a lock.
-    pub async fn connect(url: &str) -> Result<Db, DbErr> {
-        let url = normalize_url(url);
-        let mut opts = ConnectOptions::new(url.clone());
+    /// `synchronous=NORMAL` and waits up to 30 s for a lock. Errors never show the
+    /// password.
+    pub async fn connect(url: &SecretUrl) -> Result<Db, DbErr> {
+        let full = normalize_url(url.expose());
+        let mut opts = ConnectOptions::new(full.clone());
         opts.sqlx_logging(false)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(10));
-        if url.starts_with("sqlite:") {
-            let memory = url.contains(":memory:");
+        if full.starts_with("sqlite:") {
+            let memory = full.contains(":memory:");
             opts.max_connections(if memory { 1 } else { 4 })
                 .min_connections(1)
                 .map_sqlx_sqlite_opts(|o| {
@@ -74,23 +71,29 @@ impl Db {
         let conn = sea_orm::Database::connect(opts).await.map_err(|e| {
             DbErr::Custom(format!(
                 "cannot connect to {}: {}",
-                redact_url(&url),
-                crate::error::redact(&e.to_string(), &url)
+                url.redacted(),
+                url.redact_in(&e.to_string())
             ))
         })?;
         Ok(Db { conn })
     }
 
-    /// Brings the schema up to date.
+    /// Brings the schema up to date: the migrations, then a column for every field of
+    /// the record tables (a field added to a table is a column added here).
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        migration::Migrator::up(&self.conn, None).await
+        migration::Migrator::up(&self.conn, None).await?;
+        people::add_missing_columns(self).await
     }
 
-    /// Whether the schema is missing migrations.
+    /// Whether the schema is missing migrations or field columns.
     pub async fn needs_migration(&self) -> Result<bool, DbErr> {
-        Ok(!migration::Migrator::get_pending_migrations(&self.conn)
+        if !migration::Migrator::get_pending_migrations(&self.conn)
             .await?
-            .is_empty())
+            .is_empty()
+        {
+            return Ok(true);
+        }
+        Ok(!people::missing_columns(self).await?.is_empty())
     }
 
     /// The sea-orm connection, for stage-specific queries.
@@ -125,8 +128,17 @@ pub async fn exec<C: ConnectionTrait>(conn: &C, stmt: Statement) -> Result<u64, 
 }
 
 /// The tenant id as a query value.
-pub(crate) fn tv(tenant: &TenantId) -> Value {
+pub fn tv(tenant: &TenantId) -> Value {
     tenant.as_str().into()
+}
+
+/// The current time in milliseconds since the epoch, by the database's clock (one clock
+/// for every process of an install, whatever their own say).
+pub fn now_ms_sql(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint",
+        _ => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+    }
 }
 
 #[cfg(test)]
@@ -137,14 +149,21 @@ mod tests {
     fn urls() {
         assert_eq!(normalize_url("sqlite://./r.db"), "sqlite://./r.db?mode=rwc");
         assert_eq!(normalize_url("sqlite::memory:"), "sqlite::memory:");
-        assert_eq!(
-            redact_url("postgres://roster:s3cret@db:5432/r"),
-            "postgres://roster:***@db:5432/r"
-        );
-        assert_eq!(redact_url("postgres://db/r"), "postgres://db/r");
-        assert_eq!(
-            redact_url("postgres:///r?host=db&password=pw9"),
-            "postgres:///r?host=db&password=***"
-        );
+    }
+
+    #[tokio::test]
+    async fn a_field_added_to_the_table_is_a_column_added_by_migrate() {
+        let db = Db::connect(&"sqlite::memory:".into()).await.unwrap();
+        db.migrate().await.unwrap();
+        assert!(!db.needs_migration().await.unwrap());
+        // As if `time_zone` were a field this release added: the column is not there yet.
+        db.conn()
+            .execute_unprepared("ALTER TABLE people DROP COLUMN time_zone")
+            .await
+            .unwrap();
+        assert!(db.needs_migration().await.unwrap());
+        db.migrate().await.unwrap();
+        assert!(!db.needs_migration().await.unwrap());
+        assert!(people::missing_columns(&db).await.unwrap().is_empty());
     }
 }

@@ -32,6 +32,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use tokio::sync::{Mutex, mpsc};
 use tracing::{info, warn};
 
+use crate::secret::SecretUrl;
+
 use super::{
     Deliveries, Delivery, EVENTS_EXCHANGE, Message, Outcome, Queue, Settle, Transport,
     TransportError, header,
@@ -51,7 +53,7 @@ pub struct AmqpTransport {
 }
 
 struct Inner {
-    url: String,
+    url: SecretUrl,
     prefix: String,
     live: Mutex<Option<Live>>,
 }
@@ -70,8 +72,8 @@ impl std::fmt::Debug for AmqpTransport {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display, url: &str) -> TransportError {
-    TransportError::Unavailable(crate::error::redact(&e.to_string(), url))
+fn unavailable(e: impl std::fmt::Display, url: &SecretUrl) -> TransportError {
+    TransportError::Unavailable(url.redact_in(&e.to_string()))
 }
 
 fn long(s: &str) -> AMQPValue {
@@ -125,7 +127,7 @@ fn message_of(properties: &BasicProperties, data: Vec<u8>) -> Message {
     let id = properties
         .message_id()
         .as_ref()
-        .and_then(|id| id.as_str().parse::<crate::ids::MessageId>().ok())
+        .and_then(|id| id.as_str().parse::<crate::model::ids::MessageId>().ok())
         .unwrap_or_default();
     Message {
         id,
@@ -143,10 +145,10 @@ fn attempt_of(message: &Message) -> u32 {
 
 impl AmqpTransport {
     /// Connects to `url` and declares the topology under `prefix`.
-    pub async fn connect(url: &str, prefix: &str) -> Result<AmqpTransport, TransportError> {
+    pub async fn connect(url: &SecretUrl, prefix: &str) -> Result<AmqpTransport, TransportError> {
         let t = AmqpTransport {
             inner: Arc::new(Inner {
-                url: url.to_owned(),
+                url: url.clone(),
                 prefix: prefix.to_owned(),
                 live: Mutex::new(None),
             }),
@@ -161,7 +163,7 @@ impl AmqpTransport {
         let url = &self.inner.url;
         // A channel of its own: a refused delete closes the channel it ran on.
         let ch = self.channel().await?;
-        for queue in Queue::ALL {
+        for &queue in Queue::ALL {
             let mut names = vec![self.queue_name(queue), self.dlq_name(queue)];
             names.extend(RETRY_TIERS_MS.map(|t| self.retry_name(queue, t)));
             for name in names {
@@ -194,7 +196,7 @@ impl AmqpTransport {
     }
 
     fn queue_name(&self, queue: Queue) -> String {
-        self.name(queue.base_name())
+        self.name(queue.name())
     }
 
     fn dlq_name(&self, queue: Queue) -> String {
@@ -219,7 +221,7 @@ impl AmqpTransport {
             return Ok(live.clone());
         }
         let connection = Connection::connect(
-            url,
+            url.expose(),
             ConnectionProperties::default().with_connection_name("roster".into()),
         )
         .await
@@ -235,7 +237,10 @@ impl AmqpTransport {
         Ok(live)
     }
 
-    async fn publisher(connection: &Connection, url: &str) -> Result<Channel, TransportError> {
+    async fn publisher(
+        connection: &Connection,
+        url: &SecretUrl,
+    ) -> Result<Channel, TransportError> {
         let ch = connection
             .create_channel()
             .await
@@ -305,7 +310,7 @@ impl AmqpTransport {
             args.insert("x-overflow".into(), long("reject-publish"));
             args
         };
-        for queue in Queue::ALL {
+        for &queue in Queue::ALL {
             let main = self.queue_name(queue);
             let dlq = self.dlq_name(queue);
             let mut dlq_args = FieldTable::default();
@@ -457,12 +462,12 @@ impl AmqpTransport {
                                 }
                             }
                             Some(Err(e)) => {
-                                warn!(queue = queue.base_name(), error = %unavailable(e, &self.inner.url), "consumer lost; reconnecting");
+                                warn!(queue = queue.name(), error = %unavailable(e, &self.inner.url), "consumer lost; reconnecting");
                                 break;
                             }
                             None => {
                                 warn!(
-                                    queue = queue.base_name(),
+                                    queue = queue.name(),
                                     "consumer cancelled; subscribing again"
                                 );
                                 break;
@@ -473,7 +478,7 @@ impl AmqpTransport {
                     self.forget_if_broken().await;
                 }
                 Err(e) => {
-                    warn!(queue = queue.base_name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "broker unavailable");
+                    warn!(queue = queue.name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "broker unavailable");
                 }
             }
             tokio::select! {
@@ -553,7 +558,7 @@ struct AmqpSettle {
 }
 
 /// An acknowledgement the broker did not take: the channel closed under the delivery.
-fn settled(done: Result<bool, lapin::Error>, url: &str) -> Result<(), TransportError> {
+fn settled(done: Result<bool, lapin::Error>, url: &SecretUrl) -> Result<(), TransportError> {
     match done {
         Ok(true) => Ok(()),
         Ok(false) => Err(TransportError::Unavailable(

@@ -32,6 +32,7 @@ struct MemQueue {
     items: Mutex<VecDeque<Item>>,
     readable: Notify,
     writable: Notify,
+    deferred: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -65,7 +66,7 @@ impl MemQueue {
 }
 
 fn dlq_name(queue: Queue) -> String {
-    format!("{}.dlq", queue.base_name())
+    format!("{}.dlq", queue.name())
 }
 
 impl MemoryTransport {
@@ -97,12 +98,19 @@ impl MemoryTransport {
 
     /// Messages waiting in `queue` (not counting unsettled deliveries).
     pub fn len(&self, queue: Queue) -> usize {
-        self.queue(queue.base_name()).len()
+        self.queue(queue.name()).len()
     }
 
     /// Messages waiting in `queue`'s dead-letter list.
     pub fn dead_letter_len(&self, queue: Queue) -> usize {
         self.queue(&dlq_name(queue)).len()
+    }
+
+    /// How many deliveries of `queue` were postponed ([`Outcome::Defer`]) so far.
+    pub fn deferred(&self, queue: Queue) -> u64 {
+        self.queue(queue.name())
+            .deferred
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -121,7 +129,7 @@ impl Drop for MemSettle {
             let name = if self.dead_letters {
                 dlq_name(self.queue)
             } else {
-                self.queue.base_name().to_owned()
+                self.queue.name().to_owned()
             };
             self.transport.queue(&name).push_front(item);
         }
@@ -132,20 +140,23 @@ impl Drop for MemSettle {
 impl Settle for MemSettle {
     async fn settle(mut self: Box<Self>, outcome: Outcome) -> Result<(), TransportError> {
         let mut item = self.item.take().expect("settled once");
-        let main = self.transport.queue(self.queue.base_name());
+        let main = self.transport.queue(self.queue.name());
         match outcome {
             Outcome::Ack => {}
             Outcome::Requeue => {
                 let name = if self.dead_letters {
                     dlq_name(self.queue)
                 } else {
-                    self.queue.base_name().to_owned()
+                    self.queue.name().to_owned()
                 };
                 self.transport.queue(&name).push_front(item);
             }
             Outcome::Retry { delay } | Outcome::Defer { delay } => {
                 if matches!(outcome, Outcome::Retry { .. }) {
                     item.attempt += 1;
+                } else {
+                    main.deferred
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 item.message
                     .headers
@@ -167,7 +178,7 @@ impl Settle for MemSettle {
 #[async_trait]
 impl Transport for MemoryTransport {
     async fn publish(&self, queue: Queue, messages: Vec<Message>) -> Result<(), TransportError> {
-        let q = self.queue(queue.base_name());
+        let q = self.queue(queue.name());
         for mut message in messages {
             let attempt = message
                 .header(header::ATTEMPT)
@@ -210,7 +221,7 @@ impl Transport for MemoryTransport {
     }
 
     async fn consume(&self, queue: Queue, prefetch: u16) -> Result<Deliveries, TransportError> {
-        let q = self.queue(queue.base_name());
+        let q = self.queue(queue.name());
         let permits = Arc::new(Semaphore::new(usize::from(prefetch.max(1))));
         let transport = self.clone();
         let stream = futures::stream::unfold((), move |()| {
@@ -266,8 +277,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ids::MessageId;
-    use crate::transport::{DeadLetterInfo, Stage};
+    use crate::model::ids::MessageId;
 
     fn msg(n: u8) -> Message {
         Message {
@@ -282,54 +292,6 @@ mod tests {
             .await
             .expect("a delivery in time")
             .expect("stream open")
-    }
-
-    #[tokio::test]
-    async fn ack_retry_dead_letter_and_drop() {
-        let t = MemoryTransport::new(8);
-        t.publish(Queue::Parsed, vec![msg(1), msg(2)])
-            .await
-            .unwrap();
-        let mut d = t.consume(Queue::Parsed, 4).await.unwrap();
-
-        let first = next(&mut d).await;
-        assert_eq!(first.message().payload, [1]);
-        assert_eq!(first.attempt(), 1);
-        first.retry(Duration::from_millis(10)).await.unwrap();
-
-        let second = next(&mut d).await;
-        assert_eq!(second.message().payload, [2]);
-        drop(second); // unsettled: comes back first
-
-        let again = next(&mut d).await;
-        assert_eq!(again.message().payload, [2]);
-        again.ack().await.unwrap();
-
-        let retried = next(&mut d).await;
-        assert_eq!(retried.message().payload, [1]);
-        assert_eq!(retried.attempt(), 2);
-        retried
-            .dead_letter(DeadLetterInfo {
-                reason: "bad".into(),
-                stage: Stage::Differ,
-                attempts: 2,
-            })
-            .await
-            .unwrap();
-        assert_eq!(t.len(Queue::Parsed), 0);
-        let dead = t.next_dead_letter(Queue::Parsed).await.unwrap().unwrap();
-        assert_eq!(dead.message().header(header::REASON), Some("bad"));
-        assert_eq!(dead.message().header(header::STAGE), Some("differ"));
-        drop(dead);
-        assert_eq!(t.dead_letter_len(Queue::Parsed), 1, "kept until acked");
-        t.next_dead_letter(Queue::Parsed)
-            .await
-            .unwrap()
-            .unwrap()
-            .ack()
-            .await
-            .unwrap();
-        assert_eq!(t.dead_letter_len(Queue::Parsed), 0);
     }
 
     #[tokio::test]

@@ -16,41 +16,28 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use serde::{Deserialize, Serialize};
 
-use crate::ids::MessageId;
+use crate::model::ids::MessageId;
+use crate::secret::SecretUrl;
 
 pub mod amqp;
 pub mod memory;
 
-/// The stages of the pipeline, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    /// Lists sources, stores raw files.
-    Fetcher,
-    /// Decodes and maps files to snapshots.
-    Parser,
-    /// Compares snapshots with the directory.
-    Differ,
-    /// Applies changes and announces them.
-    Writer,
+crate::text_enum! {
+    /// The stages of the pipeline, in order.
+    pub enum Stage as "stage" {
+        /// Lists sources, stores raw files.
+        Fetcher = "fetcher",
+        /// Decodes and maps files to snapshots.
+        Parser = "parser",
+        /// Compares snapshots with the directory.
+        Differ = "differ",
+        /// Applies changes and announces them.
+        Writer = "writer",
+    }
 }
 
 impl Stage {
-    /// Every stage, in pipeline order.
-    pub const ALL: [Stage; 4] = [Stage::Fetcher, Stage::Parser, Stage::Differ, Stage::Writer];
-
-    /// The stage's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Fetcher => "fetcher",
-            Stage::Parser => "parser",
-            Stage::Differ => "differ",
-            Stage::Writer => "writer",
-        }
-    }
-
     /// The queue this stage consumes, if it consumes one (the fetcher polls sources).
     pub fn input(self) -> Option<Queue> {
         match self {
@@ -62,51 +49,20 @@ impl Stage {
     }
 }
 
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+crate::text_enum! {
+    /// The queues between stages, named by their name before the install's prefix. Each
+    /// is the input of exactly one stage.
+    pub enum Queue as "queue" {
+        /// `roster.fetched`: [`crate::model::envelope::FileFetched`], consumed by the parser.
+        Fetched = "roster.fetched",
+        /// `roster.parsed`: [`crate::model::envelope::SnapshotParsed`], consumed by the differ.
+        Parsed = "roster.parsed",
+        /// `roster.changes`: [`crate::model::envelope::ChangesReady`], consumed by the writer.
+        Changes = "roster.changes",
     }
-}
-
-impl std::str::FromStr for Stage {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Stage::ALL
-            .into_iter()
-            .find(|st| st.name() == s)
-            .ok_or_else(|| format!("unknown stage {s:?}; use fetcher, parser, differ or writer"))
-    }
-}
-
-/// The queues between stages. Each is the input of exactly one stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Queue {
-    /// `roster.fetched`: [`crate::envelope::FileFetched`], consumed by the parser.
-    Fetched,
-    /// `roster.parsed`: [`crate::envelope::SnapshotParsed`], consumed by the differ.
-    Parsed,
-    /// `roster.changes`: [`crate::envelope::ChangesReady`], consumed by the writer.
-    Changes,
 }
 
 impl Queue {
-    /// Every queue, in pipeline order.
-    pub const ALL: [Queue; 3] = [Queue::Fetched, Queue::Parsed, Queue::Changes];
-
-    /// The queue's name before the prefix.
-    pub fn base_name(self) -> &'static str {
-        match self {
-            Queue::Fetched => "roster.fetched",
-            Queue::Parsed => "roster.parsed",
-            Queue::Changes => "roster.changes",
-        }
-    }
-
-    /// The queue named `base` (as [`Queue::base_name`] spells it).
-    pub fn from_base_name(base: &str) -> Option<Queue> {
-        Queue::ALL.into_iter().find(|q| q.base_name() == base)
-    }
-
     /// The stage that consumes it.
     pub fn consumer(self) -> Stage {
         match self {
@@ -138,10 +94,13 @@ pub mod header {
     pub const FIRST_FAILED_AT: &str = "x-roster-first-failed-at";
     /// RFC 3339 time of the latest dead-lettering.
     pub const LAST_FAILED_AT: &str = "x-roster-last-failed-at";
+    /// What the dead-lettering made of the message's run: `rejected` (its input was
+    /// refused) or `failed`, so whoever archives it records the same.
+    pub const OUTCOME: &str = "x-roster-outcome";
 }
 
 /// A message as the transport carries it: an id, text headers and opaque bytes
-/// (a JSON [`crate::envelope::Envelope`]).
+/// (a JSON [`crate::model::envelope::Envelope`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     /// The envelope's message id.
@@ -166,6 +125,10 @@ impl Message {
         h.insert(header::REASON.into(), info.reason);
         h.insert(header::STAGE.into(), info.stage.name().into());
         h.insert(header::ATTEMPT.into(), info.attempts.to_string());
+        h.insert(
+            header::OUTCOME.into(),
+            if info.rejected { "rejected" } else { "failed" }.into(),
+        );
         h.entry(header::FIRST_FAILED_AT.into())
             .or_insert_with(|| now.clone());
         h.insert(header::LAST_FAILED_AT.into(), now);
@@ -217,6 +180,8 @@ pub struct DeadLetterInfo {
     pub stage: Stage,
     /// Attempts made.
     pub attempts: u32,
+    /// Whether the input was refused (the run ends `rejected`, not `failed`).
+    pub rejected: bool,
 }
 
 /// How the transport-specific side settles one delivery.
@@ -330,7 +295,7 @@ pub enum TransportConfig {
     /// RabbitMQ.
     RabbitMq {
         /// `amqp://user:pass@host:port/vhost`.
-        url: String,
+        url: SecretUrl,
         /// Prefix of every queue and exchange name.
         prefix: String,
     },

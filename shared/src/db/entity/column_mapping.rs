@@ -13,7 +13,7 @@ pub struct Model {
     /// The header, normalised (see `roster_parser`'s header matching).
     #[sea_orm(primary_key, auto_increment = false)]
     pub header: String,
-    /// The canonical field name ([`crate::person::Field::name`]), or `extra`, `ignore`, `name`.
+    /// The canonical field name ([`crate::model::person::Field::name`]), or `extra`, `ignore`, `name`.
     pub field: String,
 }
 

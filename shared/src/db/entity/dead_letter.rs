@@ -2,6 +2,9 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::db::dead_letters::DeadLetterStatus;
+use crate::transport::{Queue, Stage};
+
 /// One dead letter.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "dead_letters")]
@@ -13,10 +16,10 @@ pub struct Model {
     pub tenant_id: String,
     /// The run, when the message belongs to one.
     pub run_id: Option<String>,
-    /// Base name of the queue it came from (`roster.fetched`, ...).
-    pub queue: String,
+    /// The queue it came from (stored by base name: `roster.fetched`, ...).
+    pub queue: Queue,
     /// The stage that gave up.
-    pub stage: String,
+    pub stage: Stage,
     /// The file concerned, when known.
     pub file_name: Option<String>,
     /// Why.
@@ -31,8 +34,8 @@ pub struct Model {
     pub headers: String,
     /// The message itself (the envelope JSON).
     pub payload: String,
-    /// `dead`, `replayed` or `dropped`.
-    pub status: String,
+    /// Waiting, replayed or dropped.
+    pub status: DeadLetterStatus,
     /// How often it was replayed.
     pub replays: i32,
     /// Last change of this row.

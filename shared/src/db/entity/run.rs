@@ -2,11 +2,14 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::model::envelope::{Format, SyncMode};
+use crate::model::run::RunState;
+
 /// A sync run.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "runs")]
 pub struct Model {
-    /// The [`crate::ids::RunId`].
+    /// The [`crate::model::ids::RunId`].
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
     /// Owner.
@@ -23,14 +26,14 @@ pub struct Model {
     pub sha256: String,
     /// Size of the raw file in bytes.
     pub size: i64,
-    /// Format hint (`auto`, `csv`, `tsv`, `json`).
-    pub format: String,
-    /// `full` or `delta`.
-    pub mode: String,
+    /// Format hint.
+    pub format: Format,
+    /// Full snapshot or delta.
+    pub mode: SyncMode,
     /// Encoding label for BOM-less files, if not UTF-8.
     pub encoding: Option<String>,
-    /// [`crate::db::RunState`] name.
-    pub state: String,
+    /// Where the run is.
+    pub state: RunState,
     /// Why the run failed, was rejected, held or superseded.
     pub reason: Option<String>,
     /// Whether the `file.fetched` message went out (the fetcher re-sends it otherwise).

@@ -6,7 +6,7 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "tenants")]
 pub struct Model {
-    /// The [`crate::ids::TenantId`].
+    /// The [`crate::model::ids::TenantId`].
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
     /// Sequence number the next run of this tenant gets.

@@ -4,6 +4,9 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use crate::model::person::Field;
+use crate::model::record::FieldKind;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -81,22 +84,6 @@ enum RunBatches {
 enum People {
     Table,
     TenantId,
-    Email,
-    EmployeeId,
-    FirstName,
-    LastName,
-    DisplayName,
-    JobTitle,
-    Department,
-    Phone,
-    Active,
-    GroupName,
-    Organization,
-    Site,
-    Location,
-    Locale,
-    TimeZone,
-    ManagerEmail,
     Extra,
     RowHash,
     LastRunId,
@@ -248,48 +235,43 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
-        // Emails sort and compare in plain byte order on every backend (as Rust compares
-        // them; the differ merges sorted lists), and on SQLite the directory is clustered
-        // on its key, so a tenant's index is read in key order without a lookup per row.
+        // The directory: one column per field of the person's table (see
+        // `model::person`), then the bookkeeping. Emails sort and compare in plain byte
+        // order on every backend (as Rust compares them; the differ merges sorted lists),
+        // and on SQLite the directory is clustered on its key, so a tenant's index is read
+        // in key order without a lookup per row.
         let mut people = Table::create();
-        let mut email = string(People::Email);
-        match m.get_database_backend() {
-            sea_orm::DbBackend::Sqlite => {
-                people.extra("WITHOUT ROWID");
+        people.table(People::Table).if_not_exists();
+        let backend = m.get_database_backend();
+        if backend == sea_orm::DbBackend::Sqlite {
+            people.extra("WITHOUT ROWID");
+        }
+        people.col(string(People::TenantId));
+        for field in Field::ALL {
+            let name = Alias::new(field.column());
+            let mut column = match field.kind() {
+                FieldKind::Key => string(name),
+                FieldKind::Active => boolean(name),
+                FieldKind::Text => text_null(name),
+            };
+            if field.kind() == FieldKind::Key && backend == sea_orm::DbBackend::Postgres {
+                column.extra("COLLATE \"C\"");
             }
-            sea_orm::DbBackend::Postgres => {
-                email.extra("COLLATE \"C\"");
-            }
-            _ => {}
+            people.col(column);
         }
         m.create_table(
             people
-                .table(People::Table)
-                .if_not_exists()
-                .col(string(People::TenantId))
-                .col(email)
-                .col(text_null(People::EmployeeId))
-                .col(text_null(People::FirstName))
-                .col(text_null(People::LastName))
-                .col(text_null(People::DisplayName))
-                .col(text_null(People::JobTitle))
-                .col(text_null(People::Department))
-                .col(text_null(People::Phone))
-                .col(boolean(People::Active))
-                .col(text_null(People::GroupName))
-                .col(text_null(People::Organization))
-                .col(text_null(People::Site))
-                .col(text_null(People::Location))
-                .col(text_null(People::Locale))
-                .col(text_null(People::TimeZone))
-                .col(text_null(People::ManagerEmail))
                 .col(text_null(People::Extra))
                 .col(big_integer(People::RowHash))
                 .col(string(People::LastRunId))
                 .col(timestamp_with_time_zone(People::CreatedAt))
                 .col(timestamp_with_time_zone(People::UpdatedAt))
                 .col(timestamp_with_time_zone_null(People::DeactivatedAt))
-                .primary_key(Index::create().col(People::TenantId).col(People::Email))
+                .primary_key(
+                    Index::create()
+                        .col(People::TenantId)
+                        .col(Alias::new(Field::Email.column())),
+                )
                 .to_owned(),
         )
         .await?;

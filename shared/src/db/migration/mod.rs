@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_directory;
 mod m20261121_000002_dead_letters;
+mod m20261129_000003_leases;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_directory::Migration),
             Box::new(m20261121_000002_dead_letters::Migration),
+            Box::new(m20261129_000003_leases::Migration),
         ]
     }
 }

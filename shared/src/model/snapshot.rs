@@ -5,7 +5,7 @@
 //! Line layout: `<content hash, 16 hex digits>\t<flag>\t<email>\t<fields>[\t<extras>]\n`,
 //! with flag `a` (active), `i` (inactive) or `r`: a row of this email was rejected, so the
 //! person is left as stored (a full sync must not deactivate someone whose row merely
-//! failed to read). `<fields>` is a JSON array of the text fields in [`Field::TEXT`] order
+//! failed to read). `<fields>` is a JSON array of the text fields in [`RecordField::TEXT`] order
 //! (`null` when absent, trailing absent ones left out); `<extras>`, only when the person
 //! has extra attributes, is a JSON object of them. Positional fields keep a snapshot near
 //! the size of the file it came from (naming every field in every line made it 2.5 times
@@ -14,29 +14,30 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use crate::change::RowState;
-use crate::person::{Field, Person};
+use crate::model::change::RowState;
+use crate::model::person::Person;
+use crate::model::record::{Record, RecordField};
 
-/// Appends one snapshot line for `person` to `out`.
-pub fn encode_line(person: &Person, out: &mut Vec<u8>) {
-    let state = RowState::of(person);
+/// Appends one snapshot line for `record` to `out`.
+pub fn encode_line<R: Record>(record: &R, out: &mut Vec<u8>) {
+    let state = RowState::of(record);
     write!(
         out,
         "{:016x}\t{}\t{}\t",
         state.hash as u64,
         if state.active { 'a' } else { 'i' },
-        person.email
+        record.key()
     )
     .expect("writing to a Vec cannot fail");
-    let texts = Field::TEXT.map(|field| person.text(field));
+    let texts: Vec<Option<&str>> = R::Field::TEXT.iter().map(|f| record.text(*f)).collect();
     let used = texts
         .iter()
         .rposition(Option::is_some)
         .map_or(0, |last| last + 1);
     serde_json::to_writer(&mut *out, &texts[..used]).expect("strings always serialise");
-    if !person.extra.is_empty() {
+    if !record.extra().is_empty() {
         out.push(b'\t');
-        serde_json::to_writer(&mut *out, &person.extra).expect("strings always serialise");
+        serde_json::to_writer(&mut *out, record.extra()).expect("strings always serialise");
     }
     out.push(b'\n');
 }
@@ -91,8 +92,13 @@ pub struct SnapshotEntry {
 }
 
 impl SnapshotEntry {
-    /// Decodes the full record.
+    /// Decodes the full person.
     pub fn person(&self) -> Result<Person, SnapshotError> {
+        self.record()
+    }
+
+    /// Decodes the full record.
+    pub fn record<R: Record>(&self) -> Result<R, SnapshotError> {
         let malformed = |why: String| SnapshotError::Malformed {
             line: self.line,
             why,
@@ -103,23 +109,23 @@ impl SnapshotEntry {
         };
         let texts: Vec<Option<String>> =
             serde_json::from_slice(texts).map_err(|e| malformed(format!("fields: {e}")))?;
-        if texts.len() > Field::TEXT.len() {
+        if texts.len() > R::Field::TEXT.len() {
             return Err(malformed(format!(
                 "{} fields, at most {} expected",
                 texts.len(),
-                Field::TEXT.len()
+                R::Field::TEXT.len()
             )));
         }
-        let mut person = Person::new(self.email.clone());
-        person.active = self.state.active;
-        for (field, value) in Field::TEXT.into_iter().zip(texts) {
-            person.put(field, value);
+        let mut record = R::with_key(self.email.clone());
+        record.set_active(self.state.active);
+        for (field, value) in R::Field::TEXT.iter().zip(texts) {
+            record.put(*field, value);
         }
         if let Some(extras) = extras {
-            person.extra = serde_json::from_slice(extras)
+            *record.extra_mut() = serde_json::from_slice(extras)
                 .map_err(|e| malformed(format!("extra attributes: {e}")))?;
         }
-        Ok(person)
+        Ok(record)
     }
 }
 
@@ -229,6 +235,7 @@ impl<R: Read> Iterator for SnapshotReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::person::Field;
 
     #[test]
     fn lines_round_trip_and_order_is_checked() {

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::person::Person;
+use crate::model::person::Person;
+use crate::model::record::Record;
 
 /// The state of a stored person that a change is checked against: the content hash
 /// ([`Person::content_hash`]) and the activity flag.
@@ -16,39 +17,32 @@ pub struct RowState {
 }
 
 impl RowState {
-    /// The state `person` would have once stored.
-    pub fn of(person: &Person) -> Self {
+    /// The state `record` would have once stored.
+    pub fn of<R: Record>(record: &R) -> Self {
         RowState {
-            hash: person.content_hash(),
-            active: person.active,
+            hash: record.content_hash(),
+            active: record.active(),
         }
     }
 }
 
-/// What kind of change a person goes through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeKind {
-    /// A person not stored before.
-    Created,
-    /// A stored person whose fields changed; activity did not.
-    Updated,
-    /// An active person becomes inactive (fields may change too).
-    Deactivated,
-    /// An inactive person becomes active again (fields may change too).
-    Reactivated,
+crate::text_enum! {
+    /// What kind of change a person goes through.
+    pub enum ChangeKind as "change kind" {
+        /// A person not stored before.
+        Created = "created",
+        /// A stored person whose fields changed; activity did not.
+        Updated = "updated",
+        /// An active person becomes inactive (fields may change too).
+        Deactivated = "deactivated",
+        /// An inactive person becomes active again (fields may change too).
+        Reactivated = "reactivated",
+    }
 }
 
 impl ChangeKind {
-    /// Every kind, in the order summaries list them.
-    pub const ALL: [ChangeKind; 4] = [
-        ChangeKind::Created,
-        ChangeKind::Updated,
-        ChangeKind::Deactivated,
-        ChangeKind::Reactivated,
-    ];
-
-    /// The routing key of the event announcing this kind of change (`employee.created`, ...).
+    /// The event announcing this kind of change (`employee.created`, ...); its routing
+    /// key on the events exchange.
     pub fn event_name(self) -> &'static str {
         match self {
             ChangeKind::Created => "employee.created",
@@ -57,22 +51,12 @@ impl ChangeKind {
             ChangeKind::Reactivated => "employee.reactivated",
         }
     }
-
-    /// The kind's short name (`created`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            ChangeKind::Created => "created",
-            ChangeKind::Updated => "updated",
-            ChangeKind::Deactivated => "deactivated",
-            ChangeKind::Reactivated => "reactivated",
-        }
-    }
 }
 
 /// One field that changed, with its old and new values (`None`: absent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldChange {
-    /// The field's name ([`crate::person::Field::name`]) or `extra.<header>`.
+    /// The field's name ([`crate::model::person::Field::name`]) or `extra.<header>`.
     pub field: String,
     /// Value before.
     pub old: Option<String>,

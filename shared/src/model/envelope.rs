@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::change::{Change, ChangeKind, FieldChange};
-use crate::ids::{MessageId, RunId, TenantId};
-use crate::person::Person;
+use crate::model::change::{Change, ChangeKind, FieldChange};
+use crate::model::ids::{MessageId, RunId, TenantId};
+use crate::model::person::Person;
 
 /// Version of the envelope and body layout. A stage refuses (dead-letters) a message
 /// with a version it does not know instead of misreading it.
@@ -39,7 +39,8 @@ pub struct Envelope<T> {
     pub attempt: u32,
     /// [`SCHEMA_VERSION`] of the publisher.
     pub schema_version: u16,
-    /// Trace context of the publisher.
+    /// Trace context of the publisher (filled in when the message is published; see
+    /// `stage::message`).
     #[serde(default)]
     pub trace: TraceContext,
     /// The message itself.
@@ -47,7 +48,8 @@ pub struct Envelope<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Envelope<T> {
-    /// A first-attempt envelope with the current trace context.
+    /// A first-attempt envelope. Its trace context is that of the span it is published
+    /// from (set at publishing time).
     pub fn new(message_id: MessageId, tenant: TenantId, run_id: RunId, body: T) -> Self {
         Envelope {
             message_id,
@@ -55,14 +57,40 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
             run_id,
             attempt: 1,
             schema_version: SCHEMA_VERSION,
-            trace: crate::telemetry::current_trace_context(),
+            trace: TraceContext::default(),
             body,
         }
     }
 
     /// JSON bytes of the envelope.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("envelopes always serialise")
+        self.to_bytes_traced(&self.trace)
+    }
+
+    /// JSON bytes of the envelope carrying the trace context `trace` (the publisher's)
+    /// instead of its own.
+    pub fn to_bytes_traced(&self, trace: &TraceContext) -> Vec<u8> {
+        /// The envelope's fields, borrowed: serialises exactly as [`Envelope`] does.
+        #[derive(Serialize)]
+        struct View<'a, T> {
+            message_id: MessageId,
+            tenant: &'a TenantId,
+            run_id: RunId,
+            attempt: u32,
+            schema_version: u16,
+            trace: &'a TraceContext,
+            body: &'a T,
+        }
+        serde_json::to_vec(&View {
+            message_id: self.message_id,
+            tenant: &self.tenant,
+            run_id: self.run_id,
+            attempt: self.attempt,
+            schema_version: self.schema_version,
+            trace,
+            body: &self.body,
+        })
+        .expect("envelopes always serialise")
     }
 
     /// Reads an envelope, refusing unknown schema versions.
@@ -90,67 +118,27 @@ pub enum EnvelopeError {
     UnknownVersion(u16),
 }
 
-/// Input formats Roster reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// Decide from the content.
-    #[default]
-    Auto,
-    /// Delimited text with a header row; the delimiter (comma, semicolon, tab) is sniffed.
-    Csv,
-    /// Tab-separated text with a header row.
-    Tsv,
-    /// The web-service JSON shape: `{"employees": [...]}` or a bare array.
-    Json,
-}
-
-impl Format {
-    /// The format named `name` (`auto`, `csv`, `tsv`, `json`).
-    pub fn parse(name: &str) -> Option<Format> {
-        [Format::Auto, Format::Csv, Format::Tsv, Format::Json]
-            .into_iter()
-            .find(|f| f.name() == name)
-    }
-
-    /// The name as the command line spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Auto => "auto",
-            Format::Csv => "csv",
-            Format::Tsv => "tsv",
-            Format::Json => "json",
-        }
+crate::text_enum! {
+    /// Input formats Roster reads.
+    pub enum Format as "format" {
+        /// Decide from the content.
+        Auto = "auto",
+        /// Delimited text with a header row; the delimiter (comma, semicolon, tab) is sniffed.
+        Csv = "csv",
+        /// Tab-separated text with a header row.
+        Tsv = "tsv",
+        /// The web-service JSON shape: `{"employees": [...]}` or a bare array.
+        Json = "json",
     }
 }
 
-/// How a snapshot relates to the stored directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncMode {
-    /// The snapshot is everyone: a stored person missing from it is deactivated.
-    #[default]
-    Full,
-    /// The snapshot holds only changed people: absent people are left alone.
-    Delta,
-}
-
-impl SyncMode {
-    /// The mode named `name` (`full` or `delta`).
-    pub fn parse(name: &str) -> Option<SyncMode> {
-        match name {
-            "full" => Some(SyncMode::Full),
-            "delta" => Some(SyncMode::Delta),
-            _ => None,
-        }
-    }
-
-    /// The name as the command line spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            SyncMode::Full => "full",
-            SyncMode::Delta => "delta",
-        }
+crate::text_enum! {
+    /// How a snapshot relates to the stored directory.
+    pub enum SyncMode as "sync mode" {
+        /// The snapshot is everyone: a stored person missing from it is deactivated.
+        Full = "full",
+        /// The snapshot holds only changed people: absent people are left alone.
+        Delta = "delta",
     }
 }
 
@@ -180,7 +168,7 @@ pub struct FileFetched {
 /// `snapshot.parsed`: a file is parsed into a normalised snapshot; the differ's input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotParsed {
-    /// Blob key of the snapshot ([`crate::snapshot`] format, sorted by email).
+    /// Blob key of the snapshot ([`crate::model::snapshot`] format, sorted by email).
     pub snapshot_key: String,
     /// Blob key of the rejected rows (JSON lines of [`RowError`]).
     pub rejects_key: String,

@@ -1,0 +1,159 @@
+//! The queries only the fetcher runs: creating a run for a stored file (with the tenant's
+//! next sequence number) and remembering which files a source handed over.
+
+use chrono::Utc;
+use roster_shared::db::entity::{fetched_file, run};
+use roster_shared::db::{Db, exec, raw, runs, tv};
+use roster_shared::model::envelope::{Format, SyncMode};
+use roster_shared::model::ids::{RunId, TenantId};
+use roster_shared::model::run::RunState;
+use roster_shared::sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
+
+/// Everything known about a run when the fetcher creates it.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Owner.
+    pub tenant: TenantId,
+    /// Its id.
+    pub id: RunId,
+    /// Source name.
+    pub source: String,
+    /// Original file name.
+    pub file_name: String,
+    /// Blob key of the raw bytes.
+    pub blob_key: String,
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Format hint.
+    pub format: Format,
+    /// Sync mode.
+    pub mode: SyncMode,
+    /// Encoding label for BOM-less files.
+    pub encoding: Option<String>,
+}
+
+/// How a file was seen at its source, recorded so it is never taken twice.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Name at the source.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, milliseconds since the epoch.
+    pub modified_ms: i64,
+}
+
+/// Creates a run in state `fetched` with the tenant's next sequence number (creating the
+/// tenant on first sight), and records `source_file` as taken, in one transaction.
+pub async fn create_run(
+    db: &Db,
+    new: &NewRun,
+    source_file: Option<&SourceFile>,
+) -> Result<run::Model, DbErr> {
+    let txn = db.conn().begin().await?;
+    let backend = db.backend();
+    let now = Utc::now();
+    exec(
+        &txn,
+        raw(
+            backend,
+            "INSERT INTO tenants (id, next_run_seq, created_at) VALUES ($1, 1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+            vec![tv(&new.tenant), now.into()],
+        ),
+    )
+    .await?;
+    let row = txn
+        .query_one_raw(raw(
+            backend,
+            "UPDATE tenants SET next_run_seq = next_run_seq + 1 WHERE id = $1 \
+             RETURNING next_run_seq",
+            vec![tv(&new.tenant)],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("tenant {}", new.tenant)))?;
+    let seq: i64 = row.try_get_by_index::<i64>(0)? - 1;
+    let model = run::ActiveModel {
+        id: Set(new.id.to_string()),
+        tenant_id: Set(new.tenant.to_string()),
+        seq: Set(seq),
+        source: Set(new.source.clone()),
+        file_name: Set(new.file_name.clone()),
+        blob_key: Set(new.blob_key.clone()),
+        sha256: Set(new.sha256.clone()),
+        size: Set(new.size as i64),
+        format: Set(new.format),
+        mode: Set(new.mode),
+        encoding: Set(new.encoding.clone()),
+        state: Set(RunState::Fetched),
+        reason: Set(None),
+        published: Set(false),
+        approved: Set(false),
+        rows_read: Set(0),
+        accepted: Set(0),
+        rejected: Set(0),
+        created: Set(0),
+        updated: Set(0),
+        deactivated: Set(0),
+        reactivated: Set(0),
+        unchanged: Set(0),
+        conflicts: Set(0),
+        generation: Set(0),
+        batches_total: Set(None),
+        snapshot_key: Set(None),
+        rejects_key: Set(None),
+        fetched_at: Set(now),
+        parsed_at: Set(None),
+        diffed_at: Set(None),
+        finished_at: Set(None),
+        parse_ms: Set(None),
+        diff_ms: Set(None),
+        updated_at: Set(now),
+    };
+    run::Entity::insert(model.clone()).exec(&txn).await?;
+    if let Some(file) = source_file {
+        fetched_file::Entity::insert(fetched_file::ActiveModel {
+            tenant_id: Set(new.tenant.to_string()),
+            source: Set(new.source.clone()),
+            name: Set(file.name.clone()),
+            size: Set(file.size as i64),
+            modified_ms: Set(file.modified_ms),
+            sha256: Set(new.sha256.clone()),
+            run_id: Set(new.id.to_string()),
+            fetched_at: Set(now),
+            ..Default::default()
+        })
+        .exec(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    runs::get(db, &new.tenant, new.id)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("run {}", new.id)))
+}
+
+/// Whether the file `name` with this size and modification time was already taken from
+/// the tenant's `source`.
+pub async fn was_fetched(
+    db: &Db,
+    tenant: &TenantId,
+    source: &str,
+    name: &str,
+    size: u64,
+    modified_ms: i64,
+) -> Result<bool, DbErr> {
+    let found = fetched_file::Entity::find()
+        .filter(fetched_file::Column::TenantId.eq(tenant.as_str()))
+        .filter(fetched_file::Column::Source.eq(source))
+        .filter(fetched_file::Column::Name.eq(name))
+        .filter(fetched_file::Column::Size.eq(size as i64))
+        .filter(fetched_file::Column::ModifiedMs.eq(modified_ms))
+        .one(db.conn())
+        .await?;
+    Ok(found.is_some())
+}

@@ -1,0 +1,73 @@
+//! The queries only the parser runs: recording a parsed run with its rejected rows.
+
+use chrono::Utc;
+use roster_shared::db::entity::run_error;
+use roster_shared::db::{Db, exec, raw, tv};
+use roster_shared::model::envelope::{RowError, SnapshotParsed};
+use roster_shared::model::ids::{RunId, TenantId};
+use roster_shared::model::run::RunState;
+use roster_shared::sea_orm::{ActiveValue::Set, DbErr, EntityTrait, TransactionTrait};
+
+/// Records the parser's result and moves `fetched` to `parsed`, with the rejected rows,
+/// in one transaction. Returns whether the run moved (false: parsed before).
+pub async fn mark_parsed(
+    db: &Db,
+    tenant: &TenantId,
+    id: RunId,
+    parsed: &SnapshotParsed,
+    errors: &[RowError],
+    parse_ms: i64,
+) -> Result<bool, DbErr> {
+    let txn = db.conn().begin().await?;
+    let now = Utc::now();
+    let n = exec(
+        &txn,
+        raw(
+            db.backend(),
+            "UPDATE runs SET state = $10, snapshot_key = $1, rejects_key = $2, \
+             rows_read = $3, accepted = $4, rejected = $5, parsed_at = $6, parse_ms = $7, \
+             updated_at = $6 WHERE id = $8 AND tenant_id = $9 AND state = $11",
+            vec![
+                parsed.snapshot_key.clone().into(),
+                parsed.rejects_key.clone().into(),
+                (parsed.rows_read as i64).into(),
+                (parsed.accepted as i64).into(),
+                (parsed.rejected as i64).into(),
+                now.into(),
+                parse_ms.into(),
+                id.to_string().into(),
+                tv(tenant),
+                RunState::Parsed.into(),
+                RunState::Fetched.into(),
+            ],
+        ),
+    )
+    .await?;
+    if n == 0 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    exec(
+        &txn,
+        raw(
+            db.backend(),
+            "DELETE FROM run_errors WHERE run_id = $1 AND tenant_id = $2",
+            vec![id.to_string().into(), tv(tenant)],
+        ),
+    )
+    .await?;
+    for chunk in errors.chunks(500) {
+        run_error::Entity::insert_many(chunk.iter().map(|e| run_error::ActiveModel {
+            tenant_id: Set(tenant.to_string()),
+            run_id: Set(id.to_string()),
+            line: Set(e.line.map(|l| l as i64)),
+            column: Set(e.column.clone()),
+            message: Set(e.message.clone()),
+            ..Default::default()
+        }))
+        .exec(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}

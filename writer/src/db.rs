@@ -1,0 +1,292 @@
+//! The queries only the writer runs: claiming a batch, reading the stored state of the
+//! people a batch touches, the upsert and the deactivation, adding a batch's counts to
+//! its run, recording its events as published, and refreshing statistics.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use roster_shared::db::entity::run_batch;
+use roster_shared::db::{exec, people, raw, tv};
+use roster_shared::model::change::{ChangeCounts, RowState};
+use roster_shared::model::ids::{RunId, TenantId};
+use roster_shared::model::person::{Field, Person};
+use roster_shared::model::run::RunState;
+use roster_shared::sea_orm::sea_query::{Alias, Expr, OnConflict, Query};
+use roster_shared::sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryResult, Value,
+};
+
+/// One batch of a run's planning generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchId {
+    /// The run.
+    pub run: RunId,
+    /// Its planning generation.
+    pub generation: i32,
+    /// The batch number.
+    pub batch: i32,
+}
+
+/// Claims the batch in `run_batches` (through `conn`, the batch's transaction): its first
+/// write, which also takes SQLite's write lock before anything is read. Returns false
+/// when it was claimed before (a redelivery).
+pub async fn claim_batch<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    id: BatchId,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let claimed = exec(
+        conn,
+        raw(
+            conn.get_database_backend(),
+            "INSERT INTO run_batches (run_id, generation, batch, tenant_id, events_published, \
+             applied_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            vec![
+                id.run.to_string().into(),
+                id.generation.into(),
+                id.batch.into(),
+                tv(tenant),
+                false.into(),
+                now.into(),
+            ],
+        ),
+    )
+    .await?;
+    Ok(claimed > 0)
+}
+
+/// Drops the batch's claim (through `conn`, the batch's transaction): a batch that met
+/// stale rows is not done, so it must not count toward finishing its generation.
+pub async fn release_batch<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    id: BatchId,
+) -> Result<(), DbErr> {
+    exec(
+        conn,
+        raw(
+            conn.get_database_backend(),
+            "DELETE FROM run_batches WHERE run_id = $1 AND generation = $2 AND batch = $3 \
+             AND tenant_id = $4",
+            vec![
+                id.run.to_string().into(),
+                id.generation.into(),
+                id.batch.into(),
+                tv(tenant),
+            ],
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The batch's claim, if it was claimed.
+pub async fn find_batch<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    id: BatchId,
+) -> Result<Option<run_batch::Model>, DbErr> {
+    run_batch::Entity::find()
+        .filter(run_batch::Column::RunId.eq(id.run.to_string()))
+        .filter(run_batch::Column::Generation.eq(id.generation))
+        .filter(run_batch::Column::Batch.eq(id.batch))
+        .filter(run_batch::Column::TenantId.eq(tenant.as_str()))
+        .one(conn)
+        .await
+}
+
+/// Records that the batch's events went out.
+pub async fn mark_events_published<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    id: BatchId,
+) -> Result<(), DbErr> {
+    exec(
+        conn,
+        raw(
+            conn.get_database_backend(),
+            "UPDATE run_batches SET events_published = $1 WHERE run_id = $2 AND generation = $3 \
+             AND batch = $4 AND tenant_id = $5",
+            vec![
+                true.into(),
+                id.run.to_string().into(),
+                id.generation.into(),
+                id.batch.into(),
+                tv(tenant),
+            ],
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The stored state of each of `emails` (locked for update on PostgreSQL).
+pub async fn stored_states<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    emails: &[&str],
+) -> Result<HashMap<String, RowState>, DbErr> {
+    let backend = conn.get_database_backend();
+    let mut out = HashMap::with_capacity(emails.len());
+    let mut read = |rows: Vec<QueryResult>| -> Result<(), DbErr> {
+        for row in rows {
+            out.insert(
+                row.try_get_by_index::<String>(0)?,
+                RowState {
+                    hash: row.try_get_by_index(1)?,
+                    active: row.try_get_by_index(2)?,
+                },
+            );
+        }
+        Ok(())
+    };
+    if backend == DbBackend::Postgres {
+        // One unique-index probe per email (equality on the whole primary key), whatever
+        // the statistics say: a tenant growing from nothing within one run is believed
+        // tiny, and an IN list or join is then planned as a scan of all its people.
+        let keys: Vec<String> = emails.iter().map(|e| (*e).to_owned()).collect();
+        let sql = "SELECT p.email, p.row_hash, p.active FROM unnest($2::text[]) AS k(email) \
+                   CROSS JOIN LATERAL (SELECT email, row_hash, active FROM people \
+                   WHERE tenant_id = $1 AND email = k.email FOR UPDATE) p";
+        read(
+            conn.query_all_raw(raw(backend, sql, vec![tv(tenant), keys.into()]))
+                .await?,
+        )?;
+        return Ok(out);
+    }
+    for chunk in emails.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let mut values: Vec<Value> = vec![tv(tenant)];
+        values.extend(chunk.iter().map(|e| Value::from(*e)));
+        let sql = format!(
+            "SELECT email, row_hash, active FROM people WHERE tenant_id = $1 AND email IN ({})",
+            placeholders.join(",")
+        );
+        read(conn.query_all_raw(raw(backend, &sql, values)).await?)?;
+    }
+    Ok(out)
+}
+
+/// Inserts `rows` or, for a known (tenant, email), replaces every column but
+/// `created_at`; `deactivated_at` keeps the first moment of an inactive streak.
+pub async fn upsert<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    rows: &[&Person],
+    run: RunId,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let columns = people::columns();
+    let kept = [
+        "tenant_id",
+        Field::Email.column(),
+        "created_at",
+        "deactivated_at",
+    ];
+    let mut insert = Query::insert();
+    insert
+        .into_table(Alias::new(people::TABLE))
+        .columns(columns.iter().map(|c| Alias::new(*c)));
+    for p in rows {
+        insert
+            .values(people::row(tenant, p, run, now).into_iter().map(Into::into))
+            .map_err(|e| DbErr::Custom(format!("building the upsert: {e}")))?;
+    }
+    insert.on_conflict(
+        OnConflict::columns([Alias::new("tenant_id"), Alias::new(Field::Email.column())])
+            .update_columns(
+                columns
+                    .iter()
+                    .filter(|c| !kept.contains(c))
+                    .map(|c| Alias::new(*c)),
+            )
+            .value(
+                Alias::new("deactivated_at"),
+                Expr::cust(
+                    "CASE WHEN excluded.active THEN NULL WHEN people.active \
+                     THEN excluded.deactivated_at ELSE people.deactivated_at END",
+                ),
+            )
+            .to_owned(),
+    );
+    conn.execute_raw(conn.get_database_backend().build(&insert))
+        .await?;
+    Ok(())
+}
+
+/// Marks `emails` inactive, as last changed by `run` at `now`.
+pub async fn deactivate<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    emails: &[String],
+    run: RunId,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let backend = conn.get_database_backend();
+    for chunk in emails.chunks(500) {
+        let mut values: Vec<Value> =
+            vec![false.into(), now.into(), run.to_string().into(), tv(tenant)];
+        let keys = if backend == DbBackend::Postgres {
+            // Probe by whole primary key (see `stored_states`).
+            values.push(chunk.to_vec().into());
+            "(SELECT $4, k.email FROM unnest($5::text[]) AS k(email))".to_owned()
+        } else {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 5)).collect();
+            values.extend(chunk.iter().map(|e| Value::from(e.clone())));
+            format!(
+                "(VALUES {})",
+                placeholders
+                    .iter()
+                    .map(|p| format!("($4, {p})"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        };
+        let sql = format!(
+            "UPDATE people SET active = $1, deactivated_at = $2, updated_at = $2, \
+             last_run_id = $3 WHERE (tenant_id, email) IN {keys}"
+        );
+        exec(conn, raw(backend, &sql, values)).await?;
+    }
+    Ok(())
+}
+
+/// Adds what one applied batch changed to the run's counts and marks it `applying`.
+pub async fn add_applied<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    id: RunId,
+    counts: &ChangeCounts,
+    conflicts: u64,
+) -> Result<(), DbErr> {
+    exec(
+        conn,
+        raw(
+            conn.get_database_backend(),
+            "UPDATE runs SET created = created + $1, updated = updated + $2, \
+             deactivated = deactivated + $3, reactivated = reactivated + $4, \
+             conflicts = conflicts + $5, updated_at = $6, \
+             state = CASE WHEN state = $9 THEN $10 ELSE state END \
+             WHERE id = $7 AND tenant_id = $8",
+            vec![
+                (counts.created as i64).into(),
+                (counts.updated as i64).into(),
+                (counts.deactivated as i64).into(),
+                (counts.reactivated as i64).into(),
+                (conflicts as i64).into(),
+                Utc::now().into(),
+                id.to_string().into(),
+                tv(tenant),
+                RunState::Diffed.into(),
+                RunState::Applying.into(),
+            ],
+        ),
+    )
+    .await?;
+    Ok(())
+}
