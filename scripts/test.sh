@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Run the whole test suite: start the project's own PostgreSQL and RabbitMQ
-# (scripts/services.sh), build the binaries, then run every test.
+# Run the whole test suite: check formatting and lints, start the project's own
+# PostgreSQL and RabbitMQ (scripts/services.sh), build the binaries, then run every test.
 # Extra arguments go to `cargo nextest run` (or `cargo test` if nextest is missing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# The code standard holds by itself: formatting and every lint (including missing docs).
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 
 exports="$(scripts/services.sh up)"
 eval "$exports"

@@ -201,7 +201,7 @@ impl Drop for Stages {
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
+    xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
 }
 
@@ -297,7 +297,9 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
             // A new tenant is an empty directory: the first import creates everyone.
             let tenant = TenantId::new(format!("bench-{}-{rep}", uuid::Uuid::now_v7().simple()))?;
             for (i, (name, file)) in phases.iter().enumerate() {
-                pids.iter().for_each(|p| reset_peak_rss(p));
+                for p in &pids {
+                    reset_peak_rss(p);
+                }
                 let t = import_once(&app, &tenant, file).await?;
                 let each: Vec<u64> = pids.iter().map(|p| peak_rss_kib(p).unwrap_or(0)).collect();
                 peaks[i] = peaks[i].max(each.iter().copied().max().unwrap_or(0));

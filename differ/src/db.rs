@@ -13,7 +13,6 @@ use roster_shared::model::person::Person;
 use roster_shared::model::run::RunState;
 use roster_shared::sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QueryResult, Value,
 };
 
 /// One stored person as the differ needs it.
@@ -111,41 +110,11 @@ pub async fn fetch<C: ConnectionTrait>(
     tenant: &TenantId,
     emails: &[&str],
 ) -> Result<HashMap<String, Person>, DbErr> {
-    let mut out = HashMap::with_capacity(emails.len());
-    let backend = conn.get_database_backend();
-    let select = people::select_list("p");
-    let mut read = |rows: Vec<QueryResult>| -> Result<(), DbErr> {
-        for row in rows {
-            let p = people::from_row(&row)?;
-            out.insert(p.email.clone(), p);
-        }
-        Ok(())
-    };
-    if backend == DbBackend::Postgres {
-        // One unique-index probe per email (equality on the whole primary key), however
-        // stale the statistics: see the writer's `stored_states`.
-        let keys: Vec<String> = emails.iter().map(|e| (*e).to_owned()).collect();
-        let sql = format!(
-            "SELECT {select} FROM unnest($2::text[]) AS k(email) CROSS JOIN LATERAL \
-             (SELECT * FROM people WHERE tenant_id = $1 AND email = k.email) p"
-        );
-        read(
-            conn.query_all_raw(raw(backend, &sql, vec![tv(tenant), keys.into()]))
-                .await?,
-        )?;
-        return Ok(out);
-    }
-    for chunk in emails.chunks(500) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let mut values: Vec<Value> = vec![tv(tenant)];
-        values.extend(chunk.iter().map(|e| Value::from(*e)));
-        let sql = format!(
-            "SELECT {select} FROM people p WHERE p.tenant_id = $1 AND p.email IN ({})",
-            placeholders.join(",")
-        );
-        read(conn.query_all_raw(raw(backend, &sql, values)).await?)?;
-    }
-    Ok(out)
+    let rows =
+        people::select_by_email(conn, tenant, emails, &people::select_list("p"), false).await?;
+    rows.iter()
+        .map(|row| people::from_row(row).map(|p| (p.email.clone(), p)))
+        .collect()
 }
 
 /// The earliest run of the tenant before `seq` that later runs must wait for.

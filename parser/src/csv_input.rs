@@ -21,7 +21,7 @@ pub fn sniff_delimiter(head: &[u8]) -> u8 {
         if b == b'"' {
             quoted = !quoted;
         } else if !quoted {
-            for (d, n) in counts.iter_mut() {
+            for (d, n) in &mut counts {
                 if *d == b {
                     *n += 1;
                 }
@@ -77,7 +77,7 @@ pub fn read(
     if !reader.read_byte_record(&mut record).map_err(csv_error)? {
         return Err(RejectReason::Empty);
     }
-    let header_line = record.position().map_or(1, |p| p.line());
+    let header_line = record.position().map_or(1, csv::Position::line);
     let names: Vec<String> = record
         .iter()
         .enumerate()
@@ -91,7 +91,7 @@ pub fn read(
         .expect("roles() requires an email column");
     let mut since_report = 0u64;
     while reader.read_byte_record(&mut record).map_err(csv_error)? {
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.position().map_or(0, csv::Position::line);
         let mut values = Vec::with_capacity(record.len());
         for (i, field) in record.iter().enumerate() {
             let header = names.get(i).map_or("", String::as_str);

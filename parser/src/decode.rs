@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(read(b"a,b", None).unwrap().0, "a,b");
         let utf16: Vec<u8> = [0xFF, 0xFE]
             .into_iter()
-            .chain("é,b".encode_utf16().flat_map(|u| u.to_le_bytes()))
+            .chain("é,b".encode_utf16().flat_map(u16::to_le_bytes))
             .collect();
         assert_eq!(
             read(&utf16, None).unwrap(),

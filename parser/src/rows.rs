@@ -43,7 +43,7 @@ pub fn build<'a>(
             line,
             column: Some(column.to_owned()),
             message,
-        })
+        });
     };
     for (role, column, value) in cells {
         if !value.trim().is_empty() {

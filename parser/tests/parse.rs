@@ -194,7 +194,7 @@ pierre.lefevre@widget.com\tActive Directory\tPierre Lefèvre\tWidget France\tAcc
 fn utf16_with_bom_is_decoded() {
     let text = "Email,Name\r\nz@x.com,Zoë Ünal\r\n";
     let mut bytes = vec![0xFF, 0xFE];
-    bytes.extend(text.encode_utf16().flat_map(|u| u.to_le_bytes()));
+    bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
     let p = people(&bytes);
     assert_eq!(p[0].first_name.as_deref(), Some("Zoë"));
 }

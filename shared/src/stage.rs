@@ -296,7 +296,7 @@ async fn handle<T, H, Fut>(
         }
     }
     .instrument(span)
-    .await
+    .await;
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C.

@@ -89,10 +89,10 @@ pub async fn run(store: StoreSettings, args: RunsArgs) -> anyhow::Result<ExitCod
             "fetched at"
         )?;
         for r in &list {
-            let ms = r
-                .finished_at
-                .map(|f| (f - r.fetched_at).num_milliseconds().to_string())
-                .unwrap_or_else(|| "-".into());
+            let ms = r.finished_at.map_or_else(
+                || "-".into(),
+                |f| (f - r.fetched_at).num_milliseconds().to_string(),
+            );
             writeln!(
                 out,
                 "{:<36}  {:>4}  {:<10}  {:>8}  {:>7}  {:>7}  {:>7}  {:>7}  {:>9}  {:>8}  {:>8}  {:<20}  {}",

@@ -13,7 +13,7 @@ use roster_shared::model::person::{Field, Person};
 use roster_shared::model::run::RunState;
 use roster_shared::sea_orm::sea_query::{Alias, Expr, OnConflict, Query};
 use roster_shared::sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryResult, Value,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Value,
 };
 
 /// One batch of a run's planning generation.
@@ -25,6 +25,19 @@ pub struct BatchId {
     pub generation: i32,
     /// The batch number.
     pub batch: i32,
+}
+
+impl BatchId {
+    /// The values naming this batch of `tenant` in `run_batches`: `run_id`, `generation`,
+    /// `batch`, `tenant_id`, in that order.
+    fn key(self, tenant: &TenantId) -> [Value; 4] {
+        [
+            self.run.to_string().into(),
+            self.generation.into(),
+            self.batch.into(),
+            tv(tenant),
+        ]
+    }
 }
 
 /// Claims the batch in `run_batches` (through `conn`, the batch's transaction): its first
@@ -42,14 +55,10 @@ pub async fn claim_batch<C: ConnectionTrait>(
             conn.get_database_backend(),
             "INSERT INTO run_batches (run_id, generation, batch, tenant_id, events_published, \
              applied_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            vec![
-                id.run.to_string().into(),
-                id.generation.into(),
-                id.batch.into(),
-                tv(tenant),
-                false.into(),
-                now.into(),
-            ],
+            id.key(tenant)
+                .into_iter()
+                .chain([false.into(), now.into()])
+                .collect(),
         ),
     )
     .await?;
@@ -69,12 +78,7 @@ pub async fn release_batch<C: ConnectionTrait>(
             conn.get_database_backend(),
             "DELETE FROM run_batches WHERE run_id = $1 AND generation = $2 AND batch = $3 \
              AND tenant_id = $4",
-            vec![
-                id.run.to_string().into(),
-                id.generation.into(),
-                id.batch.into(),
-                tv(tenant),
-            ],
+            id.key(tenant).to_vec(),
         ),
     )
     .await?;
@@ -106,15 +110,9 @@ pub async fn mark_events_published<C: ConnectionTrait>(
         conn,
         raw(
             conn.get_database_backend(),
-            "UPDATE run_batches SET events_published = $1 WHERE run_id = $2 AND generation = $3 \
-             AND batch = $4 AND tenant_id = $5",
-            vec![
-                true.into(),
-                id.run.to_string().into(),
-                id.generation.into(),
-                id.batch.into(),
-                tv(tenant),
-            ],
+            "UPDATE run_batches SET events_published = $5 WHERE run_id = $1 AND generation = $2 \
+             AND batch = $3 AND tenant_id = $4",
+            id.key(tenant).into_iter().chain([true.into()]).collect(),
         ),
     )
     .await?;
@@ -127,45 +125,19 @@ pub async fn stored_states<C: ConnectionTrait>(
     tenant: &TenantId,
     emails: &[&str],
 ) -> Result<HashMap<String, RowState>, DbErr> {
-    let backend = conn.get_database_backend();
-    let mut out = HashMap::with_capacity(emails.len());
-    let mut read = |rows: Vec<QueryResult>| -> Result<(), DbErr> {
-        for row in rows {
-            out.insert(
+    let rows = people::select_by_email(conn, tenant, emails, "p.email, p.row_hash, p.active", true)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
                 row.try_get_by_index::<String>(0)?,
                 RowState {
                     hash: row.try_get_by_index(1)?,
                     active: row.try_get_by_index(2)?,
                 },
-            );
-        }
-        Ok(())
-    };
-    if backend == DbBackend::Postgres {
-        // One unique-index probe per email (equality on the whole primary key), whatever
-        // the statistics say: a tenant growing from nothing within one run is believed
-        // tiny, and an IN list or join is then planned as a scan of all its people.
-        let keys: Vec<String> = emails.iter().map(|e| (*e).to_owned()).collect();
-        let sql = "SELECT p.email, p.row_hash, p.active FROM unnest($2::text[]) AS k(email) \
-                   CROSS JOIN LATERAL (SELECT email, row_hash, active FROM people \
-                   WHERE tenant_id = $1 AND email = k.email FOR UPDATE) p";
-        read(
-            conn.query_all_raw(raw(backend, sql, vec![tv(tenant), keys.into()]))
-                .await?,
-        )?;
-        return Ok(out);
-    }
-    for chunk in emails.chunks(500) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let mut values: Vec<Value> = vec![tv(tenant)];
-        values.extend(chunk.iter().map(|e| Value::from(*e)));
-        let sql = format!(
-            "SELECT email, row_hash, active FROM people WHERE tenant_id = $1 AND email IN ({})",
-            placeholders.join(",")
-        );
-        read(conn.query_all_raw(raw(backend, &sql, values)).await?)?;
-    }
-    Ok(out)
+            ))
+        })
+        .collect()
 }
 
 /// Inserts `rows` or, for a known (tenant, email), replaces every column but
@@ -231,21 +203,15 @@ pub async fn deactivate<C: ConnectionTrait>(
         let mut values: Vec<Value> =
             vec![false.into(), now.into(), run.to_string().into(), tv(tenant)];
         let keys = if backend == DbBackend::Postgres {
-            // Probe by whole primary key (see `stored_states`).
+            // Probe by whole primary key (see `people::select_by_email`).
             values.push(chunk.to_vec().into());
             "(SELECT $4, k.email FROM unnest($5::text[]) AS k(email))".to_owned()
         } else {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 5)).collect();
             values.extend(chunk.iter().map(|e| Value::from(e.clone())));
-            format!(
-                "(VALUES {})",
-                placeholders
-                    .iter()
-                    .map(|p| format!("($4, {p})"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
+            let rows: Vec<String> = (5..5 + chunk.len())
+                .map(|i| format!("($4, ${i})"))
+                .collect();
+            format!("(VALUES {})", rows.join(","))
         };
         let sql = format!(
             "UPDATE people SET active = $1, deactivated_at = $2, updated_at = $2, \

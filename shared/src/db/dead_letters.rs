@@ -10,21 +10,10 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, Qu
 
 use super::Db;
 use super::entity::dead_letter;
+pub use super::entity::dead_letter::DeadLetterStatus;
 use super::runs::{self, RunState};
 use crate::model::ids::{RunId, TenantId};
 use crate::transport::{Message, Queue, Stage, Transport, TransportError, header};
-
-crate::text_enum! {
-    /// Where a dead letter stands.
-    pub enum DeadLetterStatus as "dead-letter status" {
-        /// Waiting for an operator.
-        Dead = "dead",
-        /// Put back on its queue.
-        Replayed = "replayed",
-        /// Given up by an operator.
-        Dropped = "dropped",
-    }
-}
 
 /// Why draining failed.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use crate::model::envelope::{Format, SyncMode};
 use crate::model::run::RunState;
 use crate::transport::{Queue, Stage};
 
-use super::dead_letters::DeadLetterStatus;
+use super::entity::dead_letter::DeadLetterStatus;
 
 /// Makes a [`crate::text_enum!`] storable in a text column.
 macro_rules! stored_as_name {

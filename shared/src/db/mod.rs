@@ -24,6 +24,9 @@ pub mod people;
 pub mod runs;
 pub mod tenants;
 
+/// How often [`Db::migrate`] tries again when another process is migrating too.
+const MIGRATE_ATTEMPTS: u32 = 10;
+
 /// A connection pool to Roster's database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -68,21 +71,54 @@ impl Db {
                 // small scans the whole table for every batch (2 s instead of 5 ms).
                 .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]));
         }
-        let conn = sea_orm::Database::connect(opts).await.map_err(|e| {
-            DbErr::Custom(format!(
-                "cannot connect to {}: {}",
-                url.redacted(),
-                url.redact_in(&e.to_string())
-            ))
-        })?;
+        // A new SQLite file is briefly locked while another process sets it up (WAL mode,
+        // the schema); that passes, so a locked file is tried again a few times.
+        let mut attempt = 0;
+        let conn = loop {
+            match sea_orm::Database::connect(opts.clone()).await {
+                Ok(conn) => break conn,
+                Err(e)
+                    if attempt < MIGRATE_ATTEMPTS
+                        && e.to_string().contains("database is locked") =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    return Err(DbErr::Custom(format!(
+                        "cannot connect to {}: {}",
+                        url.redacted(),
+                        url.redact_in(&e.to_string())
+                    )));
+                }
+            }
+        };
         Ok(Db { conn })
     }
 
     /// Brings the schema up to date: the migrations, then a column for every field of
-    /// the record tables (a field added to a table is a column added here).
+    /// the record tables (a field added to a table is a column added here). Another
+    /// process migrating at the same moment (two embedded commands starting together) is
+    /// not an error: what counts is that the schema is current afterwards.
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        migration::Migrator::up(&self.conn, None).await?;
-        people::add_missing_columns(self).await
+        let mut attempt = 0;
+        loop {
+            let done = async {
+                migration::Migrator::up(&self.conn, None).await?;
+                people::add_missing_columns(self).await
+            }
+            .await;
+            match done {
+                Ok(()) => return Ok(()),
+                Err(_) if !self.needs_migration().await.unwrap_or(true) => return Ok(()),
+                // The other migrator is mid-way: once it is done, nothing is left to do.
+                Err(_) if attempt < MIGRATE_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Whether the schema is missing migrations or field columns.
@@ -149,6 +185,28 @@ mod tests {
     fn urls() {
         assert_eq!(normalize_url("sqlite://./r.db"), "sqlite://./r.db?mode=rwc");
         assert_eq!(normalize_url("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn processes_migrating_at_once_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..8 {
+            let url: SecretUrl = format!(
+                "sqlite://{}",
+                dir.path().join(format!("{round}.db")).display()
+            )
+            .into();
+            let mut tasks = Vec::new();
+            for _ in 0..4 {
+                let url = url.clone();
+                tasks.push(tokio::spawn(async move {
+                    Db::connect(&url).await?.migrate().await
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap().expect("every migrator succeeds");
+            }
+        }
     }
 
     #[tokio::test]

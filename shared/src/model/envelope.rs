@@ -34,8 +34,8 @@ pub struct Envelope<T> {
     pub tenant: TenantId,
     /// The sync run the message belongs to.
     pub run_id: RunId,
-    /// Delivery attempt, 1 for the first. The transport keeps the authoritative count
-    /// (see [`crate::transport::Delivery::attempt`]); this is what it was when published.
+    /// Delivery attempt, 1 for the first. The transport keeps the authoritative count;
+    /// this is what it was when published.
     pub attempt: u32,
     /// [`SCHEMA_VERSION`] of the publisher.
     pub schema_version: u16,
@@ -192,7 +192,7 @@ pub struct ChangesReady {
     pub batch: u32,
     /// Number of batches in this generation.
     pub of: u32,
-    /// The changes, at most [`crate::CHANGE_BATCH_SIZE`].
+    /// The changes, at most `CHANGE_BATCH_SIZE` (a thousand).
     pub changes: Vec<Change>,
 }
 

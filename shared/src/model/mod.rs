@@ -144,6 +144,55 @@ mod tests {
         }
     }
 
+    /// The model stays free of I/O and of the runtime: it names nothing outside itself
+    /// but the pure crates it builds on.
+    #[test]
+    fn the_model_depends_on_nothing_but_itself() {
+        let sources = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("change.rs", include_str!("change.rs")),
+            ("envelope.rs", include_str!("envelope.rs")),
+            ("ids.rs", include_str!("ids.rs")),
+            ("person.rs", include_str!("person.rs")),
+            ("record.rs", include_str!("record.rs")),
+            ("run.rs", include_str!("run.rs")),
+            ("snapshot.rs", include_str!("snapshot.rs")),
+        ];
+        let allowed = [
+            "crate::model",
+            "crate::record!",
+            "crate::text_enum!",
+            "crate::__private",
+        ];
+        let io = [
+            "sea_orm",
+            "tokio",
+            "lapin",
+            "object_store",
+            "std::fs",
+            "std::net",
+        ];
+        for (file, source) in sources {
+            // The code, not its tests (nor this test's own strings).
+            let source = source.split("#[cfg(test)]").next().unwrap_or(source);
+            for (at, _) in source.match_indices("crate::") {
+                let rest = &source[at..];
+                assert!(
+                    allowed.iter().any(|a| rest.starts_with(a)),
+                    "model/{file} refers to {}",
+                    &rest[..rest.len().min(40)]
+                );
+            }
+            for name in io {
+                assert!(
+                    !source.contains(&format!("use {name}"))
+                        && !source.contains(&format!("{name}::")),
+                    "model/{file} uses {name}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn names_round_trip_and_unknown_names_are_errors() {
         for mood in Mood::ALL {

@@ -125,7 +125,7 @@ pub trait Record: Clone + Debug + PartialEq + Send + Sync + 'static {
     /// Promise: stable across releases and platforms (xxh3-64 over a length-prefixed
     /// encoding of the key, the text fields in [`RecordField::TEXT`] order, then the
     /// extras sorted by name), so hashes stored in the database stay comparable.
-    /// Activity is tracked beside the hash (see [`crate::model::change::RowState`]).
+    /// Activity is tracked beside the hash (a stored row's state is the hash and the flag).
     fn content_hash(&self) -> i64 {
         let mut h = Xxh3::new();
         let mut put = |tag: u8, value: Option<&str>| {
@@ -160,7 +160,7 @@ pub trait Record: Clone + Debug + PartialEq + Send + Sync + 'static {
 /// Each line of `fields` is `Variant member: Kind = "column";` with `Kind` one of `Key`,
 /// `Active`, `Text` ([`FieldKind`]); its doc comment documents both the member and the
 /// variant. The struct must derive `serde::Serialize` and `serde::Deserialize`.
-/// See [`crate::model::person`] for the person table.
+/// The person's table (`model::person`) is the example.
 #[macro_export]
 macro_rules! record {
     (

@@ -2,7 +2,6 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::db::dead_letters::DeadLetterStatus;
 use crate::transport::{Queue, Stage};
 
 /// One dead letter.
@@ -47,3 +46,15 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+crate::text_enum! {
+    /// Where a dead letter stands.
+    pub enum DeadLetterStatus as "dead-letter status" {
+        /// Waiting for an operator.
+        Dead = "dead",
+        /// Put back on its queue.
+        Replayed = "replayed",
+        /// Given up by an operator.
+        Dropped = "dropped",
+    }
+}
