@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use roster_shared::config::{BrokerSettings, StoreSettings};
+use roster_shared::db::Db;
 use roster_shared::stage::{NoProgress, Progress, Services};
 
 /// An opened install: the settings it was opened with plus the services stages need.
@@ -29,14 +30,16 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
 }
 
 impl App {
-    /// Opens the install the settings describe. An embedded SQLite database is created
-    /// and migrated as needed; any other must have been migrated with `roster migrate`.
+    /// Opens the install the settings describe. With `migrate` (the embedded `import`
+    /// and `serve`), an embedded SQLite database is created and migrated as needed;
+    /// otherwise the schema must be up to date (`roster migrate`).
     pub async fn open(
         store: StoreSettings,
         broker: BrokerSettings,
         progress: Arc<dyn Progress>,
+        migrate: bool,
     ) -> anyhow::Result<App> {
-        let services = Services::open(&store, &broker, progress)
+        let services = Services::open(&store, &broker, progress, migrate)
             .await
             .with_context(|| format!("opening {}", store.database_url))?;
         Ok(App {
@@ -46,20 +49,42 @@ impl App {
         })
     }
 
-    /// Opens the install without progress reporting.
+    /// Opens an install that must already exist, without progress reporting.
     pub async fn open_quiet(store: StoreSettings, broker: BrokerSettings) -> anyhow::Result<App> {
-        Self::open(store, broker, Arc::new(NoProgress)).await
-    }
-
-    /// Opens the install's database and blobs only, for commands that talk to no stage.
-    pub async fn open_local(store: StoreSettings) -> anyhow::Result<App> {
-        Self::open_quiet(store, BrokerSettings::default()).await
+        let url = &store.database_url;
+        if sqlite_path(url.expose()).is_some_and(|p| !p.exists()) {
+            anyhow::bail!(
+                "no Roster database at {url} yet: import a file first, or run `roster migrate`"
+            );
+        }
+        Self::open(store, broker, Arc::new(NoProgress), false).await
     }
 
     /// Whether the stages run in this process (no broker configured).
     pub fn is_embedded(&self) -> bool {
         self.broker.amqp_url.is_none()
     }
+}
+
+/// The install's database for a command that only reads it: never migrated (nothing
+/// waits behind another process's migration), and when its SQLite file does not exist
+/// yet, an empty install in memory (a read creates no file).
+pub async fn read_db(store: &StoreSettings) -> anyhow::Result<Db> {
+    roster_shared::install_crypto_provider();
+    let url = &store.database_url;
+    if sqlite_path(url.expose()).is_some_and(|p| !p.exists()) {
+        let db = Db::connect(&"sqlite::memory:".into()).await?;
+        db.migrate().await?;
+        return Ok(db);
+    }
+    let db = Db::connect_existing(url)
+        .await
+        .with_context(|| format!("opening {url}"))?;
+    anyhow::ensure!(
+        !db.needs_migration().await?,
+        "the database at {url} needs migrating: run `roster migrate` first"
+    );
+    Ok(db)
 }
 
 #[cfg(test)]

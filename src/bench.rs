@@ -230,6 +230,7 @@ async fn import_once(app: &App, tenant: &TenantId, file: &Path) -> anyhow::Resul
             encoding: None,
             seen: None,
         },
+        &roster_fetcher::FetchLimits::default(),
     )
     .await?;
     let done = match pipeline.as_mut() {
@@ -324,7 +325,13 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
             let _ = std::fs::remove_dir_all(&work);
             std::fs::create_dir_all(&work)?;
             let store = StoreSettings::sqlite(&work.join("roster.db"), work.join("data"));
-            let app = App::open_local(store).await?;
+            let app = App::open(
+                store,
+                BrokerSettings::default(),
+                std::sync::Arc::new(roster_shared::stage::NoProgress),
+                true,
+            )
+            .await?;
             for (i, (name, file)) in phases.iter().enumerate() {
                 reset_peak_rss("self");
                 let t = import_once(&app, &tenant, file).await?;

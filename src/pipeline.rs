@@ -7,7 +7,7 @@ use anyhow::bail;
 use clap::Args;
 use roster_differ::{BrakeSettings, DifferConfig};
 use roster_fetcher::{FetcherConfig, FetcherSettings};
-use roster_parser::ParserConfig;
+use roster_parser::{ParserConfig, ParserSettings};
 use roster_shared::config::{ConsumeSettings, SupervisorSettings};
 use roster_shared::db::entity::run;
 use roster_shared::db::runs;
@@ -30,6 +30,9 @@ pub struct PipelineSettings {
     /// The mass-deactivation brake.
     #[command(flatten)]
     pub brake: BrakeSettings,
+    /// The input limits and the parser's memory.
+    #[command(flatten)]
+    pub parser: ParserSettings,
     /// The supervisor.
     #[command(flatten)]
     pub supervisor: SupervisorSettings,
@@ -61,7 +64,7 @@ impl Pipeline {
         let mut tasks = JoinSet::new();
         let s = &app.services;
         let sqlite = app.store.is_sqlite();
-        let p = ParserConfig::new(&settings.consume, sqlite);
+        let p = ParserConfig::new(&settings.consume, &settings.parser, sqlite);
         let d = DifferConfig::new(&settings.consume, &settings.brake, sqlite);
         let w = WriterConfig::new(&settings.consume, sqlite);
         let (s1, s2, s3) = (s.clone(), s.clone(), s.clone());

@@ -1,5 +1,6 @@
-//! The mass-deactivation brake: a full snapshot that would deactivate too many people is
-//! held for an operator instead of applied (a truncated export must not empty a directory).
+//! The mass-deactivation brake: a run that would deactivate too many people (a full
+//! snapshot missing them, or a delta marking them inactive) is held for an operator
+//! instead of applied (a truncated export must not empty a directory).
 
 use clap::Args;
 
@@ -13,8 +14,8 @@ pub const DEFAULT_FLOOR: u64 = 10;
 /// The brake's settings (the differ's, and every command that plans in its own process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
 pub struct BrakeSettings {
-    /// Mass-deactivation brake: a full snapshot deactivating more than this percentage of
-    /// the active people is held for approval...
+    /// Mass-deactivation brake: a run deactivating more than this percentage of the
+    /// active people is held for approval...
     #[arg(
         long,
         env = "ROSTER_MAX_DEACTIVATE_PERCENT",

@@ -8,7 +8,8 @@ use chrono::Utc;
 use roster_shared::db::entity::run;
 use roster_shared::db::{Db, exec, people, raw, runs, tv};
 use roster_shared::model::change::RowState;
-use roster_shared::model::ids::{RunId, TenantId};
+use roster_shared::model::envelope::SyncMode;
+use roster_shared::model::ids::{MessageId, RunId, TenantId};
 use roster_shared::model::person::Person;
 use roster_shared::model::run::RunState;
 use roster_shared::sea_orm::{
@@ -137,45 +138,88 @@ pub async fn blocking_predecessor(
         .await
 }
 
-/// A run of the tenant after `seq` that is applied or already being planned or applied,
-/// if any: an earlier run must not be applied after (or alongside) it.
-pub async fn later_started(
+/// What later runs of a tenant mean for planning one of its runs.
+#[derive(Debug, Clone)]
+pub enum Later {
+    /// Nothing stands in the way.
+    Clear,
+    /// A later full run is applied (or being planned or applied): its snapshot is the
+    /// directory now, and an older full snapshot must not undo it.
+    Supersedes(run::Model),
+    /// A later run is being planned or applied: wait for it, then plan against the
+    /// directory it leaves.
+    InProgress(run::Model),
+}
+
+/// What the tenant's runs after `seq` mean for planning a run of `mode` (see [`Later`]):
+/// only a full run is superseded, and only by a later full run; a delta (a replayed one,
+/// say) is planned against the directory as it is by then.
+pub async fn later_runs(
     db: &Db,
     tenant: &TenantId,
     seq: i64,
-) -> Result<Option<run::Model>, DbErr> {
+    mode: SyncMode,
+) -> Result<Later, DbErr> {
     use roster_shared::sea_orm::Condition;
-    run::Entity::find()
-        .filter(run::Column::TenantId.eq(tenant.as_str()))
-        .filter(run::Column::Seq.gt(seq))
-        .filter(
-            Condition::any()
-                .add(run::Column::State.eq(RunState::Applied))
-                .add(
-                    Condition::all()
-                        .add(run::Column::State.is_in(RunState::PLANNABLE))
-                        .add(run::Column::Generation.gt(0)),
-                ),
-        )
-        .order_by_desc(run::Column::Seq)
-        .one(db.conn())
-        .await
+    let in_progress = Condition::all()
+        .add(run::Column::State.is_in(RunState::PLANNABLE))
+        .add(run::Column::Generation.gt(0));
+    let later = || {
+        run::Entity::find()
+            .filter(run::Column::TenantId.eq(tenant.as_str()))
+            .filter(run::Column::Seq.gt(seq))
+            .order_by_desc(run::Column::Seq)
+    };
+    if mode == SyncMode::Full
+        && let Some(full) = later()
+            .filter(run::Column::Mode.eq(SyncMode::Full))
+            .filter(
+                Condition::any()
+                    .add(run::Column::State.eq(RunState::Applied))
+                    .add(in_progress.clone()),
+            )
+            .one(db.conn())
+            .await?
+    {
+        return Ok(Later::Supersedes(full));
+    }
+    Ok(match later().filter(in_progress).one(db.conn()).await? {
+        Some(run) => Later::InProgress(run),
+        None => Later::Clear,
+    })
 }
 
-/// Starts a new planning generation for a run that is `parsed`, `diffed` or `applying`;
-/// returns the new generation, or `None` if the run is in no state to be planned.
-/// Batches of older generations are ignored by the writer from here on.
-pub async fn begin_plan(db: &Db, tenant: &TenantId, id: RunId) -> Result<Option<i32>, DbErr> {
+/// Starts a new planning generation for a run that is `parsed`, `diffed` or `applying`,
+/// on the announcement `message` made for generation `from`: if the run is still at
+/// `from`, or `message` is the very one that started the current generation (redelivered
+/// because its planner died mid-way). Returns the new generation, or `None` if the run is
+/// in no state to be planned or the announcement is stale. Batches of older generations
+/// are ignored by the writer from here on.
+pub async fn begin_plan(
+    db: &Db,
+    tenant: &TenantId,
+    id: RunId,
+    from: i32,
+    message: MessageId,
+) -> Result<Option<i32>, DbErr> {
     let row = db
         .conn()
         .query_one_raw(raw(
             db.backend(),
             &format!(
-                "UPDATE runs SET generation = generation + 1, updated_at = $1 \
-                 WHERE id = $2 AND tenant_id = $3 AND state IN ({}) RETURNING generation",
+                "UPDATE runs SET generation = generation + 1, plan_message_id = $5, \
+                 updated_at = $1 WHERE id = $2 AND tenant_id = $3 \
+                 AND (generation = $4 OR plan_message_id = $5) AND state IN ({}) \
+                 RETURNING generation",
                 runs::states_sql(&RunState::PLANNABLE)
             ),
-            vec![Utc::now().into(), id.to_string().into(), tv(tenant)],
+            vec![
+                Utc::now().into(),
+                id.to_string().into(),
+                tv(tenant),
+                from.into(),
+                message.to_string().into(),
+            ],
         ))
         .await?;
     row.map(|r| r.try_get_by_index::<i32>(0)).transpose()

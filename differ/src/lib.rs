@@ -4,9 +4,12 @@
 //!
 //! Promises:
 //! - a tenant's runs are planned in order: a run waits while an earlier one is still
-//!   moving, and a run overtaken by a later applied one is `superseded`, never applied;
-//! - a full snapshot with nobody in it is refused (it would deactivate everyone), and one
-//!   that would deactivate more than the brake allows is `held` for an operator;
+//!   moving (or a later one is being applied), and a full run overtaken by a later full
+//!   one is `superseded`, never applied; a delta is planned against today's directory;
+//! - an announcement made for an older planning generation starts nothing;
+//! - a full snapshot with nobody in it is refused (it would deactivate everyone), and a
+//!   run of any mode that would deactivate more than the brake allows is `held` for an
+//!   operator;
 //! - an unchanged person costs a hash comparison; records are decoded only for changes;
 //! - planning again (a redelivery, a stale batch) starts a new generation, and the writer
 //!   ignores batches of older ones.
@@ -25,7 +28,7 @@ use roster_shared::model::ids::{MessageId, RunId, TenantId};
 use roster_shared::model::run::RunState;
 use roster_shared::model::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
 use roster_shared::stage::{self, ConsumeOptions, Services};
-use roster_shared::transport::{Queue, Stage};
+use roster_shared::transport::{Queue, Stage, header};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -103,23 +106,37 @@ pub async fn handle(
         // Final or held: nothing to plan.
         _ => return Ok(()),
     }
-    if let Some(earlier) = db::blocking_predecessor(db, tenant, run.seq).await? {
+    // A run waits for earlier runs still moving, unless it started planning before they
+    // were reopened (a replay): a started run finishes first, and the reopened one waits
+    // for it below (waiting both ways would be a deadlock).
+    if run.generation == 0
+        && let Some(earlier) = db::blocking_predecessor(db, tenant, run.seq).await?
+    {
         return Err(StageError::Deferred {
             reason: format!("earlier run {} is {}", earlier.id, earlier.state),
             delay: WAIT_FOR_EARLIER,
         });
     }
-    if let Some(later) = db::later_started(db, tenant, run.seq).await? {
-        let why = format!(
-            "run {} (a later delivery) was {} first",
-            later.id, later.state
-        );
-        if stop_planning(db, tenant, run_id, RunState::Superseded, &why).await? {
-            services.discard_snapshot(tenant, run_id).await;
-        }
-        return Ok(());
-    }
     let mode = env.body.mode;
+    match db::later_runs(db, tenant, run.seq, mode).await? {
+        db::Later::Clear => {}
+        db::Later::Supersedes(later) => {
+            let why = format!(
+                "run {} (a later full delivery) was {} first",
+                later.id, later.state
+            );
+            if stop_planning(db, tenant, run_id, RunState::Superseded, &why).await? {
+                services.discard_snapshot(tenant, run_id).await;
+            }
+            return Ok(());
+        }
+        db::Later::InProgress(later) => {
+            return Err(StageError::Deferred {
+                reason: format!("later run {} is {}", later.id, later.state),
+                delay: WAIT_FOR_EARLIER,
+            });
+        }
+    }
     if mode == SyncMode::Full && env.body.accepted == 0 {
         return Err(StageError::rejected(format!(
             "{}: no usable people in the file; a full sync of it would deactivate everyone, \
@@ -127,7 +144,9 @@ pub async fn handle(
             run.file_name
         )));
     }
-    let Some(generation) = db::begin_plan(db, tenant, run_id).await? else {
+    let from = i32::try_from(env.body.generation).unwrap_or(i32::MAX);
+    let Some(generation) = db::begin_plan(db, tenant, run_id, from, env.message_id).await? else {
+        // Planned since this announcement was made (or no longer plannable).
         return Ok(());
     };
     let index = Arc::new(db::load_index(db, tenant, run_id).await?);
@@ -142,15 +161,16 @@ pub async fn handle(
         .map_err(join_failed)?
         .map_err(corrupt)?
     };
-    if mode == SyncMode::Full && !run.approved {
+    if !run.approved {
+        // Every mode: a delta marking everyone inactive deactivates as surely as a full
+        // file missing everyone.
         let active = index.iter().filter(|e| e.state.active).count() as u64;
         if let Some(why) = config.brake.check(summary.counts.deactivated, active) {
             stop_planning(db, tenant, run_id, RunState::Held, &why).await?;
             return Ok(());
         }
     }
-    let total = summary.counts.total();
-    let batches = total.div_ceil(CHANGE_BATCH_SIZE as u64) as u32;
+    let batches = summary.batches;
     let diff_ms = started.elapsed().as_millis() as i64;
     if !db::set_plan(
         db,
@@ -230,8 +250,18 @@ fn produce(
     mut sink: impl FnMut(Vec<Pending>) -> bool,
 ) -> Result<(), StageError> {
     let mut batch = Vec::with_capacity(CHANGE_BATCH_SIZE);
+    let mut batcher = plan::Batcher::default();
     let mut closed = false;
     plan::merge(index, &mut SnapshotReader::new(file), mode, |step| {
+        let Some(size) = plan::change_size(&step, index) else {
+            return Ok(());
+        };
+        if batcher.starts_batch(size) && !batch.is_empty() && !closed {
+            closed = !sink(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(CHANGE_BATCH_SIZE),
+            ));
+        }
         let pending = match step {
             Step::Create(entry) => Pending::Create(entry),
             Step::Modify {
@@ -247,12 +277,6 @@ fn produce(
             Step::Unchanged | Step::AlreadyApplied | Step::Skip => return Ok(()),
         };
         batch.push(pending);
-        if batch.len() == CHANGE_BATCH_SIZE && !closed {
-            closed = !sink(std::mem::replace(
-                &mut batch,
-                Vec::with_capacity(CHANGE_BATCH_SIZE),
-            ));
-        }
         Ok(())
     })
     .map_err(corrupt)?;
@@ -407,7 +431,16 @@ async fn publish_batches(
                 changes,
             },
         );
-        services.publish(Queue::Changes, &out, None).await?;
+        // The generation rides in a header too, so a dead letter of this batch fails its
+        // run only while the run is still at this generation.
+        let mut message = stage::message(&out, None);
+        message
+            .headers
+            .insert(header::GENERATION.into(), generation.to_string());
+        services
+            .transport
+            .publish(Queue::Changes, vec![message])
+            .await?;
     }
     Ok(n)
 }
@@ -452,9 +485,7 @@ pub async fn dry_run(
         .map_err(corrupt)?
     };
     let active = index.iter().filter(|e| e.state.active).count() as u64;
-    let held = (mode == SyncMode::Full)
-        .then(|| brake.check(summary.counts.deactivated, active))
-        .flatten();
+    let held = brake.check(summary.counts.deactivated, active);
     if let Some(sink) = changes {
         let mut batches = Batches::start(index, open()?, mode);
         while let Some(batch) = batches.next(db.conn(), tenant).await? {

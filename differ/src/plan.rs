@@ -6,6 +6,7 @@ use std::io::Read;
 use roster_shared::model::change::{ChangeCounts, ChangeKind, RowState};
 use roster_shared::model::envelope::SyncMode;
 use roster_shared::model::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
+use roster_shared::{CHANGE_BATCH_BYTES, CHANGE_BATCH_SIZE};
 
 use crate::db::IndexEntry;
 
@@ -42,6 +43,57 @@ pub struct PlanSummary {
     pub counts: ChangeCounts,
     /// People in the snapshot needing no change.
     pub unchanged: u64,
+    /// `changes.ready` batches the changes make (see [`Batcher`]).
+    pub batches: u32,
+}
+
+/// Room for a change's framing beside its record (kind, states, field names).
+const CHANGE_OVERHEAD: usize = 256;
+
+/// About how many bytes the change a step makes takes in a `changes.ready` message
+/// (`None`: the step changes nothing). Known without decoding any record: an update
+/// carries the new record and the changed fields' old and new values, so twice the
+/// record at most.
+pub fn change_size(step: &Step, index: &[IndexEntry]) -> Option<usize> {
+    Some(match step {
+        Step::Create(entry) => entry.encoded_len() + entry.email.len() + CHANGE_OVERHEAD,
+        Step::Modify { entry, .. } => 2 * entry.encoded_len() + entry.email.len() + CHANGE_OVERHEAD,
+        Step::DeactivateAbsent(i) => index[*i].email.len() + CHANGE_OVERHEAD,
+        Step::Unchanged | Step::AlreadyApplied | Step::Skip => return None,
+    })
+}
+
+/// Cuts changes into `changes.ready` batches of at most [`CHANGE_BATCH_SIZE`] changes
+/// and, beyond the first change, about [`CHANGE_BATCH_BYTES`] bytes (a wide row must not
+/// make a message the broker refuses). Both passes of a plan cut the same way, so the
+/// number of batches is known before the first goes out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Batcher {
+    count: usize,
+    bytes: usize,
+    batches: u32,
+}
+
+impl Batcher {
+    /// Counts one change of `size` bytes; returns whether it starts a new batch.
+    pub fn starts_batch(&mut self, size: usize) -> bool {
+        let new = self.count == 0
+            || self.count == CHANGE_BATCH_SIZE
+            || self.bytes + size > CHANGE_BATCH_BYTES;
+        if new {
+            self.batches += 1;
+            self.count = 0;
+            self.bytes = 0;
+        }
+        self.count += 1;
+        self.bytes += size;
+        new
+    }
+
+    /// Batches started so far.
+    pub fn batches(&self) -> u32 {
+        self.batches
+    }
 }
 
 fn kind_of(stored: RowState, new: RowState) -> Option<ChangeKind> {
@@ -110,7 +162,11 @@ pub fn summarize<R: Read>(
     mode: SyncMode,
 ) -> Result<PlanSummary, SnapshotError> {
     let mut summary = PlanSummary::default();
+    let mut batcher = Batcher::default();
     merge(index, snapshot, mode, |step| {
+        if let Some(size) = change_size(&step, index) {
+            batcher.starts_batch(size);
+        }
         match step {
             Step::Unchanged => summary.unchanged += 1,
             Step::Create(_) => summary.counts.add(ChangeKind::Created),
@@ -120,6 +176,7 @@ pub fn summarize<R: Read>(
         }
         Ok(())
     })?;
+    summary.batches = batcher.batches();
     Ok(summary)
 }
 
@@ -240,6 +297,13 @@ mod tests {
                     prop_assert_eq!(after[email], *state);
                 }
             }
+        }
+
+        #[test]
+        fn batches_hold_at_most_a_thousand_changes(stored in stored(), snap in snapshot()) {
+            let bytes = snapshot_bytes(&snap);
+            let s = summarize(&index(&stored), &mut SnapshotReader::new(&bytes[..]), SyncMode::Full).unwrap();
+            prop_assert_eq!(u64::from(s.batches), s.counts.total().div_ceil(CHANGE_BATCH_SIZE as u64));
         }
 
         #[test]

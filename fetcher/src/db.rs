@@ -55,6 +55,27 @@ pub async fn create_run(
     new: &NewRun,
     source_file: Option<&SourceFile>,
 ) -> Result<run::Model, DbErr> {
+    insert_run(db, new, source_file, None).await
+}
+
+/// Creates a run already `rejected` for `reason` (a file refused before it was read), and
+/// records `source_file` as taken, in one transaction.
+pub async fn create_rejected_run(
+    db: &Db,
+    new: &NewRun,
+    source_file: Option<&SourceFile>,
+    reason: &str,
+) -> Result<run::Model, DbErr> {
+    insert_run(db, new, source_file, Some(reason)).await
+}
+
+/// Creates a run: `fetched`, or `rejected` for `rejected_for`.
+async fn insert_run(
+    db: &Db,
+    new: &NewRun,
+    source_file: Option<&SourceFile>,
+    rejected_for: Option<&str>,
+) -> Result<run::Model, DbErr> {
     let txn = db.conn().begin().await?;
     let backend = db.backend();
     let now = Utc::now();
@@ -90,8 +111,12 @@ pub async fn create_run(
         format: Set(new.format),
         mode: Set(new.mode),
         encoding: Set(new.encoding.clone()),
-        state: Set(RunState::Fetched),
-        reason: Set(None),
+        state: Set(if rejected_for.is_some() {
+            RunState::Rejected
+        } else {
+            RunState::Fetched
+        }),
+        reason: Set(rejected_for.map(str::to_owned)),
         published: Set(false),
         approved: Set(false),
         rows_read: Set(0),
@@ -104,13 +129,14 @@ pub async fn create_run(
         unchanged: Set(0),
         conflicts: Set(0),
         generation: Set(0),
+        plan_message_id: Set(None),
         batches_total: Set(None),
         snapshot_key: Set(None),
         rejects_key: Set(None),
         fetched_at: Set(now),
         parsed_at: Set(None),
         diffed_at: Set(None),
-        finished_at: Set(None),
+        finished_at: Set(rejected_for.map(|_| now)),
         parse_ms: Set(None),
         diff_ms: Set(None),
         updated_at: Set(now),

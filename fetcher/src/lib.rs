@@ -2,16 +2,16 @@
 //! happens to it, creates its run and publishes `file.fetched`.
 //!
 //! Sources today: files handed over directly ([`submit`], used by `roster import`) and the
-//! per-tenant inbox folders `$ROSTER_DATA_DIR/inbox/<tenant>/` ([`poll_inbox`]; files in
-//! `<tenant>/delta/` are delta syncs, all others full). Promises: a file is taken only
-//! once its upload is finished (a `.done` marker, or size and modification time unchanged
-//! across two polls; dot-files and `.tmp`/`.part` names are never taken), and never
-//! twice. (A run that stalls after that is the supervisor's: `roster_shared::supervisor`.)
+//! per-tenant inbox folders `$ROSTER_DATA_DIR/inbox/<tenant>/` ([`inbox`]; files in
+//! `<tenant>/delta/` are delta syncs, all others full). A file larger than the install
+//! allows (`ROSTER_MAX_FILE_BYTES`) is refused here, before anything reads it: its run is
+//! recorded `rejected` with the reason. (A run that stalls after that is the supervisor's:
+//! `roster_shared::supervisor`.)
 
-use std::collections::HashMap;
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use clap::Args;
 use roster_shared::blob::BlobStore;
@@ -25,8 +25,35 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub mod db;
+pub mod inbox;
 
 pub use db::{NewRun, SourceFile};
+pub use inbox::{InboxState, poll_inbox};
+
+/// Default of `ROSTER_MAX_FILE_BYTES`: 2 GiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 2 << 30;
+
+/// What a delivered file may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct FetchLimits {
+    /// Bytes in one delivered file; a larger one is refused when fetched, before anything
+    /// reads it (its run ends `rejected`).
+    #[arg(
+        long,
+        env = "ROSTER_MAX_FILE_BYTES",
+        default_value_t = DEFAULT_MAX_FILE_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_file_bytes: u64,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        FetchLimits {
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+        }
+    }
+}
 
 /// Default of `ROSTER_POLL_INTERVAL_MS`.
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 2000;
@@ -34,6 +61,10 @@ pub const DEFAULT_POLL_INTERVAL_MS: u64 = 2000;
 /// The fetcher's own settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
 pub struct FetcherSettings {
+    /// What a delivered file may be.
+    #[command(flatten)]
+    pub limits: FetchLimits,
+
     /// How often the fetcher looks for new files, in milliseconds.
     #[arg(
         long,
@@ -47,6 +78,7 @@ pub struct FetcherSettings {
 impl Default for FetcherSettings {
     fn default() -> Self {
         FetcherSettings {
+            limits: FetchLimits::default(),
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
         }
     }
@@ -59,6 +91,8 @@ pub struct FetcherConfig {
     pub inbox: PathBuf,
     /// Time between polls.
     pub poll_interval: Duration,
+    /// What a delivered file may be.
+    pub limits: FetchLimits,
 }
 
 impl FetcherConfig {
@@ -67,6 +101,7 @@ impl FetcherConfig {
         FetcherConfig {
             inbox: store.inbox_dir(),
             poll_interval: Duration::from_millis(settings.poll_interval_ms),
+            limits: settings.limits,
         }
     }
 }
@@ -92,23 +127,62 @@ pub struct Submission {
     pub seen: Option<SourceFile>,
 }
 
-/// Stores the file, creates its run and announces it. Returns the run. The run's trace
-/// starts here.
+/// Opens the file at `sub.path` (following links: the caller named it), then
+/// [`store`]s it. Returns the run; its trace starts here.
 #[tracing::instrument(name = "fetch", skip_all, fields(tenant = %sub.tenant, file = %sub.file_name))]
-pub async fn submit(services: &Services, sub: Submission) -> Result<RunId, StageError> {
+pub async fn submit(
+    services: &Services,
+    sub: Submission,
+    limits: &FetchLimits,
+) -> Result<RunId, StageError> {
+    let file = File::open(&sub.path).map_err(|e| StageError::Blob(e.into()))?;
+    store(services, sub, file, limits).await
+}
+
+/// Stores the open `file` in the blob store, creates its run and announces it; or, when
+/// it is larger than `limits` allow, records its run `rejected` without reading it.
+/// Returns the run.
+pub async fn store(
+    services: &Services,
+    sub: Submission,
+    file: File,
+    limits: &FetchLimits,
+) -> Result<RunId, StageError> {
+    let declared = file
+        .metadata()
+        .map_err(|e| StageError::Blob(e.into()))?
+        .len();
+    let max = limits.max_file_bytes;
+    if declared > max {
+        return refuse_size(services, &sub, declared, max).await;
+    }
     let scratch = services.blobs.scratch_path("raw");
-    let (src, dst) = (sub.path.clone(), scratch.clone());
-    let (sha256, size) = tokio::task::spawn_blocking(move || copy_hashing(&src, &dst))
+    let dst = scratch.clone();
+    let copied = tokio::task::spawn_blocking(move || copy_hashing(file, &dst, max))
         .await
         .map_err(|e| StageError::internal_from("copying the file", e))?
         .map_err(|e| StageError::Blob(e.into()))?;
+    let Some((sha256, size)) = copied else {
+        // It grew past the limit while being copied.
+        let _ = tokio::fs::remove_file(&scratch).await;
+        return refuse_size(services, &sub, max + 1, max).await;
+    };
     let blob_key = BlobStore::raw_key(&sub.tenant, &sha256);
     if services.blobs.exists(&blob_key).await? {
         let _ = tokio::fs::remove_file(&scratch).await;
     } else {
         services.blobs.put_file(&blob_key, &scratch).await?;
     }
-    let new = NewRun {
+    let new = new_run(&sub, blob_key, sha256, size);
+    let run = db::create_run(&services.db, &new, sub.seen.as_ref()).await?;
+    services.send_to_parser(&sub.tenant, new.id, &run).await?;
+    info!(tenant = %sub.tenant, run = %new.id, file = %sub.file_name, size, "fetched");
+    Ok(new.id)
+}
+
+/// The run a submission starts.
+fn new_run(sub: &Submission, blob_key: String, sha256: String, size: u64) -> NewRun {
+    NewRun {
         tenant: sub.tenant.clone(),
         id: RunId::new(),
         source: sub.source.clone(),
@@ -119,17 +193,33 @@ pub async fn submit(services: &Services, sub: Submission) -> Result<RunId, Stage
         format: sub.format,
         mode: sub.mode,
         encoding: sub.encoding.clone(),
-    };
-    let run = db::create_run(&services.db, &new, sub.seen.as_ref()).await?;
-    services.send_to_parser(&sub.tenant, new.id, &run).await?;
-    info!(tenant = %sub.tenant, run = %new.id, file = %sub.file_name, size, "fetched");
+    }
+}
+
+/// Records the run of a file too large to take: `rejected`, with the reason, its raw
+/// bytes never read nor stored (and the file recorded as taken, so it is not refused
+/// again at every poll).
+async fn refuse_size(
+    services: &Services,
+    sub: &Submission,
+    size: u64,
+    max: u64,
+) -> Result<RunId, StageError> {
+    let reason = format!(
+        "{}: the file is {size} bytes, over the limit of {max} bytes (ROSTER_MAX_FILE_BYTES); \
+         it was not read",
+        sub.file_name
+    );
+    warn!(tenant = %sub.tenant, file = %sub.file_name, size, max, "refusing a file over the size limit");
+    let new = new_run(sub, String::new(), String::new(), size);
+    db::create_rejected_run(&services.db, &new, sub.seen.as_ref(), &reason).await?;
     Ok(new.id)
 }
 
-/// Copies `src` to `dst`, returning the hex SHA-256 and the size.
-fn copy_hashing(src: &Path, dst: &Path) -> std::io::Result<(String, u64)> {
-    let mut input = std::fs::File::open(src)?;
-    let mut output = std::io::BufWriter::new(std::fs::File::create(dst)?);
+/// Copies `input` to `dst`, returning the hex SHA-256 and the size, or `None` if more
+/// than `max` bytes came.
+fn copy_hashing(mut input: File, dst: &Path, max: u64) -> std::io::Result<Option<(String, u64)>> {
+    let mut output = std::io::BufWriter::new(File::create(dst)?);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;
@@ -138,12 +228,15 @@ fn copy_hashing(src: &Path, dst: &Path) -> std::io::Result<(String, u64)> {
         if n == 0 {
             break;
         }
+        size += n as u64;
+        if size > max {
+            return Ok(None);
+        }
         hasher.update(&buf[..n]);
         output.write_all(&buf[..n])?;
-        size += n as u64;
     }
     output.flush()?;
-    Ok((hex::encode(hasher.finalize()), size))
+    Ok(Some((hex::encode(hasher.finalize()), size)))
 }
 
 /// The format hint a file name suggests.
@@ -158,138 +251,6 @@ pub fn format_of(name: &str) -> Format {
     }
 }
 
-/// What the inbox looked like at the last poll: path to (size, modified ms).
-#[derive(Debug, Default)]
-pub struct InboxState {
-    last: HashMap<PathBuf, (u64, i64)>,
-}
-
-fn ignored(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    name.starts_with('.')
-        || [
-            ".tmp",
-            ".part",
-            ".filepart",
-            ".partial",
-            ".done",
-            ".crdownload",
-            "~",
-        ]
-        .iter()
-        .any(|s| lower.ends_with(s))
-}
-
-fn modified_ms(meta: &std::fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// One pass over every tenant's inbox: takes each finished, new file. Returns the runs
-/// started. A file that cannot be taken (unreadable, say) is logged and skipped; the
-/// others are taken all the same, and it is tried again at the next poll.
-pub async fn poll_inbox(
-    services: &Services,
-    inbox: &Path,
-    state: &mut InboxState,
-) -> Result<Vec<RunId>, StageError> {
-    let mut seen = HashMap::new();
-    let mut started = Vec::new();
-    let Ok(mut tenants_dir) = tokio::fs::read_dir(inbox).await else {
-        return Ok(started);
-    };
-    while let Some(entry) = tenants_dir.next_entry().await.map_err(io)? {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(tenant) = TenantId::new(&name) else {
-            continue;
-        };
-        if !entry.file_type().await.map_err(io)?.is_dir() {
-            continue;
-        }
-        for (folder, mode) in [
-            (entry.path(), SyncMode::Full),
-            (entry.path().join("delta"), SyncMode::Delta),
-        ] {
-            let Ok(mut files) = tokio::fs::read_dir(&folder).await else {
-                continue;
-            };
-            while let Some(file) = files.next_entry().await.map_err(io)? {
-                let path = file.path();
-                match take(services, &tenant, &folder, mode, &file, state, &mut seen).await {
-                    Ok(Some(run)) => started.push(run),
-                    Ok(None) => {}
-                    Err(e) if matches!(e, StageError::Database(_) | StageError::Transport(_)) => {
-                        return Err(e);
-                    }
-                    Err(e) => {
-                        warn!(tenant = %tenant, file = %path.display(), error = %e, "cannot take the file; skipping it");
-                    }
-                }
-            }
-        }
-    }
-    state.last = seen;
-    Ok(started)
-}
-
-/// Takes one inbox file if it is finished and new; `None` if it is not to be taken now.
-async fn take(
-    services: &Services,
-    tenant: &TenantId,
-    folder: &Path,
-    mode: SyncMode,
-    file: &tokio::fs::DirEntry,
-    state: &InboxState,
-    seen: &mut HashMap<PathBuf, (u64, i64)>,
-) -> Result<Option<RunId>, StageError> {
-    let file_name = file.file_name().to_string_lossy().into_owned();
-    let meta = file.metadata().await.map_err(io)?;
-    if !meta.is_file() || ignored(&file_name) {
-        return Ok(None);
-    }
-    let path = file.path();
-    let now = (meta.len(), modified_ms(&meta));
-    seen.insert(path.clone(), now);
-    let marked = folder.join(format!("{file_name}.done")).exists();
-    let stable = state.last.get(&path) == Some(&now);
-    if !(marked || stable) {
-        return Ok(None);
-    }
-    let shown = if mode == SyncMode::Delta {
-        format!("delta/{file_name}")
-    } else {
-        file_name.clone()
-    };
-    if db::was_fetched(&services.db, tenant, "inbox", &shown, now.0, now.1).await? {
-        return Ok(None);
-    }
-    let run = submit(
-        services,
-        Submission {
-            tenant: tenant.clone(),
-            source: "inbox".into(),
-            path,
-            file_name: shown.clone(),
-            format: format_of(&file_name),
-            mode,
-            encoding: None,
-            seen: Some(SourceFile {
-                name: shown,
-                size: now.0,
-                modified_ms: now.1,
-            }),
-        },
-    )
-    .await?;
-    Ok(Some(run))
-}
-
-fn io(e: std::io::Error) -> StageError {
-    StageError::Blob(e.into())
-}
-
 /// Runs the fetcher until `shutdown`: polls the inboxes.
 pub async fn run(
     config: FetcherConfig,
@@ -299,7 +260,7 @@ pub async fn run(
     let mut state = InboxState::default();
     info!(inbox = %config.inbox.display(), "polling inboxes");
     loop {
-        if let Err(e) = poll_inbox(&services, &config.inbox, &mut state).await {
+        if let Err(e) = poll_inbox(&services, &config.inbox, &config.limits, &mut state).await {
             warn!(error = %e, "inbox poll failed; trying again next time");
         }
         tokio::select! {

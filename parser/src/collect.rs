@@ -7,6 +7,8 @@ use std::io::{self, Write};
 use roster_shared::model::envelope::RowError;
 use roster_shared::model::snapshot::{encode_line, encode_protected, line_email};
 
+use crate::ParseLimits;
+use crate::error::RejectReason;
 use crate::rows::RowOutcome;
 
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +37,7 @@ fn prefix_of(email: &[u8]) -> u128 {
 /// Collects rows as they are read.
 #[derive(Debug, Default)]
 pub struct Collector {
+    limits: ParseLimits,
     arena: Vec<u8>,
     entries: Vec<Entry>,
     errors: Vec<RowError>,
@@ -43,6 +46,26 @@ pub struct Collector {
 }
 
 impl Collector {
+    /// An empty collector for a file read within `limits`.
+    pub fn new(limits: ParseLimits) -> Self {
+        Collector {
+            limits,
+            ..Collector::default()
+        }
+    }
+
+    /// The limits the file is read within.
+    pub fn limits(&self) -> &ParseLimits {
+        &self.limits
+    }
+
+    /// The refusal of the whole file once it has more rows than the limit allows.
+    pub fn over_limit(&self) -> Option<RejectReason> {
+        (self.rows_read > self.limits.max_rows).then_some(RejectReason::TooManyRows {
+            limit: self.limits.max_rows,
+        })
+    }
+
     /// Adds the outcome of one row that starts at `line` (0 when unknown).
     pub fn push(&mut self, outcome: RowOutcome, line: u64) {
         let start = self.arena.len();

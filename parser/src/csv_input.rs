@@ -10,6 +10,7 @@ use crate::error::RejectReason;
 use crate::headers::{HeaderMap, Role};
 use crate::rows;
 use crate::rules::normalize_email;
+use crate::scan::{QuoteTrouble, Scanner};
 
 /// Picks the delimiter of a header line: whichever of `,` `;` `\t` occurs most outside
 /// quotes (comma on a tie or when none occurs).
@@ -55,7 +56,9 @@ fn text<'a>(
 }
 
 /// Reads every row into `out`; returns the email column's header. `Err` rejects the
-/// whole file, with the reason.
+/// whole file, with the reason. Line numbers are the physical lines a text editor shows
+/// (see [`crate::scan`]), and a quote left open, or a file cut mid-record, refuses the
+/// file instead of swallowing or dropping the rows after it.
 pub fn read(
     decoded: Decoded,
     delimiter: u8,
@@ -63,21 +66,52 @@ pub fn read(
     out: &mut Collector,
     progress: &dyn Progress,
 ) -> Result<Option<String>, RejectReason> {
+    let limits = *out.limits();
+    let (scanner, watch) = Scanner::new(decoded.reader, delimiter, limits.max_record_lines);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(false)
         .flexible(true)
         .buffer_capacity(1 << 16)
-        .from_reader(decoded.reader);
+        .from_reader(scanner);
     let mut record = csv::ByteRecord::new();
+    let line_of =
+        |position: Option<&csv::Position>| watch.line_at(position.map_or(0, csv::Position::byte));
     let csv_error = |error: csv::Error| RejectReason::Csv {
-        line: error.position().map(csv::Position::line),
+        line: error.position().map(|p| watch.line_at(p.byte())),
         error,
+    };
+    let quote_trouble = |trouble: QuoteTrouble| match trouble {
+        QuoteTrouble::TooManyLines {
+            record_line,
+            quote_line,
+            limit,
+        } => RejectReason::QuotedTooLong {
+            line: record_line,
+            quote_line,
+            limit,
+        },
+        QuoteTrouble::EndsInsideQuotes {
+            record_line,
+            quote_line,
+        } => RejectReason::UnclosedQuote {
+            line: record_line,
+            quote_line,
+        },
+        QuoteTrouble::TextAfterQuote {
+            record_line,
+            quote_line,
+            close_line,
+        } => RejectReason::TextAfterQuote {
+            line: record_line,
+            quote_line,
+            close_line,
+        },
     };
     if !reader.read_byte_record(&mut record).map_err(csv_error)? {
         return Err(RejectReason::Empty);
     }
-    let header_line = record.position().map_or(1, csv::Position::line);
+    let header_line = line_of(record.position());
     let names: Vec<String> = record
         .iter()
         .enumerate()
@@ -91,7 +125,10 @@ pub fn read(
         .expect("roles() requires an email column");
     let mut since_report = 0u64;
     while reader.read_byte_record(&mut record).map_err(csv_error)? {
-        let line = record.position().map_or(0, csv::Position::line);
+        if let Some(trouble) = watch.trouble() {
+            return Err(quote_trouble(trouble));
+        }
+        let line = line_of(record.position());
         let mut values = Vec::with_capacity(record.len());
         for (i, field) in record.iter().enumerate() {
             let header = names.get(i).map_or("", String::as_str);
@@ -100,6 +137,33 @@ pub fn read(
         if values.len() != roles.len() {
             if values.iter().all(|v| v.trim().is_empty()) {
                 continue;
+            }
+            let next_line = watch.line_at(reader.position().byte());
+            if next_line > line + 1 {
+                // At the end of the file still inside quotes: say that, it is plainer.
+                if watch.is_end(reader.position().byte())
+                    && let Some(trouble) = watch.trouble_at_end()
+                {
+                    return Err(quote_trouble(trouble));
+                }
+                // A record running over lines with the wrong shape: a quote opened and
+                // closed somewhere it should not, swallowing the lines between.
+                return Err(RejectReason::QuoteMismatch {
+                    line,
+                    last_line: next_line - 1,
+                    found: values.len(),
+                    expected: roles.len(),
+                });
+            }
+            if values.len() < roles.len()
+                && watch.is_end(reader.position().byte())
+                && !watch.ended_with_break()
+            {
+                return Err(RejectReason::Cut {
+                    line,
+                    found: values.len(),
+                    expected: roles.len(),
+                });
             }
             let error = RowError {
                 line: Some(line),
@@ -126,13 +190,19 @@ pub fn read(
                 .zip(names.iter())
                 .zip(values.iter())
                 .map(|((r, n), v)| (r, n.as_str(), *v));
-            out.push(rows::build(cells, Some(line)), line);
+            out.push(rows::build(cells, Some(line), &limits), line);
+        }
+        if let Some(refusal) = out.over_limit() {
+            return Err(refusal);
         }
         since_report += 1;
         if since_report == 10_000 {
             progress.rows_read(since_report);
             since_report = 0;
         }
+    }
+    if let Some(trouble) = watch.trouble_at_end() {
+        return Err(quote_trouble(trouble));
     }
     progress.rows_read(since_report);
     Ok(Some(names[email_index].clone()))

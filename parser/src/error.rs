@@ -19,10 +19,16 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    /// The line the reason points at (1 is the first line), if it points at one.
+    /// The line the reason points at (1 is the first line), if it points at one: for a
+    /// record, the line where it began.
     pub fn line(&self) -> Option<u64> {
         match &self.reason {
-            RejectReason::InvalidUtf8 { line, .. } => Some(*line),
+            RejectReason::InvalidUtf8 { line, .. }
+            | RejectReason::UnclosedQuote { line, .. }
+            | RejectReason::QuotedTooLong { line, .. }
+            | RejectReason::QuoteMismatch { line, .. }
+            | RejectReason::TextAfterQuote { line, .. }
+            | RejectReason::Cut { line, .. } => Some(*line),
             RejectReason::Csv { line, .. } => *line,
             RejectReason::Json { error } => Some(error.line() as u64),
             _ => None,
@@ -150,6 +156,77 @@ pub enum RejectReason {
         /// The JSON reader's error (it says the line and column).
         #[source]
         error: serde_json::Error,
+    },
+    /// The file ends inside a quoted value: a quote left open swallowed the rows after it.
+    #[error(
+        "line {line}: the file ends inside a quoted value opened on line {quote_line}; a \
+         quote is probably not closed there (or the file is cut off)"
+    )]
+    UnclosedQuote {
+        /// The line where the record began.
+        line: u64,
+        /// The line where the quote opened.
+        quote_line: u64,
+    },
+    /// A quoted value runs over more lines than the install allows.
+    #[error(
+        "line {line}: a quoted value opened on line {quote_line} runs over more than {limit} \
+         lines; a quote is probably not closed there (the limit is ROSTER_MAX_RECORD_LINES)"
+    )]
+    QuotedTooLong {
+        /// The line where the record began.
+        line: u64,
+        /// The line where the quote opened.
+        quote_line: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A quoted value ran over lines and closed with text right after its quote.
+    #[error(
+        "line {line}: a quoted value opened on line {quote_line} closes on line {close_line} \
+         with more text after its quote; a quote is probably not closed on line {quote_line}"
+    )]
+    TextAfterQuote {
+        /// The line where the record began.
+        line: u64,
+        /// The line where the quote opened.
+        quote_line: u64,
+        /// The line where it closed.
+        close_line: u64,
+    },
+    /// A record spanning lines has the wrong number of fields: a quote closed too late.
+    #[error(
+        "lines {line} to {last_line}: a record running over several lines has {found} fields \
+         where the header has {expected}; a quote is probably not closed on line {line}"
+    )]
+    QuoteMismatch {
+        /// The line where the record began.
+        line: u64,
+        /// Its last line.
+        last_line: u64,
+        /// Fields found.
+        found: usize,
+        /// Fields in the header.
+        expected: usize,
+    },
+    /// The last record stops short with no line end: the file was cut.
+    #[error(
+        "line {line}: the file ends in the middle of a record ({found} of {expected} fields); \
+         it looks cut off"
+    )]
+    Cut {
+        /// The line where the record began.
+        line: u64,
+        /// Fields found.
+        found: usize,
+        /// Fields in the header.
+        expected: usize,
+    },
+    /// More rows than the install allows.
+    #[error("more than {limit} rows (the install's limit, ROSTER_MAX_ROWS)")]
+    TooManyRows {
+        /// The limit.
+        limit: u64,
     },
     /// JSON without a list of people.
     #[error(

@@ -55,6 +55,7 @@ struct Ctx<'a> {
     newlines: Rc<Cell<u64>>,
     progress: &'a dyn Progress,
     lists: Cell<usize>,
+    refusal: RefCell<Option<RejectReason>>,
 }
 
 impl Ctx<'_> {
@@ -111,9 +112,11 @@ impl Ctx<'_> {
             };
             cells.push((role, label, text));
         }
+        let limits = *self.out.borrow().limits();
         let outcome = rows::build(
             cells.iter().map(|(r, l, v)| (r, l.as_str(), v.as_str())),
             Some(line),
+            &limits,
         );
         let outcome = match (outcome, errors.is_empty()) {
             (
@@ -166,6 +169,11 @@ impl<'de> Visitor<'de> for Records<'_, '_> {
         while let Some((line, value)) = seq.next_element_seed(Record(self.ctx))? {
             self.ctx.record(self.list, index, line, value);
             index += 1;
+            if let Some(refusal) = self.ctx.out.borrow().over_limit() {
+                // Stop reading: the refusal, not this placeholder, is what `read` returns.
+                *self.ctx.refusal.borrow_mut() = Some(refusal);
+                return Err(<A::Error as serde::de::Error>::custom("over the row limit"));
+            }
         }
         Ok(())
     }
@@ -228,11 +236,14 @@ pub fn read(
         newlines,
         progress,
         lists: Cell::new(0),
+        refusal: RefCell::new(None),
     };
     let mut de = serde_json::Deserializer::from_reader(reader);
-    de.deserialize_any(Top(&ctx))
-        .and_then(|()| de.end())
-        .map_err(|error| RejectReason::Json { error })?;
+    let read = de.deserialize_any(Top(&ctx)).and_then(|()| de.end());
+    if let Some(refusal) = ctx.refusal.take() {
+        return Err(refusal);
+    }
+    read.map_err(|error| RejectReason::Json { error })?;
     if ctx.lists.get() == 0 {
         return Err(RejectReason::NoList {
             keys: LIST_KEYS.join(", "),

@@ -9,8 +9,10 @@
 //! long the file.
 
 use std::io::{BufWriter, Read};
+use std::sync::Arc;
 use std::time::Instant;
 
+use clap::Args;
 use roster_shared::blob::BlobStore;
 use roster_shared::config::ConsumeSettings;
 use roster_shared::db::{runs, tenants};
@@ -21,6 +23,7 @@ use roster_shared::model::person::MappingTarget;
 use roster_shared::model::run::RunState;
 use roster_shared::stage::{self, ConsumeOptions, Progress, Services};
 use roster_shared::transport::{Queue, Stage};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -33,6 +36,7 @@ pub mod headers;
 pub mod json_input;
 pub mod rows;
 pub mod rules;
+pub mod scan;
 
 pub use collect::ParsedFile;
 pub use error::{RejectReason, Rejection};
@@ -40,6 +44,57 @@ pub use error::{RejectReason, Rejection};
 /// Bytes written to a snapshot file at a time: large, whole-page writes keep the kernel
 /// from zeroing each new page before filling it.
 const SNAPSHOT_WRITE_BUFFER: usize = 1 << 20;
+
+/// Default of `ROSTER_MAX_ROWS`.
+pub const DEFAULT_MAX_ROWS: u64 = 5_000_000;
+/// Default of `ROSTER_MAX_CELL_BYTES`.
+pub const DEFAULT_MAX_CELL_BYTES: usize = 64 * 1024;
+/// Default of `ROSTER_MAX_ROW_BYTES`.
+pub const DEFAULT_MAX_ROW_BYTES: usize = 1024 * 1024;
+/// Default of `ROSTER_MAX_RECORD_LINES`.
+pub const DEFAULT_MAX_RECORD_LINES: u64 = 20;
+
+/// What one file may hold: the install's input limits, checked as the file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct ParseLimits {
+    /// Rows in one file; a longer file is refused as a whole.
+    #[arg(
+        long,
+        env = "ROSTER_MAX_ROWS",
+        default_value_t = DEFAULT_MAX_ROWS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_rows: u64,
+
+    /// Bytes in one value; a row with a longer one is rejected alone.
+    #[arg(long, env = "ROSTER_MAX_CELL_BYTES", default_value_t = DEFAULT_MAX_CELL_BYTES)]
+    pub max_cell_bytes: usize,
+
+    /// Bytes in one row; a longer row is rejected alone (it would make messages too big).
+    #[arg(long, env = "ROSTER_MAX_ROW_BYTES", default_value_t = DEFAULT_MAX_ROW_BYTES)]
+    pub max_row_bytes: usize,
+
+    /// Lines one quoted value may run over; past it the file is refused as a whole (a
+    /// quote left open would otherwise swallow the rows after it).
+    #[arg(
+        long,
+        env = "ROSTER_MAX_RECORD_LINES",
+        default_value_t = DEFAULT_MAX_RECORD_LINES,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_record_lines: u64,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits {
+            max_rows: DEFAULT_MAX_ROWS,
+            max_cell_bytes: DEFAULT_MAX_CELL_BYTES,
+            max_row_bytes: DEFAULT_MAX_ROW_BYTES,
+            max_record_lines: DEFAULT_MAX_RECORD_LINES,
+        }
+    }
+}
 
 /// How to read one file.
 #[derive(Debug, Clone)]
@@ -52,6 +107,8 @@ pub struct ParseOptions {
     pub encoding: Option<String>,
     /// The tenant's own header mappings (header, target).
     pub mappings: Vec<(String, MappingTarget)>,
+    /// The install's input limits.
+    pub limits: ParseLimits,
 }
 
 /// Reads a whole file into a sorted snapshot and its row errors.
@@ -76,7 +133,7 @@ pub fn parse(
         Format::Auto => Format::Csv,
         other => other,
     };
-    let mut out = collect::Collector::default();
+    let mut out = collect::Collector::new(options.limits);
     let email_column = match format {
         Format::Json => {
             json_input::read(decoded, &headers, &mut out, progress).map_err(reject)?;
@@ -93,18 +150,93 @@ pub fn parse(
     Ok(out.finish(|_| email_column.clone()))
 }
 
+/// Default of `ROSTER_PARSER_MEMORY_MB`.
+pub const DEFAULT_MEMORY_MB: u32 = 1024;
+
+/// The parser stage's own settings: the input limits, and how much memory files being
+/// parsed at once may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct ParserSettings {
+    /// What one file may hold.
+    #[command(flatten)]
+    pub limits: ParseLimits,
+
+    /// Megabytes the files parsed at once may take: a file is admitted when its estimated
+    /// need (three times its size) fits beside the others, or alone when it needs more.
+    #[arg(
+        long,
+        env = "ROSTER_PARSER_MEMORY_MB",
+        default_value_t = DEFAULT_MEMORY_MB,
+        value_parser = clap::value_parser!(u32).range(16..)
+    )]
+    pub memory_mb: u32,
+}
+
+impl Default for ParserSettings {
+    fn default() -> Self {
+        ParserSettings {
+            limits: ParseLimits::default(),
+            memory_mb: DEFAULT_MEMORY_MB,
+        }
+    }
+}
+
+/// The memory the parser shares among the files it parses at once, in MiB.
+#[derive(Debug, Clone)]
+pub struct MemoryBudget {
+    permits: Arc<Semaphore>,
+    total: u32,
+}
+
+/// Bytes of memory a parse takes per byte of its file (the encoded snapshot held for
+/// sorting, and its index), measured on 1M-row files with room to spare.
+const MEMORY_PER_FILE_BYTE: u64 = 3;
+
+impl MemoryBudget {
+    /// A budget of `mb` MiB.
+    pub fn new(mb: u32) -> Self {
+        MemoryBudget {
+            permits: Arc::new(Semaphore::new(mb as usize)),
+            total: mb,
+        }
+    }
+
+    /// The MiB a file of `size` bytes is admitted with: its estimated need, at least 1,
+    /// at most the whole budget.
+    pub fn need(&self, size: u64) -> u32 {
+        let mb = (size.saturating_mul(MEMORY_PER_FILE_BYTE)).div_ceil(1 << 20);
+        u32::try_from(mb).unwrap_or(u32::MAX).clamp(1, self.total)
+    }
+
+    /// Waits until a file of `size` bytes fits beside the files being parsed; the
+    /// returned permit gives the memory back when dropped.
+    pub async fn admit(&self, size: u64) -> OwnedSemaphorePermit {
+        self.permits
+            .clone()
+            .acquire_many_owned(self.need(size))
+            .await
+            .expect("the budget's semaphore is never closed")
+    }
+}
+
 /// Settings of the parser stage.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ParserConfig {
     /// How messages are consumed.
     pub consume: ConsumeOptions,
+    /// What one file may hold.
+    pub limits: ParseLimits,
+    /// The memory shared by files parsed at once.
+    pub memory: MemoryBudget,
 }
 
 impl ParserConfig {
     /// The parser's settings, for a database that is SQLite or not.
-    pub fn new(consume: &ConsumeSettings, sqlite: bool) -> Self {
+    pub fn new(consume: &ConsumeSettings, settings: &ParserSettings, sqlite: bool) -> Self {
         ParserConfig {
             consume: ConsumeOptions::new(consume, sqlite),
+            limits: settings.limits,
+            memory: MemoryBudget::new(settings.memory_mb),
         }
     }
 }
@@ -116,7 +248,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), StageError> {
     stage::consume(&services, Stage::Parser, config.consume, shutdown, |env| {
-        handle(&services, env)
+        handle(&services, &config, env)
     })
     .await?;
     Ok(())
@@ -124,7 +256,11 @@ pub async fn run(
 
 /// Handles one `file.fetched` message (idempotent: a run parsed before is only announced
 /// again, a run further along is left alone).
-pub async fn handle(services: &Services, env: Envelope<FileFetched>) -> Result<(), StageError> {
+pub async fn handle(
+    services: &Services,
+    config: &ParserConfig,
+    env: Envelope<FileFetched>,
+) -> Result<(), StageError> {
     let tenant = &env.tenant;
     let Some(run) = runs::get(&services.db, tenant, env.run_id).await? else {
         return Err(StageError::internal(format!(
@@ -133,7 +269,7 @@ pub async fn handle(services: &Services, env: Envelope<FileFetched>) -> Result<(
         )));
     };
     let parsed = match run.state {
-        RunState::Fetched => parse_and_store(services, &env).await?,
+        RunState::Fetched => parse_and_store(services, config, &env).await?,
         RunState::Parsed => runs::parsed_body(&run),
         _ => return Ok(()),
     };
@@ -151,16 +287,19 @@ pub async fn handle(services: &Services, env: Envelope<FileFetched>) -> Result<(
 
 async fn parse_and_store(
     services: &Services,
+    config: &ParserConfig,
     env: &Envelope<FileFetched>,
 ) -> Result<SnapshotParsed, StageError> {
-    let started = Instant::now();
     let tenant = &env.tenant;
     let body = &env.body;
+    let _memory = config.memory.admit(body.size).await;
+    let started = Instant::now();
     let options = ParseOptions {
         file_name: body.file_name.clone(),
         format: body.format,
         encoding: body.encoding.clone(),
         mappings: tenants::mappings(&services.db, tenant).await?,
+        limits: config.limits,
     };
     let file = services.blobs.open(&body.blob_key).await?;
     let snapshot_path = services.blobs.scratch_path("snapshot");
@@ -206,6 +345,7 @@ async fn parse_and_store(
         accepted: parsed.accepted,
         rejected: parsed.rejected,
         mode: body.mode,
+        generation: 0,
     };
     let stored: Vec<_> = parsed
         .errors
@@ -228,3 +368,33 @@ async fn parse_and_store(
 
 /// Row errors kept in the database per run (all of them are in the rejects blob).
 pub const MAX_STORED_ERRORS: usize = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn files_are_admitted_by_the_memory_they_need() {
+        let budget = MemoryBudget::new(100);
+        assert_eq!(budget.need(0), 1);
+        assert_eq!(budget.need(10 << 20), 30);
+        assert_eq!(
+            budget.need(1 << 40),
+            100,
+            "a huge file takes all, and runs alone"
+        );
+        let first = budget.admit(20 << 20).await; // 60 MiB
+        let second = budget.admit(10 << 20).await; // 30 MiB: fits beside it
+        let third = budget.admit(5 << 20); // 15 MiB: must wait
+        tokio::pin!(third);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), &mut third)
+                .await
+                .is_err(),
+            "admitted past the budget"
+        );
+        drop(first);
+        drop(third.await);
+        drop(second);
+    }
+}

@@ -4,6 +4,7 @@
 use roster_shared::model::envelope::RowError;
 use roster_shared::model::person::{Field, Person};
 
+use crate::ParseLimits;
 use crate::headers::Role;
 use crate::rules::{EmailError, clean, normalize_email, parse_active, split_name};
 
@@ -27,17 +28,41 @@ pub enum RowOutcome {
     Blank,
 }
 
+/// Why `value` cannot be stored, if it cannot: a control character (other than tab and
+/// line ends, which quoted values may hold), or more bytes than the limit.
+fn unstorable(value: &str, limits: &ParseLimits) -> Option<String> {
+    if value.len() > limits.max_cell_bytes {
+        return Some(format!(
+            "the value is {} KiB long, over the limit of {} KiB (ROSTER_MAX_CELL_BYTES)",
+            value.len().div_ceil(1024),
+            limits.max_cell_bytes / 1024
+        ));
+    }
+    value
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        .map(|(at, c)| {
+            format!(
+                "the value holds a control character (U+{:04X}) at byte {}; remove it",
+                u32::from(c),
+                at + 1
+            )
+        })
+}
+
 /// Builds a person from `(role, column label, value)` triples of one row starting at
-/// `line` (when the format has lines).
+/// `line` (when the format has lines), within `limits`.
 pub fn build<'a>(
     cells: impl IntoIterator<Item = (&'a Role, &'a str, &'a str)>,
     line: Option<u64>,
+    limits: &ParseLimits,
 ) -> RowOutcome {
     let mut person = Person::new(String::new());
     let mut email: Option<(&str, &str)> = None;
     let mut name: Option<&str> = None;
     let mut errors = Vec::new();
     let mut blank = true;
+    let mut row_bytes = 0usize;
     let mut error = |column: &str, message: String| {
         errors.push(RowError {
             line,
@@ -48,6 +73,13 @@ pub fn build<'a>(
     for (role, column, value) in cells {
         if !value.trim().is_empty() {
             blank = false;
+        }
+        row_bytes += value.len();
+        if *role != Role::Field(Field::Email)
+            && let Some(why) = unstorable(value, limits)
+        {
+            error(column, why);
+            continue;
         }
         match role {
             Role::Field(Field::Email) => email = Some((column, value)),
@@ -100,6 +132,17 @@ pub fn build<'a>(
             None
         }
     };
+    if row_bytes > limits.max_row_bytes {
+        errors.push(RowError {
+            line,
+            column: None,
+            message: format!(
+                "the row is {} KiB long, over the limit of {} KiB (ROSTER_MAX_ROW_BYTES)",
+                row_bytes.div_ceil(1024),
+                limits.max_row_bytes / 1024
+            ),
+        });
+    }
     match key {
         Some(email) if errors.is_empty() => {
             person.email = email;
@@ -121,6 +164,7 @@ mod tests {
         build(
             labelled.iter().map(|(r, c, v)| (r, c.as_str(), v.as_str())),
             Some(7),
+            &ParseLimits::default(),
         )
     }
 

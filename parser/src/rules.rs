@@ -20,24 +20,24 @@ pub enum EmailError {
         /// The value as given.
         value: String,
         /// Which rule it broke.
-        why: &'static str,
+        why: String,
     },
 }
 
 /// Normalises an email address to Roster's key form: trimmed and lower-cased.
 ///
-/// Accepts `local@domain` with one `@`, a non-empty local part of at most 64 bytes, a
-/// domain with at least one inner dot, no whitespace or control characters and at most
-/// 254 bytes in all. That is deliberately looser than RFC 5322 (directories hold odd but
-/// working addresses) and strict enough to catch a name or a DN in the email column.
+/// Accepts what RFC 5322 calls an address (`local@domain`, checked by the
+/// `email_address` crate), without display text or a domain literal, whose domain has at
+/// least one inner dot, at most 254 bytes in all: strict enough to catch a name, a DN or a
+/// spreadsheet formula (`=HYPERLINK(...)@x.com`) in the email column.
 pub fn normalize_email(value: &str) -> Result<String, EmailError> {
     let v = value.trim();
     if v.is_empty() {
         return Err(EmailError::Missing);
     }
-    let invalid = |why| EmailError::Invalid {
+    let invalid = |why: &str| EmailError::Invalid {
         value: v.to_owned(),
-        why,
+        why: why.to_owned(),
     };
     if v.len() > 254 {
         return Err(invalid("longer than 254 characters"));
@@ -56,6 +56,15 @@ pub fn normalize_email(value: &str) -> Result<String, EmailError> {
     }
     if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
         return Err(invalid("the domain needs a dot inside it"));
+    }
+    let strict = email_address::Options {
+        minimum_sub_domains: 2,
+        allow_domain_literal: false,
+        allow_display_text: false,
+        allow_long_local_parts: false,
+    };
+    if let Err(e) = email_address::EmailAddress::parse_with_options(v, strict) {
+        return Err(invalid(&e.to_string()));
     }
     Ok(v.to_lowercase())
 }
@@ -122,6 +131,9 @@ mod tests {
             "@widget.com",
             "a@.com",
             "a@com.",
+            "=HYPERLINK(\"http://evil.example\")@x.com",
+            "a(b)@x.com",
+            "Frank <frank@x.com>",
         ] {
             assert!(normalize_email(bad).is_err(), "{bad} accepted");
         }

@@ -2,18 +2,23 @@
 
 use std::io::Cursor;
 
-use roster_parser::{ParseOptions, ParsedFile, Rejection, parse};
+use roster_parser::{ParseLimits, ParseOptions, ParsedFile, Rejection, parse};
 use roster_shared::model::envelope::Format;
 use roster_shared::model::person::{Field, MappingTarget, Person};
 use roster_shared::model::snapshot::{SnapshotEntry, SnapshotReader};
 use roster_shared::stage::NoProgress;
 
 fn run(bytes: &[u8], format: Format) -> Result<ParsedFile, Rejection> {
+    run_limited(bytes, format, ParseLimits::default())
+}
+
+fn run_limited(bytes: &[u8], format: Format, limits: ParseLimits) -> Result<ParsedFile, Rejection> {
     let options = ParseOptions {
         file_name: "people.csv".into(),
         format,
         encoding: None,
         mappings: vec![],
+        limits,
     };
     parse(Box::new(Cursor::new(bytes.to_vec())), &options, &NoProgress)
 }
@@ -206,6 +211,7 @@ fn declared_encoding_is_used_for_bomless_files() {
         format: Format::Csv,
         encoding: Some("windows-1252".into()),
         mappings: vec![],
+        limits: ParseLimits::default(),
     };
     let parsed = parse(
         Box::new(Cursor::new(b"Email,Name\na@x.com,Ren\xE9 Roy\n".to_vec())),
@@ -252,6 +258,7 @@ fn tenant_mappings_rescue_unknown_headers() {
         format: Format::Auto,
         encoding: None,
         mappings: vec![("courriel".into(), MappingTarget::Field(Field::Email))],
+        limits: ParseLimits::default(),
     };
     let parsed = parse(
         Box::new(Cursor::new(b"Courriel,Nom\na@x.com,A\n".to_vec())),
@@ -374,4 +381,160 @@ fn json_rows_fail_alone_and_bad_json_fails_whole() {
     assert!(msg.contains("line 1"), "{msg}");
     let msg = rejection(br#"{"staff": []}"#);
     assert!(msg.contains("no list of people"), "{msg}");
+}
+
+/// `n` people as CSV rows under `Email,Name,City`, with `line_end`.
+fn hundred(line_end: &str, n: usize) -> String {
+    let mut out = format!("Email,Name,City{line_end}");
+    for i in 0..n {
+        out.push_str(&format!("p{i:03}@x.com,Person {i},Paris{line_end}"));
+    }
+    out
+}
+
+#[test]
+fn an_unclosed_quote_rejects_the_file_at_the_line_its_record_began() {
+    // The 81st person's city opens a quote that never closes: 20 rows from the end.
+    let file = hundred("\n", 100).replace(
+        "p080@x.com,Person 80,Paris",
+        "p080@x.com,Person 80,\"Boston",
+    );
+    let r = rejected(file.as_bytes());
+    assert_eq!(r.line(), Some(82), "{r}");
+    assert!(r.to_string().contains("quote"), "{r}");
+    // Windows line ends: the same line.
+    let crlf = hundred("\r\n", 100).replace(
+        "p080@x.com,Person 80,Paris",
+        "p080@x.com,Person 80,\"Boston",
+    );
+    assert_eq!(rejected(crlf.as_bytes()).line(), Some(82));
+}
+
+#[test]
+fn a_quoted_value_running_over_the_line_limit_rejects_the_file() {
+    let limits = ParseLimits {
+        max_record_lines: 3,
+        ..ParseLimits::default()
+    };
+    let ok = "Email,Address\na@x.com,\"1 Main St\nFloor 2\nRoom 3\"\nb@x.com,x\n";
+    assert_eq!(
+        run_limited(ok.as_bytes(), Format::Auto, limits)
+            .unwrap()
+            .accepted,
+        2
+    );
+    let long = "Email,Address\na@x.com,x\nb@x.com,\"1\n2\n3\n4\n5\n6\"\nc@x.com,x\n";
+    let r = run_limited(long.as_bytes(), Format::Auto, limits).unwrap_err();
+    assert_eq!(r.line(), Some(3), "{r}");
+    // A quote that closes a few lines later, leaving a record with too many fields:
+    // the people it swallowed would otherwise be deactivated.
+    let swallowed = "Email,Name,City\na@x.com,A,\"Boston\nb@x.com,B,Paris\nc@x.com,C,\"Rome\"\nd@x.com,D,Oslo\n";
+    let r = rejected(swallowed.as_bytes());
+    assert_eq!(r.line(), Some(2), "{r}");
+}
+
+#[test]
+fn a_file_cut_mid_record_is_rejected() {
+    let r = rejected(b"Email,Name,Title\na@x.com,A,Engineer\nb@x.com,B");
+    assert_eq!(r.line(), Some(3), "{r}");
+    assert!(r.to_string().contains("cut"), "{r}");
+    // A short row that ends its line is a row error, not a cut file.
+    let parsed = run(b"Email,Name,Title\na@x.com,B\nb@x.com,B,T\n", Format::Auto).unwrap();
+    assert_eq!((parsed.accepted, parsed.rejected), (1, 1));
+}
+
+#[test]
+fn a_huge_cell_is_a_row_error() {
+    let big = "x".repeat(70 * 1024);
+    let file = format!("Email,Notes,Name\na@x.com,{big},A\nb@x.com,short,B\n");
+    let parsed = run(file.as_bytes(), Format::Auto).unwrap();
+    assert_eq!((parsed.accepted, parsed.rejected), (1, 1));
+    let e = &parsed.errors[0];
+    assert_eq!((e.line, e.column.as_deref()), (Some(2), Some("Notes")));
+    assert!(e.message.contains("KiB"), "{}", e.message);
+}
+
+#[test]
+fn line_numbers_are_the_lines_an_editor_shows() {
+    for line_end in ["\n", "\r\n", "\r"] {
+        let file = format!(
+            "Email,Name{line_end}a@x.com,A{line_end},No Mail{line_end}b@x.com,B{line_end}A@x.com,Dup{line_end}"
+        );
+        let parsed = run(file.as_bytes(), Format::Auto).unwrap();
+        let errs: Vec<(Option<u64>, &str)> = parsed
+            .errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(errs[0], (Some(3), "missing email"), "{line_end:?}");
+        assert_eq!(errs[1].0, Some(5), "{line_end:?}");
+        assert!(
+            errs[1].1.contains("already on line 2"),
+            "{line_end:?}: {}",
+            errs[1].1
+        );
+        // UTF-16 with BOM: the same lines.
+        let mut utf16 = vec![0xFF, 0xFE];
+        utf16.extend(file.encode_utf16().flat_map(u16::to_le_bytes));
+        let parsed = run(&utf16, Format::Auto).unwrap();
+        assert_eq!(parsed.errors[0].line, Some(3), "UTF-16 {line_end:?}");
+    }
+    // A quoted value over two lines: the next row's line counts both.
+    let parsed = run(
+        b"Email,Address\r\na@x.com,\"1 Main\r\nFloor 2\"\r\n,x\r\n",
+        Format::Auto,
+    )
+    .unwrap();
+    assert_eq!(parsed.errors[0].line, Some(4));
+}
+
+#[test]
+fn control_characters_are_row_errors() {
+    // A NUL far past the first 8 KiB (which the encoding check looks at).
+    let mut file = hundred("\n", 400);
+    file.push_str(
+        "nul@x.com,Bad\u{0}Name,Paris\nbell@x.com,Ring\u{7},Oslo\ntab@x.com,Tab\tOk,Rome\n",
+    );
+    let parsed = run(file.as_bytes(), Format::Auto).unwrap();
+    assert!(file.find('\u{0}').unwrap() > 8192);
+    assert_eq!((parsed.accepted, parsed.rejected), (401, 2));
+    let e = &parsed.errors[0];
+    assert_eq!((e.line, e.column.as_deref()), (Some(402), Some("Name")));
+    assert!(e.message.contains("control character"), "{}", e.message);
+    // In JSON too.
+    let parsed = run(
+        b"[{\"email\": \"a@x.com\", \"name\": \"A\\u0000\"}]",
+        Format::Json,
+    )
+    .unwrap();
+    assert_eq!(parsed.rejected, 1);
+}
+
+#[test]
+fn more_rows_than_the_limit_reject_the_file() {
+    let limits = ParseLimits {
+        max_rows: 50,
+        ..ParseLimits::default()
+    };
+    assert!(run_limited(hundred("\n", 50).as_bytes(), Format::Auto, limits).is_ok());
+    let r = run_limited(hundred("\n", 51).as_bytes(), Format::Auto, limits).unwrap_err();
+    assert!(r.to_string().contains("more than 50 rows"), "{r}");
+    let json: String = format!(
+        "[{}]",
+        (0..51)
+            .map(|i| format!("{{\"email\": \"p{i}@x.com\"}}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert!(run_limited(json.as_bytes(), Format::Json, limits).is_err());
+}
+
+#[test]
+fn a_formula_is_not_an_email() {
+    let parsed = run(
+        b"Email,Name\n\"=HYPERLINK(\"\"http://evil.example\"\")@x.com\",Eve\nok@x.com,Ok\n",
+        Format::Auto,
+    )
+    .unwrap();
+    assert_eq!((parsed.accepted, parsed.rejected), (1, 1));
 }

@@ -5,7 +5,7 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use sea_orm::DbErr;
+use sea_orm::{DbErr, RuntimeErr};
 
 use crate::blob::BlobError;
 use crate::transport::TransportError;
@@ -85,6 +85,7 @@ impl StageError {
     /// What should happen to the message.
     pub fn disposition(&self) -> Disposition {
         match self {
+            StageError::Database(e) if is_data_error(e) => Disposition::Permanent,
             StageError::Database(_) | StageError::Transport(_) => Disposition::Retry,
             StageError::Blob(BlobError::NotFound(_)) => Disposition::Permanent,
             StageError::Blob(_) => Disposition::Retry,
@@ -96,6 +97,33 @@ impl StageError {
     /// Whether the input itself was refused (the run ends `rejected`, not `failed`).
     pub fn is_rejection(&self) -> bool {
         matches!(self, StageError::Rejected(_))
+    }
+}
+
+/// Whether the database refused the data itself, so that trying again changes nothing:
+/// PostgreSQL's SQLSTATE classes 22 (data exception: a NUL in text, a value out of range)
+/// and 23 (integrity constraint); SQLite's constraint, too-big, mismatch and range
+/// errors. Anything else (the database away, a lock, a timeout) is worth retrying.
+pub fn is_data_error(e: &DbErr) -> bool {
+    let (DbErr::Conn(RuntimeErr::SqlxError(e))
+    | DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))) = e
+    else {
+        return false;
+    };
+    let Some(code) = e
+        .as_database_error()
+        .and_then(sea_orm::sqlx::error::DatabaseError::code)
+    else {
+        return false;
+    };
+    if code.len() == 5 {
+        // PostgreSQL: a five-character SQLSTATE (SQLite's codes have at most four digits).
+        code.starts_with("22") || code.starts_with("23")
+    } else {
+        // SQLite: a numeric result code; the primary code is its low byte.
+        code.parse::<u32>()
+            .is_ok_and(|n| matches!(n & 0xFF, 18 | 19 | 20 | 25))
     }
 }
 
@@ -133,6 +161,38 @@ mod tests {
             StageError::Blob(BlobError::NotFound("k".into())).disposition(),
             Disposition::Permanent
         );
+    }
+
+    #[tokio::test]
+    async fn data_errors_are_permanent_and_others_retried() {
+        use sea_orm::ConnectionTrait;
+        let db = crate::db::Db::connect(&"sqlite::memory:".into())
+            .await
+            .unwrap();
+        db.conn()
+            .execute_unprepared("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .await
+            .unwrap();
+        db.conn()
+            .execute_unprepared("INSERT INTO t VALUES ('a')")
+            .await
+            .unwrap();
+        let dup = db
+            .conn()
+            .execute_unprepared("INSERT INTO t VALUES ('a')")
+            .await
+            .unwrap_err();
+        assert!(is_data_error(&dup), "{dup:?}");
+        assert_eq!(
+            StageError::Database(dup).disposition(),
+            Disposition::Permanent
+        );
+        let missing = db
+            .conn()
+            .execute_unprepared("SELECT * FROM no_such_table")
+            .await
+            .unwrap_err();
+        assert!(!is_data_error(&missing), "{missing:?}");
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! - [`db`]: entities, migrations, the directory table and the queries several stages
 //!   share, on SQLite or PostgreSQL;
 //! - [`stage`]: the services a stage gets and the consume loop that settles messages;
+//! - [`outbox`]: directory events, written with their changes and published from there;
 //! - [`supervisor`]: the install-wide chores one process does at a time (dead letters,
-//!   stalled runs);
+//!   stalled runs, events left in the outbox);
 //! - [`runner`]: opening services from settings and running a stage as a process;
 //! - [`health`]: readiness and liveness probes;
 //! - [`config`]: settings groups; [`secret`]: URLs that never print their password;
@@ -25,6 +26,7 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod model;
+pub mod outbox;
 pub mod runner;
 pub mod secret;
 pub mod stage;
@@ -40,8 +42,12 @@ pub mod __private {
     pub use serde;
 }
 
-/// Changes per `changes.ready` message (and per writer transaction).
+/// Changes per `changes.ready` message (and per writer transaction), at most.
 pub const CHANGE_BATCH_SIZE: usize = 1000;
+
+/// Bytes of changes per `changes.ready` message, about, beyond its first change: far
+/// under the broker's 16 MiB limit, and small enough not to hurt other tenants' traffic.
+pub const CHANGE_BATCH_BYTES: usize = 1 << 20;
 
 /// Installs the process-wide TLS crypto provider (ring). Call once at start, before any
 /// TLS connection; later calls do nothing.

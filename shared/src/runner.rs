@@ -60,17 +60,19 @@ pub fn transport_config(broker: &BrokerSettings) -> TransportConfig {
 }
 
 impl Services {
-    /// Connects the database, blob store and transport the settings describe. An
-    /// embedded SQLite database is created and migrated as needed; any other must have
-    /// been migrated (`roster migrate`).
+    /// Connects the database, blob store and transport the settings describe. With
+    /// `migrate`, an embedded SQLite database is created and migrated as needed (the
+    /// embedded `roster import` and `roster serve`); otherwise the schema must be up to
+    /// date (`roster migrate`), and nothing waits behind another process's migration.
     pub async fn open(
         store: &StoreSettings,
         broker: &BrokerSettings,
         progress: Arc<dyn Progress>,
+        migrate: bool,
     ) -> Result<Services, OpenError> {
         crate::install_crypto_provider();
         let db = Db::connect(&store.database_url).await?;
-        if db.is_sqlite() {
+        if migrate && db.is_sqlite() {
             db.migrate().await?;
         } else if db.needs_migration().await? {
             return Err(OpenError::NeedsMigration(store.database_url.redacted()));
@@ -132,7 +134,14 @@ where
     }
     let mut backoff = Duration::from_millis(500);
     let services = loop {
-        match Services::open(&settings.store, &settings.broker, Arc::new(NoProgress)).await {
+        match Services::open(
+            &settings.store,
+            &settings.broker,
+            Arc::new(NoProgress),
+            false,
+        )
+        .await
+        {
             Ok(s) => break s,
             Err(e) if e.is_transient() => {
                 warn!(stage = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "waiting for services");

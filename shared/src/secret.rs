@@ -64,27 +64,61 @@ impl From<String> for SecretUrl {
     }
 }
 
-/// The password in `url`, whether in its user info (`user:pass@`) or as a `password=`
-/// query parameter (as libpq-style URLs allow).
-pub fn url_password(url: &str) -> Option<&str> {
-    let in_userinfo = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split(['/', '?']).next())
-        .and_then(|authority| authority.rsplit_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, pw)| pw);
-    let in_query = url
-        .split_once('?')
-        .and_then(|(_, query)| query.split('&').find_map(|kv| kv.strip_prefix("password=")));
-    in_userinfo.or(in_query).filter(|pw| !pw.is_empty())
+/// The passwords in `url` as they may appear in text: the one in its user info
+/// (`user:pass@`) and any `password=` query parameter (libpq-style URLs allow one), each
+/// as written and, when it differs, percent-decoded.
+///
+/// The user info is everything between `://` and the last `@`, however the password is
+/// spelled: a `/`, `?`, `#` or `@` in it (unencoded) would make a URL parser end the
+/// authority early and miss it. The query is read with the `url` crate.
+pub fn url_passwords(url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some((_, rest)) = url.split_once("://")
+        && let Some((userinfo, _)) = rest.rsplit_once('@')
+        && let Some((_, password)) = userinfo.split_once(':')
+    {
+        found.push(password.to_owned());
+    }
+    // As written in the query, and as the `url` crate reads it (decoded).
+    if let Some((_, query)) = url.split_once('?') {
+        let query = query.split('#').next().unwrap_or(query);
+        found.extend(
+            query
+                .split('&')
+                .filter_map(|kv| kv.strip_prefix("password="))
+                .map(str::to_owned),
+        );
+    }
+    if let Ok(parsed) = url::Url::parse(url) {
+        found.extend(
+            parsed
+                .query_pairs()
+                .filter(|(k, _)| k == "password")
+                .map(|(_, v)| v.into_owned()),
+        );
+    }
+    let decoded: Vec<String> = found
+        .iter()
+        .filter_map(|p| {
+            let d = url::form_urlencoded::parse(format!("x={p}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())?;
+            (d != *p).then_some(d)
+        })
+        .collect();
+    found.extend(decoded);
+    found.retain(|p| !p.is_empty());
+    // Longest first, so a password containing another is replaced whole.
+    found.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    found.dedup();
+    found
 }
 
-/// `text` with the password of `url` (if it has one) replaced by `***`.
+/// `text` with the passwords of `url` (if it has any) replaced by `***`.
 pub fn redact(text: &str, url: &str) -> String {
-    match url_password(url) {
-        Some(pw) => text.replace(pw, "***"),
-        None => text.to_owned(),
-    }
+    url_passwords(url)
+        .iter()
+        .fold(text.to_owned(), |out, pw| out.replace(pw.as_str(), "***"))
 }
 
 #[cfg(test)]
@@ -106,7 +140,35 @@ mod tests {
             redact(query, query),
             "postgres:///roster?host=db&user=r&password=***&sslmode=require"
         );
-        assert_eq!(url_password("postgres://db/x?user=u"), None);
+        assert!(url_passwords("postgres://db/x?user=u").is_empty());
+    }
+
+    #[test]
+    fn passwords_with_url_delimiters_are_redacted_too() {
+        for url in [
+            "postgres://roster:pa/ss@db:5432/r",
+            "postgres://roster:pa?ss@db:5432/r",
+            "postgres://roster:pa#ss@db:5432/r",
+            "amqp://roster:p@ss:w/rd@mq:5672/%2f",
+            "postgres://roster:123/x@db/r",
+        ] {
+            let shown = SecretUrl::new(url).to_string();
+            assert!(shown.starts_with(url.split(':').next().unwrap()), "{shown}");
+            for secret in ["pa/ss", "pa?ss", "pa#ss", "p@ss:w/rd", "123/x"] {
+                if url.contains(secret) {
+                    assert!(!shown.contains(secret), "{url} shown as {shown}");
+                }
+            }
+            assert!(shown.contains("roster:***@"), "{url} shown as {shown}");
+        }
+        // Percent-encoded: hidden both as written and decoded (as a driver may echo it).
+        let url = "postgres://roster:s%2Fcret@db/r";
+        assert_eq!(
+            redact("auth failed for s/cret (s%2Fcret)", url),
+            "auth failed for *** (***)"
+        );
+        let query = "postgres:///r?host=db&password=p%40ss";
+        assert_eq!(redact("p@ss and p%40ss", query), "*** and ***");
     }
 
     #[test]

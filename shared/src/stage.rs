@@ -236,6 +236,7 @@ async fn handle<T, H, Fut>(
     let msg = delivery.message();
     let tenant = msg.header(header::TENANT).unwrap_or("").to_owned();
     let run = msg.header(header::RUN).unwrap_or("").to_owned();
+    let msg_generation = msg.header(header::GENERATION).map(str::to_owned);
     let decoded = Envelope::<T>::from_bytes(&msg.payload);
     let span = info_span!("message", stage = stage.name(), %tenant, %run, id = %msg.id, attempt);
     if let Ok(envelope) = &decoded {
@@ -288,8 +289,18 @@ async fn handle<T, H, Fut>(
             } else {
                 RunState::Failed
             };
+            let generation = msg_generation.and_then(|g| g.parse::<i32>().ok());
             if let (Ok(tenant), Ok(run)) = (TenantId::new(tenant), run.parse::<RunId>())
-                && let Err(e) = runs::fail(&services.db, &tenant, run, state, &report(&err)).await
+                && let Err(e) = runs::fail(
+                    &services.db,
+                    &tenant,
+                    run,
+                    stage,
+                    generation,
+                    state,
+                    &report(&err),
+                )
+                .await
             {
                 warn!(error = %e, "could not mark the run failed; `roster dlq` will");
             }

@@ -7,22 +7,25 @@
 //! - it archives dead letters (drains the dead-letter queues into the `dead_letters`
 //!   table, which also marks their runs failed), so operators see them from anywhere;
 //! - it announces again every run that has stalled (not final, not held, unmoved for
-//!   the stall time) at the stage it stopped in, since its message may have died with a
-//!   process. Each stalled run is claimed by a conditional update before it is
-//!   announced, so even two supervisors (a lease that expired mid-pass) announce it once.
+//!   the stall time, and not merely waiting behind an earlier run) at the stage it
+//!   stopped in, since its message may have died with a process. Each stalled run is
+//!   claimed by a conditional update before it is announced, so even two supervisors (a
+//!   lease that expired mid-pass) announce it once;
+//! - it publishes events left in the outbox (their writer died between commit and
+//!   publish, or the broker was away).
 //!
 //! A holder that dies loses the lease when it expires, and another process takes over.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{DbErr, EntityTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::SupervisorSettings;
 use crate::db::entity::run;
-use crate::db::{Db, dead_letters, exec, lease, raw, tenants, tv};
+use crate::db::{Db, dead_letters, exec, lease, raw, runs, tenants, tv};
 use crate::error::{StageError, report};
 use crate::model::ids::{MessageId, RunId, TenantId};
 use crate::model::run::RunState;
@@ -31,6 +34,10 @@ use crate::stage::Services;
 /// The name of the supervisor's lease.
 pub const LEASE: &str = "supervisor";
 
+/// How long an event may sit in the outbox before the supervisor publishes it (its writer
+/// normally does at once).
+pub const OUTBOX_GRACE: Duration = Duration::from_secs(30);
+
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pass {
@@ -38,6 +45,8 @@ pub struct Pass {
     pub archived: usize,
     /// Stalled runs announced again.
     pub announced: usize,
+    /// Events published from the outbox.
+    pub published: usize,
 }
 
 /// Competes for the supervisor lease until `shutdown`, doing the chores while holding
@@ -74,7 +83,8 @@ pub async fn run(services: Services, settings: SupervisorSettings, shutdown: Can
     }
 }
 
-/// One pass of the chores: archive dead letters, then announce stalled runs again.
+/// One pass of the chores: archive dead letters, announce stalled runs again, publish
+/// events left in the outbox.
 pub async fn pass(services: &Services, stall_after: Duration) -> Result<Pass, StageError> {
     let archived = match dead_letters::drain(&services.db, services.transport.as_ref()).await {
         Ok(n) => n,
@@ -84,9 +94,11 @@ pub async fn pass(services: &Services, stall_after: Duration) -> Result<Pass, St
         }
     };
     let announced = recover_stalled(services, stall_after).await?;
+    let published = crate::outbox::publish_stale(services, OUTBOX_GRACE).await?;
     Ok(Pass {
         archived,
         announced,
+        published,
     })
 }
 
@@ -122,17 +134,23 @@ pub async fn recover_stalled(services: &Services, after: Duration) -> Result<usi
 }
 
 /// Unfinished runs of the tenant (not final, not held) that have not moved since
-/// `before`, oldest first.
+/// `before`, oldest first; not those that only wait, unplanned, behind an earlier
+/// unfinished run of the tenant (the differ puts them off until it ends: they are not
+/// stalled, and announcing them again would only start needless plans).
 async fn stalled(
     db: &Db,
     tenant: &TenantId,
     before: DateTime<Utc>,
 ) -> Result<Vec<run::Model>, DbErr> {
+    let moving = runs::states_sql(&RunState::MOVING);
+    let sql = format!(
+        "SELECT * FROM runs r WHERE r.tenant_id = $1 AND r.state IN ({moving}) \
+         AND r.updated_at < $2 AND NOT (r.generation = 0 AND EXISTS \
+         (SELECT 1 FROM runs e WHERE e.tenant_id = r.tenant_id AND e.seq < r.seq \
+         AND e.state IN ({moving}))) ORDER BY r.seq"
+    );
     run::Entity::find()
-        .filter(run::Column::TenantId.eq(tenant.as_str()))
-        .filter(run::Column::State.is_in(RunState::MOVING))
-        .filter(run::Column::UpdatedAt.lt(before))
-        .order_by_asc(run::Column::Seq)
+        .from_raw_sql(raw(db.backend(), &sql, vec![tv(tenant), before.into()]))
         .all(db.conn())
         .await
 }

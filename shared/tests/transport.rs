@@ -206,3 +206,32 @@ async fn rabbitmq_unroutable_messages_and_unreachable_brokers_are_errors() {
         .unwrap_err();
     assert!(matches!(err, TransportError::Unavailable(_)), "{err}");
 }
+
+#[tokio::test]
+async fn a_broker_that_never_answers_is_unavailable_not_a_hang() {
+    // Accepts connections and says nothing: the AMQP handshake never completes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let url: SecretUrl = format!("amqp://guest:guest@127.0.0.1:{port}/%2f").into();
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(120),
+        AmqpTransport::connect(&url, "silent."),
+    )
+    .await
+    .expect("connecting gave up by itself, well before this test's own limit");
+    let err = outcome.unwrap_err();
+    assert!(matches!(err, TransportError::Unavailable(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    held.abort();
+}

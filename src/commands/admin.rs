@@ -13,6 +13,7 @@ use roster_shared::model::person::MappingTarget;
 use roster_shared::transport::Queue;
 
 use crate::App;
+use crate::app::read_db;
 use crate::pipeline::{Pipeline, PipelineSettings, wait_for_run};
 use crate::summary::Summary;
 
@@ -59,7 +60,14 @@ pub enum MappingCommand {
 
 /// Runs `roster mapping ...`.
 pub async fn mapping(store: StoreSettings, command: MappingCommand) -> anyhow::Result<ExitCode> {
-    let app = App::open_local(store).await?;
+    if let MappingCommand::List { tenant } = &command {
+        let db = read_db(&store).await?;
+        for (header, target) in tenants::mappings(&db, tenant).await? {
+            println!("{header}\t{target}");
+        }
+        return Ok(super::ok());
+    }
+    let app = App::open_quiet(store, BrokerSettings::default()).await?;
     let db = &app.services.db;
     match command {
         MappingCommand::Set {
@@ -76,11 +84,7 @@ pub async fn mapping(store: StoreSettings, command: MappingCommand) -> anyhow::R
             tenants::set_mapping(db, &tenant, &key, target).await?;
             println!("{tenant}: column {header:?} is read as {target}");
         }
-        MappingCommand::List { tenant } => {
-            for (header, target) in tenants::mappings(db, &tenant).await? {
-                println!("{header}\t{target}");
-            }
-        }
+        MappingCommand::List { .. } => unreachable!("listed above"),
         MappingCommand::Remove { tenant, header } => {
             if !tenants::remove_mapping(db, &tenant, &normalize_header(&header)).await? {
                 bail!("{tenant} has no mapping for {header:?}");

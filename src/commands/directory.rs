@@ -11,7 +11,7 @@ use roster_shared::model::ids::TenantId;
 use roster_shared::model::person::{Field, Person};
 use serde_json::{Map, Value};
 
-use crate::App;
+use crate::app::read_db;
 
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,6 +34,21 @@ pub struct DirectoryArgs {
     /// Include inactive people.
     #[arg(long)]
     pub all: bool,
+    /// CSV: write every value as stored. By default a value that a spreadsheet would run
+    /// as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) is
+    /// written with a leading `'`, the OWASP rule against formula injection.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+/// `value` made safe to open in a spreadsheet: one that would be read as a formula gets
+/// a leading `'`.
+pub fn neutralise(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{value}"))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
 }
 
 /// A person as one JSON object: every canonical field (null when absent), then `extra`.
@@ -58,8 +73,8 @@ pub fn person_json(p: &Person) -> Value {
 
 /// Runs `roster directory`.
 pub async fn run(store: StoreSettings, args: DirectoryArgs) -> anyhow::Result<ExitCode> {
-    let app = App::open_local(store).await?;
-    let mut rows = Box::pin(people::directory(&app.services.db, &args.tenant, args.all).await?);
+    let db = read_db(&store).await?;
+    let mut rows = Box::pin(people::directory(&db, &args.tenant, args.all).await?);
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     match args.format {
@@ -67,7 +82,16 @@ pub async fn run(store: StoreSettings, args: DirectoryArgs) -> anyhow::Result<Ex
             let mut csv = csv::Writer::from_writer(&mut out);
             csv.write_record(Field::ALL.iter().map(|f| f.name()))?;
             while let Some(p) = rows.try_next().await? {
-                csv.write_record(Field::ALL.iter().map(|f| p.display(*f)))?;
+                if args.raw {
+                    csv.write_record(Field::ALL.iter().map(|f| p.display(*f)))?;
+                } else {
+                    csv.write_record(
+                        Field::ALL
+                            .iter()
+                            .map(|f| neutralise(p.display(*f)))
+                            .map(std::borrow::Cow::into_owned),
+                    )?;
+                }
             }
             csv.flush()?;
         }
@@ -87,4 +111,19 @@ pub async fn run(store: StoreSettings, args: DirectoryArgs) -> anyhow::Result<Ex
     }
     out.flush()?;
     Ok(super::ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_neutralised() {
+        for v in ["=1+2", "+1 555", "-x", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralise(v), format!("'{v}"));
+        }
+        for v in ["", "plain", "a=b", "555-1234"] {
+            assert_eq!(neutralise(v), v);
+        }
+    }
 }

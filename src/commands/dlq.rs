@@ -58,6 +58,8 @@ pub enum DlqCommand {
     },
     /// Puts dead letters back at the start of the stage that failed them, and waits for
     /// their runs. The raw file is still in the blob store: nothing is asked of the customer.
+    /// Exits 0 when every run's changes are in effect (applied, now or before), 1 when one
+    /// applied nothing (superseded by a later full delivery, or failed again).
     Replay {
         /// The id (or a prefix of 8+ characters); or use --all.
         #[arg(required_unless_present = "all")]
@@ -301,7 +303,10 @@ async fn replay(
             }
             runs::reopen(db, tenant, *run_id, reopened).await?;
         }
-        match (queue, &run) {
+        // Marked replayed before it goes out: if it dies again at once, its new dead
+        // letter (archived as waiting) must not be overwritten as replayed.
+        dead_letters::set_status(db, &r.id, DeadLetterStatus::Replayed).await?;
+        let published = match (queue, &run) {
             (Queue::Changes, Some((tenant, run_id))) => {
                 let model = runs::get(db, tenant, *run_id)
                     .await?
@@ -310,16 +315,19 @@ async fn replay(
                 let id = MessageId::derived(&["replay", &r.id, &r.replays.to_string()]);
                 app.services
                     .send_to_differ(tenant, *run_id, &model, id)
-                    .await?;
+                    .await
             }
             _ => {
                 app.services
                     .transport
                     .publish(target, vec![dead_letters::replay_message(r)])
-                    .await?;
+                    .await
             }
+        };
+        if let Err(e) = published {
+            dead_letters::set_status(db, &r.id, DeadLetterStatus::Dead).await?;
+            return Err(anyhow::Error::new(e).context(format!("replaying {}", r.id)));
         }
-        dead_letters::set_status(db, &r.id, DeadLetterStatus::Replayed).await?;
         waiting.push((r.id.clone(), run));
     }
     let mut results = Vec::new();
@@ -331,7 +339,9 @@ async fn replay(
                     Some(p) => p.wait_for(app, tenant, *run).await?,
                     None => wait_for_run(app, tenant, *run).await?,
                 };
-                ok &= matches!(done.state, RunState::Applied | RunState::Superseded);
+                // Applied (now or by an earlier replay) is success; superseded means the
+                // replay applied nothing, which the operator must hear.
+                ok &= done.state == RunState::Applied;
                 Some((done.id.clone(), done.state, done.reason.clone()))
             }
             None => None,

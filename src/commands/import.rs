@@ -11,15 +11,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use roster_fetcher::Submission;
+use roster_fetcher::{FetchLimits, Submission};
 use roster_parser::ParseOptions;
 use roster_shared::config::{BrokerSettings, StoreSettings, one_of};
-use roster_shared::db::{Db, runs, tenants};
+use roster_shared::db::{runs, tenants};
 use roster_shared::model::envelope::{Format, SyncMode};
 use roster_shared::model::ids::TenantId;
 use roster_shared::stage::Progress;
 
-use crate::app::{App, sqlite_path};
+use crate::app::{App, read_db};
 use crate::pipeline::{Pipeline, PipelineSettings, wait_for_run};
 use crate::progress::Bar;
 use crate::summary::Summary;
@@ -33,6 +33,9 @@ pub struct ImportArgs {
     /// How the stages run in this process (embedded), and the brake a dry run applies.
     #[command(flatten)]
     pub pipeline: PipelineSettings,
+    /// What a delivered file may be.
+    #[command(flatten)]
+    pub fetch: FetchLimits,
     /// The tenant whose directory the file describes.
     #[arg(long, value_parser = super::tenant_arg)]
     pub tenant: TenantId,
@@ -76,6 +79,13 @@ pub async fn run(store: StoreSettings, args: ImportArgs) -> anyhow::Result<ExitC
         import(store, &args).await?
     };
     print(&summary, args.json)?;
+    if summary.exit_code() == 2 {
+        // Refused as a whole: say so where scripts and people look for failures too.
+        eprintln!(
+            "roster: {}",
+            summary.reason.as_deref().unwrap_or("the file was refused")
+        );
+    }
     Ok(ExitCode::from(summary.exit_code()))
 }
 
@@ -94,7 +104,8 @@ pub fn print(summary: &Summary, json: bool) -> anyhow::Result<()> {
 
 async fn import(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summary> {
     let bar = Arc::new(Bar::new());
-    let app = App::open(store, args.broker.clone(), bar.clone()).await?;
+    let embedded = args.broker.amqp_url.is_none();
+    let app = App::open(store, args.broker.clone(), bar.clone(), embedded).await?;
     let mut pipeline = app
         .is_embedded()
         .then(|| Pipeline::start(&app, &args.pipeline, None));
@@ -110,6 +121,7 @@ async fn import(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summa
             encoding: args.encoding.clone(),
             seen: None,
         },
+        &args.fetch,
     )
     .await?;
     let run = match pipeline.as_mut() {
@@ -124,26 +136,8 @@ async fn import(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summa
     Ok(Summary::of_run(&run, errors))
 }
 
-/// The database a dry run reads: the configured one if it exists, else an empty one in
-/// memory (a dry run must not create a database file).
-async fn dry_run_db(store: &StoreSettings) -> anyhow::Result<Db> {
-    roster_shared::install_crypto_provider();
-    let missing = sqlite_path(store.database_url.expose()).is_some_and(|p| !p.exists());
-    let db = if missing {
-        Db::connect(&"sqlite::memory:".into()).await?
-    } else {
-        Db::connect(&store.database_url).await?
-    };
-    if missing {
-        db.migrate().await?;
-    } else if db.needs_migration().await? {
-        anyhow::bail!("the database needs migrating: run `roster migrate` first");
-    }
-    Ok(db)
-}
-
 async fn dry_run(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summary> {
-    let db = dry_run_db(&store).await?;
+    let db = read_db(&store).await?;
     let name = file_name(&args.file);
     let mode = args.mode;
     let options = ParseOptions {
@@ -151,6 +145,7 @@ async fn dry_run(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summ
         format: args.format,
         encoding: args.encoding.clone(),
         mappings: tenants::mappings(&db, &args.tenant).await?,
+        limits: args.pipeline.parser.limits,
     };
     let bar = Arc::new(Bar::new());
     let path = args.file.clone();

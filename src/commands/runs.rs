@@ -10,7 +10,7 @@ use roster_shared::db::runs;
 use roster_shared::model::ids::TenantId;
 use serde_json::json;
 
-use crate::App;
+use crate::app::read_db;
 
 /// Arguments of `roster runs`.
 #[derive(Debug, Args)]
@@ -64,8 +64,8 @@ pub fn run_json(r: &run::Model) -> serde_json::Value {
 
 /// Runs `roster runs`.
 pub async fn run(store: StoreSettings, args: RunsArgs) -> anyhow::Result<ExitCode> {
-    let app = App::open_local(store).await?;
-    let list = runs::list(&app.services.db, &args.tenant, args.limit).await?;
+    let db = read_db(&store).await?;
+    let list = runs::list(&db, &args.tenant, args.limit).await?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     if args.json {
         let all: Vec<_> = list.iter().map(run_json).collect();

@@ -3,10 +3,13 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::Args;
 use roster_fetcher::FetcherSettings;
 use roster_shared::config::{BrokerSettings, HealthSettings, StoreSettings};
 use roster_shared::health::{self, Readiness};
+use roster_shared::stage::NoProgress;
 use tracing::info;
 
 use crate::App;
@@ -31,7 +34,8 @@ pub struct ServeArgs {
 
 /// Runs `roster serve`.
 pub async fn run(store: StoreSettings, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let app = App::open_quiet(store, args.broker).await?;
+    let embedded = args.broker.amqp_url.is_none();
+    let app = App::open(store, args.broker, Arc::new(NoProgress), embedded).await?;
     let shutdown = roster_shared::stage::shutdown_on_signals();
     if let Some(addr) = args.health.health_addr {
         let readiness = Readiness::default();

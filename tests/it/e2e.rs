@@ -323,6 +323,181 @@ pub fn bad_arguments_exit_1(i: &Install) {
     assert!(ran.stderr.contains("/no/such/file.csv"), "{}", ran.stderr);
 }
 
+/// `n` people under `Email,Name,City,Status`, all with `status`.
+fn crowd(n: usize, status: &str) -> String {
+    let mut out = String::from("Email,Name,City,Status\n");
+    for k in 0..n {
+        out.push_str(&format!("p{k:03}@x.com,Person {k},Paris,{status}\n"));
+    }
+    out
+}
+
+pub fn a_delta_deactivating_everyone_is_held(i: &Install) {
+    let t = tenant("acme");
+    i.import_ok(&t, &i.file("all.csv", crowd(100, "active")), &[]);
+    let (code, s) = i.import(
+        &t,
+        &i.file("leavers.csv", crowd(100, "inactive")),
+        &["--mode", "delta"],
+    );
+    assert_eq!((code, s["status"].as_str()), (1, Some("held")), "{s:#}");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("would deactivate 100 of 100"),
+        "{s:#}"
+    );
+    assert_eq!(
+        i.emails(&t, false).len(),
+        100,
+        "nobody deactivated while held"
+    );
+}
+
+pub fn an_unclosed_quote_deactivates_nobody(i: &Install) {
+    let t = tenant("acme");
+    let good = crowd(100, "active");
+    i.import_ok(&t, &i.file("people.csv", &good), &[]);
+    let before = i.directory_csv(&t, true);
+    // The 81st person's city opens a quote that never closes: 20 rows from the end.
+    let broken = good.replace(
+        "p080@x.com,Person 80,Paris",
+        "p080@x.com,Person 80,\"Boston",
+    );
+    let path = i.file("broken.csv", &broken);
+    let ran = i.roster(&["import", "--tenant", &t, "--json", path.to_str().unwrap()]);
+    assert_eq!(ran.code, 2, "{}\n{}", ran.stdout, ran.stderr);
+    let s = ran.json();
+    assert_eq!(s["status"], "rejected");
+    let msg = s["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.starts_with("broken.csv: line 82: "), "{msg}");
+    // Refused as a whole: the reason is on stderr too, one line naming the file.
+    let lines: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.contains("broken.csv"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", ran.stderr);
+    assert!(lines[0].contains("line 82"), "{}", ran.stderr);
+    assert_eq!(i.directory_csv(&t, true), before, "nobody deactivated");
+}
+
+pub fn directory_exports_cannot_carry_formulas(i: &Install) {
+    let t = tenant("acme");
+    let file = "Email,Name,Title,Phone,Department\n\
+=1+2@x.com,Eve Formula,=HYPERLINK(\"\"http://evil.example\"\"),+1 555 0100,@SUM(A1)\n\
+ok@x.com,Ok Person,-minus,555,Sales\n";
+    i.import_ok(&t, &i.file("eve.csv", file), &[]);
+    let csv = i.directory_csv(&t, false);
+    assert!(csv.contains("'=1+2@x.com"), "{csv}");
+    assert!(csv.contains("\"'=HYPERLINK("), "{csv}");
+    assert!(
+        csv.contains("'+1 555 0100") && csv.contains("'@SUM(A1)"),
+        "{csv}"
+    );
+    assert!(csv.contains("'-minus"), "{csv}");
+    let raw = i.roster(&["directory", "--tenant", &t, "--raw"]);
+    assert_eq!(raw.code, 0, "{}", raw.stderr);
+    assert!(raw.stdout.contains("\n=1+2@x.com,"), "{}", raw.stdout);
+}
+
+pub fn a_replayed_delta_is_applied_on_todays_directory(i: &Install) {
+    let t = tenant("acme");
+    i.import_ok(&t, &i.file("all.csv", THREE), &[]);
+    // A delta the parser cannot read yet (its email column is in French).
+    let delta = "Courriel,Name,Title\nfrank@widget.com,Frank Williams,Sales Director\n";
+    let (code, _) = i.import(&t, &i.file("delta.csv", delta), &["--mode", "delta"]);
+    assert_eq!(code, 2);
+    // A later delivery is applied meanwhile.
+    i.import_ok(&t, &i.file("again.csv", THREE), &[]);
+    let dead = i.roster(&["dlq", "list", "--tenant", &t, "--json"]).json();
+    let id = dead[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        i.roster(&["mapping", "set", "--tenant", &t, "Courriel", "email"])
+            .code,
+        0
+    );
+    let replayed = i.roster(&["dlq", "replay", &id, "--json"]);
+    assert_eq!(replayed.code, 0, "{}\n{}", replayed.stdout, replayed.stderr);
+    assert_eq!(replayed.json()[0]["state"], "applied");
+    let rows = i.directory(&t, true);
+    let frank = rows
+        .iter()
+        .find(|r| r["email"] == "frank@widget.com")
+        .unwrap();
+    assert_eq!(
+        frank["job_title"], "Sales Director",
+        "the delta's change is in effect"
+    );
+    assert_eq!(rows.len(), 3);
+}
+
+pub fn a_replayed_full_run_overtaken_by_a_later_one_says_superseded(i: &Install) {
+    let t = tenant("acme");
+    i.import_ok(&t, &i.file("all.csv", THREE), &[]);
+    let old = "Courriel,Name\nak@veris.in,Amit Kumar\n";
+    let (code, _) = i.import(&t, &i.file("old.csv", old), &[]);
+    assert_eq!(code, 2);
+    i.import_ok(&t, &i.file("new.csv", THREE), &[]);
+    let dead = i.roster(&["dlq", "list", "--tenant", &t, "--json"]).json();
+    let id = dead[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        i.roster(&["mapping", "set", "--tenant", &t, "Courriel", "email"])
+            .code,
+        0
+    );
+    let replayed = i.roster(&["dlq", "replay", &id]);
+    assert_eq!(replayed.code, 1, "nothing applied: {}", replayed.stdout);
+    assert!(
+        replayed.stdout.contains("superseded"),
+        "{}",
+        replayed.stdout
+    );
+    assert_eq!(
+        i.emails(&t, false).len(),
+        3,
+        "the older full file did not apply"
+    );
+}
+
+pub fn a_file_over_the_size_limit_is_refused_when_fetched(i: &Install) {
+    let t = tenant("acme");
+    let path = i.file("big.csv", crowd(100, "active"));
+    let ran = i.roster(&[
+        "import",
+        "--tenant",
+        &t,
+        "--json",
+        "--max-file-bytes",
+        "1000",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(ran.code, 2, "{}\n{}", ran.stdout, ran.stderr);
+    let s = ran.json();
+    assert_eq!(s["status"], "rejected");
+    let reason = s["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("big.csv") && reason.contains("1000"),
+        "{reason}"
+    );
+    assert!(i.emails(&t, true).is_empty());
+}
+
+pub fn rows_with_control_characters_fail_alone(i: &Install) {
+    let t = tenant("acme");
+    // Past the first 8 KiB, which the encoding check looks at.
+    let mut file = crowd(400, "active");
+    file.push_str("nul@x.com,Bad\u{0}Name,Paris,active\n");
+    let (code, s) = i.import(&t, &i.file("nul.csv", file), &[]);
+    assert_eq!(code, 0, "{s:#}");
+    assert_eq!(
+        (s["created"].as_u64(), s["rejected"].as_u64()),
+        (Some(400), Some(1))
+    );
+    assert_eq!(s["errors"][0]["line"], 402);
+}
+
 /// Runs every case against every backend: one module per backend, one test per case.
 macro_rules! backends {
     ([$($backend:ident => $make:expr),* $(,)?], $cases:tt) => {
@@ -362,5 +537,12 @@ backends!(
         a_tenant_mapping_rescues_an_unknown_column,
         web_service_json_and_seed_tsv,
         bad_arguments_exit_1,
+        a_delta_deactivating_everyone_is_held,
+        an_unclosed_quote_deactivates_nobody,
+        directory_exports_cannot_carry_formulas,
+        a_replayed_delta_is_applied_on_todays_directory,
+        a_replayed_full_run_overtaken_by_a_later_one_says_superseded,
+        a_file_over_the_size_limit_is_refused_when_fetched,
+        rows_with_control_characters_fail_alone,
     ]
 );

@@ -1,6 +1,6 @@
 //! The inbox poller: finished files only, each once, with the right mode.
 
-use roster_fetcher::{InboxState, poll_inbox};
+use roster_fetcher::{FetchLimits, InboxState, poll_inbox};
 use roster_shared::db::runs;
 use roster_shared::model::ids::TenantId;
 use roster_shared::supervisor::recover_stalled;
@@ -22,10 +22,14 @@ async fn inbox_files_are_taken_when_finished_and_only_once() {
     let mut state = InboxState::default();
 
     // First sight: size and time not yet known to be stable.
-    let first = poll_inbox(&app.services, &inbox, &mut state).await.unwrap();
+    let first = poll_inbox(&app.services, &inbox, &FetchLimits::default(), &mut state)
+        .await
+        .unwrap();
     assert!(first.is_empty(), "a file seen once may still be uploading");
     // Unchanged at the next poll: taken.
-    let second = poll_inbox(&app.services, &inbox, &mut state).await.unwrap();
+    let second = poll_inbox(&app.services, &inbox, &FetchLimits::default(), &mut state)
+        .await
+        .unwrap();
     assert_eq!(second.len(), 1);
     let tenant = TenantId::new("acme").unwrap();
     let run = runs::get(&app.services.db, &tenant, second[0])
@@ -42,7 +46,7 @@ async fn inbox_files_are_taken_when_finished_and_only_once() {
     );
     // Never twice.
     assert!(
-        poll_inbox(&app.services, &inbox, &mut state)
+        poll_inbox(&app.services, &inbox, &FetchLimits::default(), &mut state)
             .await
             .unwrap()
             .is_empty()
@@ -51,7 +55,9 @@ async fn inbox_files_are_taken_when_finished_and_only_once() {
     // A `.done` marker makes a file ready at first sight; `delta/` means delta.
     std::fs::write(acme.join("delta/changes.csv"), "Email\nb@x.com\n").unwrap();
     std::fs::write(acme.join("delta/changes.csv.done"), "").unwrap();
-    let marked = poll_inbox(&app.services, &inbox, &mut state).await.unwrap();
+    let marked = poll_inbox(&app.services, &inbox, &FetchLimits::default(), &mut state)
+        .await
+        .unwrap();
     assert_eq!(marked.len(), 1);
     let run = runs::get(&app.services.db, &tenant, marked[0])
         .await
@@ -65,13 +71,13 @@ async fn inbox_files_are_taken_when_finished_and_only_once() {
     // A new version of a taken file (new size) is a new delivery.
     std::fs::write(acme.join("people.csv"), "Email\na@x.com\nc@x.com\n").unwrap();
     assert!(
-        poll_inbox(&app.services, &inbox, &mut state)
+        poll_inbox(&app.services, &inbox, &FetchLimits::default(), &mut state)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        poll_inbox(&app.services, &inbox, &mut state)
+        poll_inbox(&app.services, &inbox, &FetchLimits::default(), &mut state)
             .await
             .unwrap()
             .len(),
@@ -130,4 +136,45 @@ async fn a_run_that_was_never_announced_is_announced_again() {
             .unwrap(),
         0
     );
+}
+
+#[tokio::test]
+async fn links_in_an_inbox_are_never_followed() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir).await;
+    let inbox = app.store.inbox_dir();
+    let (a, b) = (inbox.join("tenant-a"), inbox.join("tenant-b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(b.join("people.csv"), "Email\nsecret@b.example\n").unwrap();
+    // Tenant A's inbox: a file that is a link to B's file, and a delta folder that is a
+    // link to B's folder. A whole tenant folder may be a link too.
+    symlink(b.join("people.csv"), a.join("evil.csv")).unwrap();
+    symlink(&b, a.join("delta")).unwrap();
+    symlink(&b, inbox.join("tenant-c")).unwrap();
+    let mut state = InboxState::default();
+    let limits = FetchLimits::default();
+    poll_inbox(&app.services, &inbox, &limits, &mut state)
+        .await
+        .unwrap();
+    let taken = poll_inbox(&app.services, &inbox, &limits, &mut state)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1, "only B's own file");
+    for other in ["tenant-a", "tenant-c"] {
+        let t = TenantId::new(other).unwrap();
+        assert!(
+            runs::list(&app.services.db, &t, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{other} took another tenant's file"
+        );
+    }
+    let b_runs = runs::list(&app.services.db, &TenantId::new("tenant-b").unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(b_runs.len(), 1);
+    assert_eq!(b_runs[0].file_name, "people.csv");
 }

@@ -2,7 +2,9 @@
 //! subject. End-to-end cases are written once in `e2e` and run against every backend the
 //! harness offers.
 
+mod commands;
 mod e2e;
+mod events;
 mod fault;
 mod fetcher;
 mod harness;

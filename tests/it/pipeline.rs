@@ -7,7 +7,7 @@ use std::time::Duration;
 use roster::App;
 use roster::pipeline::{Pipeline, PipelineSettings, wait_for_run};
 use roster_differ::db as differ_db;
-use roster_fetcher::{NewRun, Submission};
+use roster_fetcher::{FetchLimits, NewRun, Submission};
 use roster_shared::blob::BlobStore;
 use roster_shared::config::{BrokerSettings, StoreSettings};
 use roster_shared::db::runs;
@@ -28,7 +28,7 @@ use tempfile::TempDir;
 /// settings are the defaults, never the caller's `ROSTER_*` environment.
 pub async fn app(dir: &TempDir) -> (App, MemoryTransport) {
     let store = StoreSettings::sqlite(&dir.path().join("roster.db"), dir.path().join("data"));
-    let mut app = App::open(store, BrokerSettings::default(), Arc::new(NoProgress))
+    let mut app = App::open(store, BrokerSettings::default(), Arc::new(NoProgress), true)
         .await
         .unwrap();
     let memory = MemoryTransport::new(8);
@@ -63,9 +63,13 @@ pub async fn import_with(
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, csv).unwrap();
     let mut pipeline = Pipeline::start(app, settings, None);
-    let run = roster_fetcher::submit(&app.services, submission(tenant, &path, mode))
-        .await
-        .unwrap();
+    let run = roster_fetcher::submit(
+        &app.services,
+        submission(tenant, &path, mode),
+        &FetchLimits::default(),
+    )
+    .await
+    .unwrap();
     let done = pipeline.wait_for(app, tenant, run).await.unwrap();
     pipeline.stop().await.unwrap();
     assert_eq!(done.state.name(), "applied", "{:?}", done.reason);
@@ -122,6 +126,7 @@ async fn planned_run(app: &App, tenant: &TenantId, batches: u32) -> RunId {
         accepted: 1,
         rejected: 0,
         mode: SyncMode::Delta,
+        generation: 0,
     };
     assert!(
         roster_parser::db::mark_parsed(db, tenant, id, &parsed, &[], 0)
@@ -129,7 +134,9 @@ async fn planned_run(app: &App, tenant: &TenantId, batches: u32) -> RunId {
             .unwrap()
     );
     assert_eq!(
-        differ_db::begin_plan(db, tenant, id).await.unwrap(),
+        differ_db::begin_plan(db, tenant, id, 0, MessageId::new())
+            .await
+            .unwrap(),
         Some(1)
     );
     assert!(
@@ -256,7 +263,7 @@ async fn batches_of_an_older_generation_are_ignored() {
     let run = planned_run(&app, &t, 1).await;
     // A re-plan started: generation 2.
     assert_eq!(
-        differ_db::begin_plan(&app.services.db, &t, run)
+        differ_db::begin_plan(&app.services.db, &t, run, 1, MessageId::new())
             .await
             .unwrap(),
         Some(2)
@@ -288,8 +295,9 @@ async fn every_change_is_announced_once_with_a_stable_id() {
     while let Ok((key, msg)) = events.try_recv() {
         let env = Envelope::<EventBatch>::from_bytes(&msg.payload).unwrap();
         for e in env.body.events {
-            assert_eq!(e.event, key);
-            seen.push((key.clone(), e.email, e.event_id, e.changed.len()));
+            // Routing keys start with the tenant, so a consumer binds to its own.
+            assert_eq!(key, format!("t1.{}", e.event));
+            seen.push((e.event.clone(), e.email, e.event_id, e.changed.len()));
         }
     }
     seen.sort();
@@ -340,9 +348,13 @@ async fn a_later_run_waits_until_the_earlier_one_ends() {
     let path = dir.path().join("second.csv");
     std::fs::write(&path, TWO).unwrap();
     let mut pipeline = Pipeline::start(&app, &settings(), None);
-    let second = roster_fetcher::submit(&app.services, submission(&t, &path, SyncMode::Full))
-        .await
-        .unwrap();
+    let second = roster_fetcher::submit(
+        &app.services,
+        submission(&t, &path, SyncMode::Full),
+        &FetchLimits::default(),
+    )
+    .await
+    .unwrap();
     // The differ has looked at run 2 (and put it off) twice: it is waiting, not slow.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while memory.deferred(Queue::Parsed) < 2 {
@@ -357,9 +369,17 @@ async fn a_later_run_waits_until_the_earlier_one_ends() {
         .unwrap()
         .unwrap();
     assert_eq!(waiting.state.name(), "parsed", "run 2 must wait for run 1");
-    runs::fail(&app.services.db, &t, stuck, RunState::Failed, "given up")
-        .await
-        .unwrap();
+    runs::fail(
+        &app.services.db,
+        &t,
+        stuck,
+        roster_shared::transport::Stage::Parser,
+        None,
+        RunState::Failed,
+        "given up",
+    )
+    .await
+    .unwrap();
     let done = pipeline.wait_for(&app, &t, second).await.unwrap();
     pipeline.stop().await.unwrap();
     assert_eq!(done.state.name(), "applied");
@@ -449,9 +469,13 @@ async fn snapshots_are_discarded_once_their_runs_are_final_and_kept_while_held()
     let path = dir.path().join("one.csv");
     std::fs::write(&path, "Email\np00@x.com\n").unwrap();
     let mut pipeline = Pipeline::start(&app, &settings(), None);
-    let held = roster_fetcher::submit(&app.services, submission(&t, &path, SyncMode::Full))
-        .await
-        .unwrap();
+    let held = roster_fetcher::submit(
+        &app.services,
+        submission(&t, &path, SyncMode::Full),
+        &FetchLimits::default(),
+    )
+    .await
+    .unwrap();
     let done = pipeline.wait_for(&app, &t, held).await.unwrap();
     pipeline.stop().await.unwrap();
     assert_eq!(done.state.name(), "held", "{:?}", done.reason);
@@ -518,9 +542,13 @@ async fn stalled_runs_are_announced_again_where_they_stopped() {
     let (t1, t2) = (TenantId::new("t1").unwrap(), TenantId::new("t2").unwrap());
     let path = dir.path().join("one.csv");
     std::fs::write(&path, TWO).unwrap();
-    let fetched = roster_fetcher::submit(&app.services, submission(&t1, &path, SyncMode::Full))
-        .await
-        .unwrap();
+    let fetched = roster_fetcher::submit(
+        &app.services,
+        submission(&t1, &path, SyncMode::Full),
+        &FetchLimits::default(),
+    )
+    .await
+    .unwrap();
     planned_run(&app, &t2, 1).await;
     {
         // Lose the announcement.
@@ -561,4 +589,338 @@ async fn stalled_runs_are_announced_again_where_they_stopped() {
     let done = pipeline.wait_for(&app, &t1, fetched).await.unwrap();
     pipeline.stop().await.unwrap();
     assert_eq!(done.state.name(), "applied");
+}
+
+/// A run of `tenant` parsed as the parser would leave it (generation 0), not planned.
+async fn parsed_run(app: &App, tenant: &TenantId) -> RunId {
+    let db = &app.services.db;
+    let id = RunId::new();
+    roster_fetcher::db::create_run(
+        db,
+        &NewRun {
+            tenant: tenant.clone(),
+            id,
+            source: "test".into(),
+            file_name: "hand-made".into(),
+            blob_key: "none".into(),
+            sha256: "0".into(),
+            size: 0,
+            format: Format::Csv,
+            mode: SyncMode::Delta,
+            encoding: None,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let parsed = SnapshotParsed {
+        snapshot_key: "none".into(),
+        rejects_key: "none".into(),
+        rows_read: 1,
+        accepted: 1,
+        rejected: 0,
+        mode: SyncMode::Delta,
+        generation: 0,
+    };
+    assert!(
+        roster_parser::db::mark_parsed(db, tenant, id, &parsed, &[], 0)
+            .await
+            .unwrap()
+    );
+    id
+}
+
+#[tokio::test]
+async fn runs_waiting_behind_an_earlier_one_are_not_stalled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, memory) = app(&dir).await;
+    let t = TenantId::new("t1").unwrap();
+    let first = parsed_run(&app, &t).await;
+    let _waiting = parsed_run(&app, &t).await;
+    let sent = recover_stalled(&app.services, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        sent, 1,
+        "only the first run is stalled; the second waits for it"
+    );
+    use futures::StreamExt;
+    let mut d = app
+        .services
+        .transport
+        .consume(Queue::Parsed, 1)
+        .await
+        .unwrap();
+    let announced = d.next().await.unwrap();
+    assert_eq!(
+        announced
+            .message()
+            .header(roster_shared::transport::header::RUN),
+        Some(first.to_string().as_str())
+    );
+    assert_eq!(memory.len(Queue::Parsed), 0);
+}
+
+#[tokio::test]
+async fn a_stale_announcement_of_a_run_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir).await;
+    let t = TenantId::new("t1").unwrap();
+    let run = parsed_run(&app, &t).await;
+    let db = &app.services.db;
+    let first = MessageId::new();
+    assert_eq!(
+        differ_db::begin_plan(db, &t, run, 0, first).await.unwrap(),
+        Some(1)
+    );
+    // Another announcement made for generation 0 (a recovery racing a re-plan, a late
+    // duplicate) must not start another planning and throw the first one's batches away.
+    assert_eq!(
+        differ_db::begin_plan(db, &t, run, 0, MessageId::new())
+            .await
+            .unwrap(),
+        None
+    );
+    // The first announcement itself, redelivered because its planner died, plans again.
+    assert_eq!(
+        differ_db::begin_plan(db, &t, run, 0, first).await.unwrap(),
+        Some(2)
+    );
+    let model = runs::get(db, &t, run).await.unwrap().unwrap();
+    let mut stale = runs::parsed_body(&model);
+    stale.generation = 0;
+    let env = Envelope::new(MessageId::new(), t.clone(), run, stale);
+    roster_differ::handle(&app.services, &differ_config(), env)
+        .await
+        .unwrap();
+    let after = runs::get(db, &t, run).await.unwrap().unwrap();
+    assert_eq!(
+        after.generation, 2,
+        "the stale announcement planned nothing"
+    );
+}
+
+fn differ_config() -> roster_differ::DifferConfig {
+    roster_differ::DifferConfig::new(
+        &settings().consume,
+        &roster_differ::BrakeSettings::default(),
+        true,
+    )
+}
+
+/// A dead letter of `run` from `queue`, as a stage would park it.
+fn dead_letter(
+    tenant: &TenantId,
+    run: RunId,
+    stage: roster_shared::transport::Stage,
+    outcome: &str,
+    generation: Option<u32>,
+) -> roster_shared::transport::Message {
+    use roster_shared::transport::header;
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert(header::TENANT.to_owned(), tenant.to_string());
+    headers.insert(header::RUN.to_owned(), run.to_string());
+    headers.insert(header::STAGE.to_owned(), stage.name().to_owned());
+    headers.insert(header::REASON.to_owned(), "it broke".to_owned());
+    headers.insert(header::OUTCOME.to_owned(), outcome.to_owned());
+    if let Some(g) = generation {
+        headers.insert(header::GENERATION.to_owned(), g.to_string());
+    }
+    roster_shared::transport::Message {
+        id: MessageId::new(),
+        headers,
+        payload: b"{}".to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn archiving_a_dead_letter_records_the_outcome_the_stage_would() {
+    use roster_shared::db::dead_letters;
+    use roster_shared::transport::Stage;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir).await;
+    let db = &app.services.db;
+    let t = TenantId::new("t1").unwrap();
+    let path = dir.path().join("one.csv");
+    std::fs::write(&path, TWO).unwrap();
+    // Archived before the stage marks its run: refused input still ends `rejected`.
+    let refused = roster_fetcher::submit(
+        &app.services,
+        submission(&t, &path, SyncMode::Full),
+        &FetchLimits::default(),
+    )
+    .await
+    .unwrap();
+    let letter = dead_letter(&t, refused, Stage::Parser, "rejected", None);
+    dead_letters::archive(db, Queue::Fetched, &letter)
+        .await
+        .unwrap();
+    let run = runs::get(db, &t, refused).await.unwrap().unwrap();
+    assert_eq!(run.state.name(), "rejected");
+
+    // A late copy of a parser's dead letter does not fail a run gone on to the differ.
+    let live = parsed_run(&app, &t).await;
+    let letter = dead_letter(&t, live, Stage::Parser, "failed", None);
+    dead_letters::archive(db, Queue::Fetched, &letter)
+        .await
+        .unwrap();
+    let run = runs::get(db, &t, live).await.unwrap().unwrap();
+    assert_eq!(run.state.name(), "parsed");
+
+    // Nor does a differ's dead letter fail a held run, nor an old generation's batch a
+    // run applying a newer one.
+    runs::transition(
+        db.conn(),
+        &t,
+        live,
+        &[RunState::Parsed],
+        RunState::Held,
+        Some("brake"),
+    )
+    .await
+    .unwrap();
+    let letter = dead_letter(&t, live, Stage::Differ, "failed", None);
+    dead_letters::archive(db, Queue::Parsed, &letter)
+        .await
+        .unwrap();
+    let run = runs::get(db, &t, live).await.unwrap().unwrap();
+    assert_eq!(run.state.name(), "held");
+    let planned = planned_run(&app, &t, 1).await;
+    let letter = dead_letter(&t, planned, Stage::Writer, "failed", Some(7));
+    dead_letters::archive(db, Queue::Changes, &letter)
+        .await
+        .unwrap();
+    let run = runs::get(db, &t, planned).await.unwrap().unwrap();
+    assert_eq!(run.state.name(), "diffed", "generation 7 is not the run's");
+    let letter = dead_letter(&t, planned, Stage::Writer, "failed", Some(1));
+    dead_letters::archive(db, Queue::Changes, &letter)
+        .await
+        .unwrap();
+    let run = runs::get(db, &t, planned).await.unwrap().unwrap();
+    assert_eq!(
+        run.state.name(),
+        "failed",
+        "the run's own generation fails it"
+    );
+}
+
+#[tokio::test]
+async fn batches_are_cut_by_size_as_well_as_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir).await;
+    let t = TenantId::new("t1").unwrap();
+    // Ten people with a dozen wide attributes each: about 7 MiB of changes in all.
+    let wide = "w".repeat(60 * 1024);
+    let mut csv = String::from("Email");
+    for c in 0..12 {
+        csv.push_str(&format!(",Extra{c}"));
+    }
+    csv.push('\n');
+    for p in 0..10 {
+        csv.push_str(&format!("p{p}@x.com"));
+        for _ in 0..12 {
+            csv.push(',');
+            csv.push_str(&wide);
+        }
+        csv.push('\n');
+    }
+    let run = import(&app, &t, &csv, SyncMode::Full).await;
+    let done = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
+    assert_eq!(done.created, 10);
+    assert!(
+        done.batches_total.unwrap_or(0) >= 7,
+        "batches of at most 1 MiB: {:?}",
+        done.batches_total
+    );
+}
+
+/// A transport whose first `publish_events` fails, as a broker blip would.
+#[derive(Debug)]
+struct EventsFailOnce {
+    inner: MemoryTransport,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl roster_shared::transport::Transport for EventsFailOnce {
+    async fn publish(
+        &self,
+        queue: Queue,
+        messages: Vec<roster_shared::transport::Message>,
+    ) -> Result<(), roster_shared::transport::TransportError> {
+        self.inner.publish(queue, messages).await
+    }
+
+    async fn publish_events(
+        &self,
+        routing_key: &str,
+        messages: Vec<roster_shared::transport::Message>,
+    ) -> Result<(), roster_shared::transport::TransportError> {
+        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(roster_shared::transport::TransportError::Unavailable(
+                "blip".into(),
+            ));
+        }
+        self.inner.publish_events(routing_key, messages).await
+    }
+
+    async fn consume(
+        &self,
+        queue: Queue,
+        prefetch: u16,
+    ) -> Result<roster_shared::transport::Deliveries, roster_shared::transport::TransportError>
+    {
+        self.inner.consume(queue, prefetch).await
+    }
+
+    async fn next_dead_letter(
+        &self,
+        queue: Queue,
+    ) -> Result<Option<roster_shared::transport::Delivery>, roster_shared::transport::TransportError>
+    {
+        self.inner.next_dead_letter(queue).await
+    }
+}
+
+#[tokio::test]
+async fn events_of_a_batch_with_conflicts_survive_a_failed_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut app, memory) = app(&dir).await;
+    let t = TenantId::new("t1").unwrap();
+    import(&app, &t, TWO, SyncMode::Full).await;
+    let a = person(&app, &t, "a@x.com").await;
+    let mut stale_b = person(&app, &t, "b@x.com").await;
+    stale_b.set(Field::Phone, "was different");
+    let run = planned_run(&app, &t, 1).await;
+    let mut events = memory.subscribe_events();
+    app.services.transport = Arc::new(EventsFailOnce {
+        inner: memory.clone(),
+        failed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let delivery = batch(
+        &t,
+        run,
+        1,
+        1,
+        vec![retitle(&a, "Lead"), retitle(&stale_b, "Boss")],
+    );
+    // The broker blips as the events go out: the batch is tried again.
+    assert!(
+        roster_writer::handle(&app.services, delivery.clone())
+            .await
+            .is_err()
+    );
+    roster_writer::handle(&app.services, delivery)
+        .await
+        .unwrap();
+    let mut announced = Vec::new();
+    while let Ok((_, msg)) = events.try_recv() {
+        let env = Envelope::<EventBatch>::from_bytes(&msg.payload).unwrap();
+        announced.extend(env.body.events.into_iter().map(|e| (e.event, e.email)));
+    }
+    assert_eq!(
+        announced,
+        [("employee.updated".to_owned(), "a@x.com".to_owned())],
+        "the applied change is announced, once"
+    );
 }

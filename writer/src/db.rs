@@ -1,20 +1,17 @@
 //! The queries only the writer runs: claiming a batch, reading the stored state of the
-//! people a batch touches, the upsert and the deactivation, adding a batch's counts to
-//! its run, recording its events as published, and refreshing statistics.
+//! people a batch touches, the upsert and the deactivation, and adding a batch's counts
+//! to its run.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use roster_shared::db::entity::run_batch;
 use roster_shared::db::{exec, people, raw, tv};
 use roster_shared::model::change::{ChangeCounts, RowState};
 use roster_shared::model::ids::{RunId, TenantId};
 use roster_shared::model::person::{Field, Person};
 use roster_shared::model::run::RunState;
 use roster_shared::sea_orm::sea_query::{Alias, Expr, OnConflict, Query};
-use roster_shared::sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Value,
-};
+use roster_shared::sea_orm::{ConnectionTrait, DbBackend, DbErr, Value};
 
 /// One batch of a run's planning generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +50,9 @@ pub async fn claim_batch<C: ConnectionTrait>(
         conn,
         raw(
             conn.get_database_backend(),
-            "INSERT INTO run_batches (run_id, generation, batch, tenant_id, events_published, \
-             applied_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            id.key(tenant)
-                .into_iter()
-                .chain([false.into(), now.into()])
-                .collect(),
+            "INSERT INTO run_batches (run_id, generation, batch, tenant_id, applied_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            id.key(tenant).into_iter().chain([now.into()]).collect(),
         ),
     )
     .await?;
@@ -79,40 +73,6 @@ pub async fn release_batch<C: ConnectionTrait>(
             "DELETE FROM run_batches WHERE run_id = $1 AND generation = $2 AND batch = $3 \
              AND tenant_id = $4",
             id.key(tenant).to_vec(),
-        ),
-    )
-    .await?;
-    Ok(())
-}
-
-/// The batch's claim, if it was claimed.
-pub async fn find_batch<C: ConnectionTrait>(
-    conn: &C,
-    tenant: &TenantId,
-    id: BatchId,
-) -> Result<Option<run_batch::Model>, DbErr> {
-    run_batch::Entity::find()
-        .filter(run_batch::Column::RunId.eq(id.run.to_string()))
-        .filter(run_batch::Column::Generation.eq(id.generation))
-        .filter(run_batch::Column::Batch.eq(id.batch))
-        .filter(run_batch::Column::TenantId.eq(tenant.as_str()))
-        .one(conn)
-        .await
-}
-
-/// Records that the batch's events went out.
-pub async fn mark_events_published<C: ConnectionTrait>(
-    conn: &C,
-    tenant: &TenantId,
-    id: BatchId,
-) -> Result<(), DbErr> {
-    exec(
-        conn,
-        raw(
-            conn.get_database_backend(),
-            "UPDATE run_batches SET events_published = $5 WHERE run_id = $1 AND generation = $2 \
-             AND batch = $3 AND tenant_id = $4",
-            id.key(tenant).into_iter().chain([true.into()]).collect(),
         ),
     )
     .await?;

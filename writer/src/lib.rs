@@ -9,7 +9,9 @@
 //!   already in the target state is left alone, any other state is a conflict, and a
 //!   batch with conflicts sends the run back to the differ to be planned again;
 //! - batches of an older planning generation are ignored;
-//! - events go out after the changes are durable, at least once, with stable ids.
+//! - events are written to the outbox with the changes, in one transaction, and published
+//!   from there: at least once, never lost, with stable ids; routing keys start with the
+//!   tenant (`acme.employee.created`).
 
 use std::collections::BTreeMap;
 
@@ -22,8 +24,10 @@ use roster_shared::model::envelope::{ChangesReady, DirectoryEvent, Envelope, Eve
 use roster_shared::model::ids::{MessageId, RunId, TenantId};
 use roster_shared::model::person::Person;
 use roster_shared::model::run::RunState;
+use roster_shared::outbox;
 use roster_shared::sea_orm::{ConnectionTrait, DbBackend, DbErr, TransactionTrait};
 use roster_shared::stage::{self, ConsumeOptions, Services};
+use roster_shared::transport::Message;
 use roster_shared::transport::Stage;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -101,6 +105,8 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
     }
     let applied = apply(&txn, tenant, run_id, &batch.changes, now).await?;
     db::add_applied(&txn, tenant, run_id, &applied.counts, applied.conflicts).await?;
+    // The events go into the outbox with the changes: committed together or not at all.
+    outbox::record(&txn, tenant, run_id, &events(&env, &applied.changes, now)).await?;
     if applied.conflicts > 0 {
         // Not done: the stale part must be planned again, so this batch must not count
         // toward finishing the run's generation (its applied part stays applied).
@@ -111,7 +117,7 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
         .progress
         .changes_applied(batch.changes.len() as u64);
 
-    publish_events(services, &env, &applied.changes, now).await?;
+    outbox::publish(services, &event_ids(&env)).await?;
     if applied.conflicts > 0 {
         warn!(
             conflicts = applied.conflicts,
@@ -202,14 +208,13 @@ pub async fn apply<C: ConnectionTrait>(
     Ok(out)
 }
 
-/// Publishes one events message per kind for `changes`, then records the batch's events
-/// as published.
-async fn publish_events(
-    services: &Services,
+/// The events messages announcing `changes` (one per kind, holding that kind's events),
+/// each with its routing key: `<tenant>.employee.<kind>`.
+fn events(
     env: &Envelope<ChangesReady>,
     changes: &[Change],
     at: DateTime<Utc>,
-) -> Result<(), StageError> {
+) -> Vec<(String, Message)> {
     let mut by_kind: BTreeMap<ChangeKind, Vec<DirectoryEvent>> = BTreeMap::new();
     for change in changes {
         by_kind
@@ -217,48 +222,50 @@ async fn publish_events(
             .or_default()
             .push(DirectoryEvent::of(change, &env.tenant, env.run_id, at));
     }
-    let run = env.run_id.to_string();
-    let (generation, batch) = (env.body.generation.to_string(), env.body.batch.to_string());
-    for (kind, events) in by_kind {
-        let out = Envelope::new(
-            MessageId::derived(&["events", &run, &generation, &batch, kind.name()]),
-            env.tenant.clone(),
-            env.run_id,
-            EventBatch { kind, events },
-        );
-        services
-            .transport
-            .publish_events(kind.event_name(), vec![stage::message(&out, None)])
-            .await?;
-    }
-    db::mark_events_published(services.db.conn(), &env.tenant, batch_id(env)).await?;
-    Ok(())
+    by_kind
+        .into_iter()
+        .map(|(kind, events)| {
+            let out = Envelope::new(
+                event_id(env, kind),
+                env.tenant.clone(),
+                env.run_id,
+                EventBatch { kind, events },
+            );
+            (
+                DirectoryEvent::routing_key(&env.tenant, kind.event_name()),
+                stage::message(&out, None),
+            )
+        })
+        .collect()
+}
+
+/// The id of the events message of `kind` for a batch: the same batch always gives the
+/// same ids, so a redelivery repeats no event and consumers can drop what they saw.
+fn event_id(env: &Envelope<ChangesReady>, kind: ChangeKind) -> MessageId {
+    MessageId::derived(&[
+        "events",
+        &env.run_id.to_string(),
+        &env.body.generation.to_string(),
+        &env.body.batch.to_string(),
+        kind.name(),
+    ])
+}
+
+/// The ids every events message of a batch could have.
+fn event_ids(env: &Envelope<ChangesReady>) -> Vec<MessageId> {
+    ChangeKind::ALL.iter().map(|k| event_id(env, *k)).collect()
 }
 
 /// A batch applied before came again: publish its events if that had not happened
-/// (a crash between commit and publish), and finish the run if that had not happened.
+/// (a crash or a broker blip between commit and publish), and finish the run if that
+/// had not happened.
 async fn redeliver_events(
     services: &Services,
     env: &Envelope<ChangesReady>,
 ) -> Result<(), StageError> {
-    let id = batch_id(env);
-    let claim = db::find_batch(services.db.conn(), &env.tenant, id).await?;
-    if claim.is_some_and(|c| !c.events_published) {
-        // Events for the changes now in effect; their ids repeat, so consumers can drop
-        // any they saw.
-        let emails: Vec<&str> = env.body.changes.iter().map(|c| c.email.as_str()).collect();
-        let stored = db::stored_states(services.db.conn(), &env.tenant, &emails).await?;
-        let in_effect: Vec<Change> = env
-            .body
-            .changes
-            .iter()
-            .filter(|c| stored.get(c.email.as_str()) == Some(&c.target))
-            .cloned()
-            .collect();
-        publish_events(services, env, &in_effect, Utc::now()).await?;
-    }
+    outbox::publish(services, &event_ids(env)).await?;
     services
-        .finish_run(&env.tenant, env.run_id, id.generation)
+        .finish_run(&env.tenant, env.run_id, batch_id(env).generation)
         .await?;
     Ok(())
 }

@@ -82,8 +82,9 @@ pub async fn archive(db: &Db, queue: Queue, message: &Message) -> Result<(), DbE
         .exec_without_returning(db.conn())
         .await?;
     // The stage marks the run failed (or rejected) when it parks a message; make sure of
-    // it here, the same way, in case that write did not happen yet (the database was
-    // away, or this drain came first).
+    // it here, the same way (the same state, only from where that stage works on the
+    // run), in case that write did not happen yet: the database was away, or this drain
+    // came first.
     if let (Some(tenant), Some(run)) = (
         message
             .header(header::TENANT)
@@ -97,7 +98,14 @@ pub async fn archive(db: &Db, queue: Queue, message: &Message) -> Result<(), DbE
             Some("rejected") => RunState::Rejected,
             _ => RunState::Failed,
         };
-        runs::fail(db, &tenant, run, state, reason).await?;
+        let stage = message
+            .header(header::STAGE)
+            .and_then(|s| s.parse::<Stage>().ok())
+            .unwrap_or(queue.consumer());
+        let generation = message
+            .header(header::GENERATION)
+            .and_then(|g| g.parse::<i32>().ok());
+        runs::fail(db, &tenant, run, stage, generation, state, reason).await?;
     }
     Ok(())
 }

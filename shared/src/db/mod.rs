@@ -44,11 +44,20 @@ pub fn normalize_url(url: &str) -> String {
 }
 
 impl Db {
-    /// Connects to `url` (`sqlite://path`, `postgres://...`). SQLite runs in WAL mode with
-    /// `synchronous=NORMAL` and waits up to 30 s for a lock. Errors never show the
-    /// password.
+    /// Connects to `url` (`sqlite://path`, `postgres://...`), creating a missing SQLite
+    /// file. SQLite runs in WAL mode with `synchronous=NORMAL` and waits up to 30 s for a
+    /// lock. Errors never show the password.
     pub async fn connect(url: &SecretUrl) -> Result<Db, DbErr> {
-        let full = normalize_url(url.expose());
+        Self::connect_with(normalize_url(url.expose()), url).await
+    }
+
+    /// Connects to `url` like [`Db::connect`], but never creates a SQLite file: a missing
+    /// one is an error.
+    pub async fn connect_existing(url: &SecretUrl) -> Result<Db, DbErr> {
+        Self::connect_with(url.expose().to_owned(), url).await
+    }
+
+    async fn connect_with(full: String, url: &SecretUrl) -> Result<Db, DbErr> {
         let mut opts = ConnectOptions::new(full.clone());
         opts.sqlx_logging(false)
             .connect_timeout(Duration::from_secs(5))
@@ -69,7 +78,14 @@ impl Db {
                 // Plan each statement with its real parameters. The directory grows from
                 // empty within one run, and a generic plan cached while the table was
                 // small scans the whole table for every batch (2 s instead of 5 ms).
-                .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]));
+                .map_sqlx_postgres_opts(|o| {
+                    o.options([
+                        ("plan_cache_mode", "force_custom_plan"),
+                        // No statement may hang a stage for ever (a lost lock, a stuck
+                        // server); the longest real ones take seconds.
+                        ("statement_timeout", "300s"),
+                    ])
+                });
         }
         // A new SQLite file is briefly locked while another process sets it up (WAL mode,
         // the schema); that passes, so a locked file is tried again a few times.

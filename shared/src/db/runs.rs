@@ -15,6 +15,7 @@ use crate::model::change::ChangeCounts;
 use crate::model::envelope::{FileFetched, RowError, SnapshotParsed};
 use crate::model::ids::{RunId, TenantId};
 pub use crate::model::run::RunState;
+use crate::transport::Stage;
 
 /// `state IN (...)` for `list`, as SQL text (the names are Roster's own literals).
 pub fn states_sql(list: &[RunState]) -> String {
@@ -51,6 +52,7 @@ pub fn parsed_body(model: &run::Model) -> SnapshotParsed {
         accepted: model.accepted as u64,
         rejected: model.rejected as u64,
         mode: model.mode,
+        generation: u32::try_from(model.generation).unwrap_or_default(),
     }
 }
 
@@ -119,20 +121,49 @@ pub async fn transition<C: ConnectionTrait>(
     Ok(n > 0)
 }
 
-/// Marks a run that failed for good (`Failed` or `Rejected`) unless it already ended.
+/// The states in which `stage` works on a run: a message of that stage can only fail a
+/// run in one of them (a late copy must not fail a run gone on, nor a held one).
+pub fn worked_on_by(stage: Stage) -> &'static [RunState] {
+    match stage {
+        Stage::Fetcher | Stage::Parser => &[RunState::Fetched],
+        Stage::Differ => &RunState::PLANNABLE,
+        Stage::Writer => &[RunState::Diffed, RunState::Applying],
+    }
+}
+
+/// Marks a run `stage` gave up on as `state` (`Failed` or `Rejected`) with the reason, if
+/// the run is still where that stage works on it and, for a writer's batch, still at the
+/// batch's planning `generation`. Returns whether it moved.
 pub async fn fail(
     db: &Db,
     tenant: &TenantId,
     id: RunId,
+    stage: Stage,
+    generation: Option<i32>,
     state: RunState,
     reason: &str,
 ) -> Result<bool, DbErr> {
-    let open: Vec<RunState> = RunState::ALL
-        .iter()
-        .copied()
-        .filter(|s| !s.is_final())
-        .collect();
-    transition(db.conn(), tenant, id, &open, state, Some(reason)).await
+    let now = Utc::now();
+    let sql = format!(
+        "UPDATE runs SET state = $1, reason = $2, updated_at = $3, finished_at = $3 \
+         WHERE id = $4 AND tenant_id = $5 AND state IN ({}){}",
+        states_sql(worked_on_by(stage)),
+        if generation.is_some() {
+            " AND generation = $6"
+        } else {
+            ""
+        }
+    );
+    let mut values = vec![
+        state.into(),
+        reason.to_owned().into(),
+        now.into(),
+        id.to_string().into(),
+        tv(tenant),
+    ];
+    values.extend(generation.map(Value::from));
+    let n = exec(db.conn(), raw(db.backend(), &sql, values)).await?;
+    Ok(n > 0)
 }
 
 /// Records that the `file.fetched` message of the run went out.

@@ -180,6 +180,10 @@ pub struct SnapshotParsed {
     pub rejected: u64,
     /// Sync mode.
     pub mode: SyncMode,
+    /// The run's planning generation when this was sent: the differ plans only from it,
+    /// so a stale copy (a redelivery, a recovery racing a re-plan) starts nothing.
+    #[serde(default)]
+    pub generation: u32,
 }
 
 /// `changes.ready`: one batch of planned changes; the writer's input.
@@ -232,6 +236,13 @@ pub struct DirectoryEvent {
 }
 
 impl DirectoryEvent {
+    /// The routing key of an event `name` (`employee.created`, ...) of `tenant` on the events
+    /// exchange: `<tenant>.<name>`, so a consumer binds to its own tenant's events
+    /// (`acme.#`). A `.` in a tenant id, which would split it into words, is written `~`.
+    pub fn routing_key(tenant: &TenantId, name: &str) -> String {
+        format!("{}.{name}", tenant.as_str().replace('.', "~"))
+    }
+
     /// The event announcing `change`, made in `run` of `tenant` at `at`.
     pub fn of(change: &Change, tenant: &TenantId, run: RunId, at: DateTime<Utc>) -> Self {
         let run_text = run.to_string();
@@ -281,6 +292,7 @@ mod tests {
                 accepted: 2,
                 rejected: 1,
                 mode: SyncMode::Delta,
+                generation: 2,
             },
         );
         let bytes = env.to_bytes();

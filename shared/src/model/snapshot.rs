@@ -92,6 +92,11 @@ pub struct SnapshotEntry {
 }
 
 impl SnapshotEntry {
+    /// The size of the encoded record (its fields and extras), in bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.record.len()
+    }
+
     /// Decodes the full person.
     pub fn person(&self) -> Result<Person, SnapshotError> {
         self.record()

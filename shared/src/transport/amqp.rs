@@ -12,7 +12,9 @@
 //! - `roster.events`: a durable topic exchange for downstream consumers.
 //!
 //! Publishing waits for the broker's confirms of the whole batch; a nack or an
-//! unroutable return is an error. A delivery is acked only when its consumer settles it;
+//! unroutable return is an error. Every call to the broker has a deadline
+//! ([`CONNECT_TIMEOUT`], [`CALL_TIMEOUT`]): a broker that stops answering is unavailable,
+//! never a hang. A delivery is acked only when its consumer settles it;
 //! a retry or dead letter is published (and confirmed) before the original is acked.
 //! When the broker goes away, publishing fails with [`TransportError::Unavailable`] and
 //! consumer streams reconnect with backoff on their own; unsettled deliveries come back.
@@ -74,6 +76,29 @@ impl std::fmt::Debug for AmqpTransport {
 
 fn unavailable(e: impl std::fmt::Display, url: &SecretUrl) -> TransportError {
     TransportError::Unavailable(url.redact_in(&e.to_string()))
+}
+
+/// How long connecting to the broker (and declaring the topology) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one call to the broker may take: opening a channel, a publish's confirm,
+/// an acknowledgement, a `basic.get`.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Awaits `call` to the broker (`what`, for the message), giving up after `limit`: a
+/// broker that stops answering is unavailable, never a hang.
+async fn within<T, E: std::fmt::Display>(
+    limit: Duration,
+    what: &str,
+    url: &SecretUrl,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, TransportError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(done) => done.map_err(|e| unavailable(e, url)),
+        Err(_) => Err(TransportError::Unavailable(format!(
+            "{what}: no answer from the broker within {} s",
+            limit.as_secs()
+        ))),
+    }
 }
 
 fn long(s: &str) -> AMQPValue {
@@ -220,14 +245,31 @@ impl AmqpTransport {
             }
             return Ok(live.clone());
         }
-        let connection = Connection::connect(
-            url.expose(),
-            ConnectionProperties::default().with_connection_name("roster".into()),
-        )
-        .await
-        .map_err(|e| unavailable(e, url))?;
-        let publisher = Self::publisher(&connection, url).await?;
-        self.declare(&publisher).await?;
+        // Bounded: every publisher and the readiness probe wait on this lock.
+        let connected = async {
+            let connection = within(
+                CONNECT_TIMEOUT,
+                "connecting",
+                url,
+                Connection::connect(
+                    url.expose(),
+                    ConnectionProperties::default().with_connection_name("roster".into()),
+                ),
+            )
+            .await?;
+            let publisher = Self::publisher(&connection, url).await?;
+            self.declare(&publisher).await?;
+            Ok::<_, TransportError>((connection, publisher))
+        };
+        let (connection, publisher) = match tokio::time::timeout(CONNECT_TIMEOUT, connected).await {
+            Ok(done) => done?,
+            Err(_) => {
+                return Err(TransportError::Unavailable(format!(
+                    "connecting: no answer from the broker within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
         info!(prefix = %self.inner.prefix, "connected to RabbitMQ");
         let live = Live {
             connection: Arc::new(connection),
@@ -241,13 +283,20 @@ impl AmqpTransport {
         connection: &Connection,
         url: &SecretUrl,
     ) -> Result<Channel, TransportError> {
-        let ch = connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable(e, url))?;
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| unavailable(e, url))?;
+        let ch = within(
+            CALL_TIMEOUT,
+            "opening a channel",
+            url,
+            connection.create_channel(),
+        )
+        .await?;
+        within(
+            CALL_TIMEOUT,
+            "enabling confirms",
+            url,
+            ch.confirm_select(ConfirmSelectOptions::default()),
+        )
+        .await?;
         Ok(ch)
     }
 
@@ -278,10 +327,13 @@ impl AmqpTransport {
     /// A new channel on the shared connection.
     async fn channel(&self) -> Result<Channel, TransportError> {
         let live = self.live().await?;
-        live.connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable(e, &self.inner.url))
+        within(
+            CALL_TIMEOUT,
+            "opening a channel",
+            &self.inner.url,
+            live.connection.create_channel(),
+        )
+        .await
     }
 
     /// Forgets the connection if it is broken, so the next use reconnects.
@@ -364,9 +416,11 @@ impl AmqpTransport {
                 .with_delivery_mode(2)
                 .with_content_type("application/json".into())
                 .with_headers(to_table(&m.headers));
-            let sent = live
-                .publisher
-                .basic_publish(
+            let sent = within(
+                CALL_TIMEOUT,
+                "publishing",
+                url,
+                live.publisher.basic_publish(
                     exchange.into(),
                     routing_key.into(),
                     BasicPublishOptions {
@@ -375,18 +429,19 @@ impl AmqpTransport {
                     },
                     &m.payload,
                     properties,
-                )
-                .await;
+                ),
+            )
+            .await;
             match sent {
                 Ok(confirm) => confirms.push(confirm),
                 Err(e) => {
                     self.forget_if_broken().await;
-                    return Err(unavailable(e, url));
+                    return Err(e);
                 }
             }
         }
         for confirm in confirms {
-            match confirm.await {
+            match within(CALL_TIMEOUT, "waiting for a publish confirm", url, confirm).await {
                 Ok(c) if c.is_nack() => {
                     return Err(TransportError::Refused(format!(
                         "the broker refused a message for {routing_key}"
@@ -401,7 +456,7 @@ impl AmqpTransport {
                 }
                 Err(e) => {
                     self.forget_if_broken().await;
-                    return Err(unavailable(e, url));
+                    return Err(e);
                 }
             }
         }
@@ -415,18 +470,25 @@ impl AmqpTransport {
     ) -> Result<(Channel, lapin::Consumer), TransportError> {
         let url = &self.inner.url;
         let ch = self.channel().await?;
-        ch.basic_qos(prefetch, BasicQosOptions::default())
-            .await
-            .map_err(|e| unavailable(e, url))?;
-        let consumer = ch
-            .basic_consume(
+        within(
+            CALL_TIMEOUT,
+            "setting the prefetch",
+            url,
+            ch.basic_qos(prefetch, BasicQosOptions::default()),
+        )
+        .await?;
+        let consumer = within(
+            CALL_TIMEOUT,
+            "subscribing",
+            url,
+            ch.basic_consume(
                 self.queue_name(queue).as_str().into(),
                 "".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
-            )
-            .await
-            .map_err(|e| unavailable(e, url))?;
+            ),
+        )
+        .await?;
         Ok((ch, consumer))
     }
 
@@ -558,13 +620,15 @@ struct AmqpSettle {
 }
 
 /// An acknowledgement the broker did not take: the channel closed under the delivery.
-fn settled(done: Result<bool, lapin::Error>, url: &SecretUrl) -> Result<(), TransportError> {
-    match done {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(TransportError::Unavailable(
+async fn settled(
+    ack: impl std::future::Future<Output = Result<bool, lapin::Error>>,
+    url: &SecretUrl,
+) -> Result<(), TransportError> {
+    match within(CALL_TIMEOUT, "settling a delivery", url, ack).await? {
+        true => Ok(()),
+        false => Err(TransportError::Unavailable(
             "the channel closed before the delivery was settled; it will be delivered again".into(),
         )),
-        Err(e) => Err(unavailable(e, url)),
     }
 }
 
@@ -597,13 +661,11 @@ impl Settle for AmqpSettle {
         match outcome {
             Outcome::Ack => {}
             Outcome::Requeue => {
-                let done = acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..BasicNackOptions::default()
-                    })
-                    .await;
-                return settled(done, url);
+                let nack = acker.nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                });
+                return settled(nack, url).await;
             }
             Outcome::Retry { delay } | Outcome::Defer { delay } => {
                 let attempt = if matches!(outcome, Outcome::Retry { .. }) {
@@ -623,7 +685,7 @@ impl Settle for AmqpSettle {
                     .await?;
             }
         }
-        settled(acker.ack(BasicAckOptions::default()).await, url)
+        settled(acker.ack(BasicAckOptions::default()), url).await
     }
 }
 
@@ -658,14 +720,16 @@ impl Transport for AmqpTransport {
 
     async fn next_dead_letter(&self, queue: Queue) -> Result<Option<Delivery>, TransportError> {
         let live = self.live().await?;
-        let got = live
-            .publisher
-            .basic_get(
+        let got = within(
+            CALL_TIMEOUT,
+            "taking a dead letter",
+            &self.inner.url,
+            live.publisher.basic_get(
                 self.dlq_name(queue).as_str().into(),
                 BasicGetOptions::default(),
-            )
-            .await
-            .map_err(|e| unavailable(e, &self.inner.url))?;
+            ),
+        )
+        .await?;
         Ok(got.map(|g| self.delivery(queue, g.delivery, None)))
     }
 }

@@ -94,6 +94,8 @@ pub mod header {
     pub const FIRST_FAILED_AT: &str = "x-roster-first-failed-at";
     /// RFC 3339 time of the latest dead-lettering.
     pub const LAST_FAILED_AT: &str = "x-roster-last-failed-at";
+    /// The planning generation a `changes.ready` batch belongs to.
+    pub const GENERATION: &str = "x-roster-generation";
     /// What the dead-lettering made of the message's run: `rejected` (its input was
     /// refused) or `failed`, so whoever archives it records the same.
     pub const OUTCOME: &str = "x-roster-outcome";

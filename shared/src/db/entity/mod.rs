@@ -6,6 +6,7 @@
 pub mod column_mapping;
 pub mod dead_letter;
 pub mod fetched_file;
+pub mod outbox;
 pub mod run;
 pub mod run_batch;
 pub mod run_error;

@@ -60,6 +60,8 @@ pub struct Model {
     pub conflicts: i64,
     /// Planning generation (bumped by each re-plan).
     pub generation: i32,
+    /// The message that started the current generation (its redelivery may plan again).
+    pub plan_message_id: Option<String>,
     /// Number of change batches in the current generation.
     pub batches_total: Option<i32>,
     /// Blob key of the snapshot.

@@ -18,8 +18,6 @@ pub struct Model {
     pub batch: i32,
     /// Owner.
     pub tenant_id: String,
-    /// Whether the batch's events were published.
-    pub events_published: bool,
     /// When it was applied.
     pub applied_at: DateTimeUtc,
 }

@@ -6,6 +6,8 @@ use sea_orm_migration::prelude::*;
 mod m20261121_000001_directory;
 mod m20261121_000002_dead_letters;
 mod m20261129_000003_leases;
+mod m20261129_000004_outbox;
+mod m20261129_000005_plan_message;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -17,6 +19,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_directory::Migration),
             Box::new(m20261121_000002_dead_letters::Migration),
             Box::new(m20261129_000003_leases::Migration),
+            Box::new(m20261129_000004_outbox::Migration),
+            Box::new(m20261129_000005_plan_message::Migration),
         ]
     }
 }

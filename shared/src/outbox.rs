@@ -1,0 +1,145 @@
+//! The events outbox. The writer records a batch's events ([`record`]) in the same
+//! transaction as the batch's changes, then publishes them ([`publish`]) and marks them
+//! published. A crash or a broker blip between commit and publish leaves them in the
+//! outbox: the batch's redelivery publishes them, and the supervisor sweeps up whatever
+//! stays unpublished ([`publish_stale`]). Events are thus delivered at least once, never
+//! lost; their ids are stable, so consumers drop repeats.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use crate::db::entity::outbox;
+use crate::db::{Db, exec, raw};
+use crate::error::StageError;
+use crate::model::ids::{MessageId, RunId, TenantId};
+use crate::stage::Services;
+use crate::transport::Message;
+
+/// Messages published per sweep, at most (the rest wait for the next).
+const SWEEP: u64 = 500;
+
+/// Published rows older than this are deleted by the sweep.
+const KEEP_PUBLISHED: Duration = Duration::from_secs(24 * 3600);
+
+/// Adds `messages` (each with its routing key on the events exchange) to the outbox
+/// through `conn`, the transaction that makes the changes they announce. A message
+/// already there (the same id) is left as it is.
+pub async fn record<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    run: RunId,
+    messages: &[(String, Message)],
+) -> Result<(), DbErr> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let rows = messages.iter().map(|(key, m)| outbox::ActiveModel {
+        id: Set(m.id.to_string()),
+        tenant_id: Set(tenant.to_string()),
+        run_id: Set(run.to_string()),
+        routing_key: Set(key.clone()),
+        headers: Set(serde_json::to_string(&m.headers).expect("a map of strings")),
+        payload: Set(String::from_utf8_lossy(&m.payload).into_owned()),
+        created_at: Set(now),
+        published_at: Set(None),
+    });
+    outbox::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(outbox::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// Publishes the outbox messages among `ids` that are not published yet, then marks
+/// them. Returns how many went out.
+pub async fn publish(services: &Services, ids: &[MessageId]) -> Result<usize, StageError> {
+    let rows = outbox::Entity::find()
+        .filter(outbox::Column::Id.is_in(ids.iter().map(ToString::to_string)))
+        .filter(outbox::Column::PublishedAt.is_null())
+        .order_by_asc(outbox::Column::CreatedAt)
+        .all(services.db.conn())
+        .await?;
+    send(services, rows).await
+}
+
+/// Publishes every message unpublished for longer than `older_than` (its writer died
+/// between commit and publish, or the broker was away), and forgets published ones
+/// older than a day. Returns how many went out.
+pub async fn publish_stale(services: &Services, older_than: Duration) -> Result<usize, StageError> {
+    let db = &services.db;
+    let before = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
+    let rows = outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .filter(outbox::Column::CreatedAt.lt(before))
+        .order_by_asc(outbox::Column::CreatedAt)
+        .limit(SWEEP)
+        .all(db.conn())
+        .await?;
+    let sent = send(services, rows).await?;
+    let forget = Utc::now() - chrono::Duration::from_std(KEEP_PUBLISHED).unwrap_or_default();
+    exec(
+        db.conn(),
+        raw(
+            db.backend(),
+            "DELETE FROM outbox WHERE published_at < $1",
+            vec![forget.into()],
+        ),
+    )
+    .await?;
+    Ok(sent)
+}
+
+/// Publishes `rows` in order, marking each as it goes out.
+async fn send(services: &Services, rows: Vec<outbox::Model>) -> Result<usize, StageError> {
+    let db = &services.db;
+    let mut sent = 0;
+    for row in rows {
+        let id: MessageId = row
+            .id
+            .parse()
+            .map_err(|e| StageError::internal_from(format!("outbox row {}", row.id), e))?;
+        let headers: BTreeMap<String, String> = serde_json::from_str(&row.headers)
+            .map_err(|e| StageError::internal_from(format!("outbox row {}", row.id), e))?;
+        let message = Message {
+            id,
+            headers,
+            payload: row.payload.into_bytes(),
+        };
+        services
+            .transport
+            .publish_events(&row.routing_key, vec![message])
+            .await?;
+        exec(
+            db.conn(),
+            raw(
+                db.backend(),
+                "UPDATE outbox SET published_at = $1 WHERE id = $2",
+                vec![Utc::now().into(), row.id.into()],
+            ),
+        )
+        .await?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// The pending outbox messages of the install, for probes and tests.
+pub async fn pending(db: &Db) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .count(db.conn())
+        .await
+}
