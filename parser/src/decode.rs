@@ -1,7 +1,7 @@
 //! Bytes to UTF-8 text: byte-order marks, declared encodings, and the early refusal of
 //! files that are not text at all.
 
-use std::io::{Cursor, Read};
+use std::io::{BufReader, Cursor, Read};
 
 use encoding_rs::{Encoding, UTF_16BE, UTF_16LE};
 use encoding_rs_io::DecodeReaderBytesBuilder;
@@ -78,13 +78,14 @@ pub fn decode(
         });
     }
     let whole: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(input));
-    let mut reader: Box<dyn Read + Send> = Box::new(
+    let mut reader: Box<dyn Read + Send> = Box::new(LargeReads(BufReader::with_capacity(
+        1 << 16,
         DecodeReaderBytesBuilder::new()
             .encoding(Some(encoding))
             .bom_override(true)
             .bom_sniffing(true)
             .build(whole),
-    );
+    )));
     let mut text_head = Vec::with_capacity(PEEK);
     (&mut reader)
         .take(PEEK as u64)
@@ -96,6 +97,20 @@ pub fn decode(
         encoding: encoding.name(),
         head: text_head,
     })
+}
+
+/// Reads the decoder only in large chunks. Asked for fewer than 4 bytes at the end of the
+/// file, `encoding_rs_io` 0.1.8 hands out part of the last character and drops the rest
+/// (invalid UTF-8 out; found by the `decode` fuzz target). Every read here goes through
+/// [`BufReader::read`], which asks the decoder for a whole buffer (64 KiB) or more; this
+/// type implements `read` alone, so `read_to_end` and the like cannot bypass the buffer
+/// as `BufReader`'s own versions do.
+struct LargeReads<R>(BufReader<R>);
+
+impl<R: Read> Read for LargeReads<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
 }
 
 /// Why these first bytes cannot be delimited text or JSON, if they cannot.
@@ -170,5 +185,27 @@ mod tests {
             matches!(nul, Some(RejectReason::Nul { offset: 2 })),
             "{nul:?}"
         );
+    }
+
+    /// Found by the `decode` fuzz target: the character at the very end of a decoded file
+    /// lost its last bytes when the reader asked for fewer than 4 (invalid UTF-8 out).
+    #[test]
+    fn the_last_character_of_a_decoded_file_is_whole() {
+        for fill in (PEEK - 4..PEEK + 2).chain(2 * PEEK - 4..2 * PEEK + 2) {
+            let mut bytes = vec![b'a'; fill];
+            bytes.push(0x81); // a Shift_JIS lead byte with nothing after it
+            let (text, _, _) = read(&bytes, Some("shift_jis")).expect("valid UTF-8 out");
+            assert_eq!(text.len(), fill + 3, "fill {fill}");
+            assert!(text.ends_with('\u{FFFD}'), "fill {fill}");
+            // Byte by byte too: no read size may lose a byte.
+            let d = decode(Box::new(Cursor::new(bytes.clone())), Some("shift_jis")).unwrap();
+            let mut out = Vec::new();
+            let mut reader = d.reader;
+            let mut one = [0u8; 1];
+            while reader.read(&mut one).unwrap() == 1 {
+                out.push(one[0]);
+            }
+            assert_eq!(String::from_utf8(out).expect("valid UTF-8 out"), text);
+        }
     }
 }
