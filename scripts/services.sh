@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start (or stop) the project's own PostgreSQL and RabbitMQ on loopback for the tests.
+# Start (or stop) the project's own PostgreSQL and RabbitMQ on loopback for the tests,
+# and install the SFTP and FTP servers the tests start themselves (OpenSSH, vsftpd).
 #
 #   scripts/services.sh up     ensure both run; print `export ...` lines on stdout
 #   scripts/services.sh down   stop both
@@ -297,6 +298,24 @@ rmq_down() {
     fi
 }
 
+# ---------------------------------------------------------------- file servers
+
+# The SFTP and FTP tests start their own sshd and vsftpd (each test its own, on a free
+# port, under a temporary folder): only the programs must be installed.
+servers_install() {
+    local missing=()
+    [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+    command -v ssh >/dev/null 2>&1 && command -v sftp >/dev/null 2>&1 &&
+        command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+    [[ -x /usr/sbin/vsftpd ]] || missing+=(vsftpd)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    log "missing: apt-get install -y ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
+        { apt-get update >&2 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
+}
+
 # ---------------------------------------------------------------- main
 
 print_env() {
@@ -310,6 +329,7 @@ print_env() {
 
 case "${1:-}" in
 up)
+    servers_install
     pg_up
     rmq_up
     print_env

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod commands;
 pub mod pipeline;
 pub mod progress;
+pub mod push_server;
 pub mod summary;
 
 pub use app::App;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use roster::commands::{admin, directory, dlq, import, runs, serve};
+use roster::commands::{admin, directory, dlq, fetch, import, keys, push, runs, serve, tenants};
 use roster_shared::config::{LogSettings, StoreSettings};
 
 /// Keeps each tenant's employee directory in sync with the files it delivers.
@@ -41,12 +41,27 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Measures import speed and memory on synthetic people.
     Bench(roster::bench::BenchArgs),
+    /// The tenants file: apply it, list the tenants.
+    #[command(subcommand)]
+    Tenants(tenants::TenantsCommand),
+    /// A tenant's sources.
+    #[command(subcommand)]
+    Sources(tenants::SourcesCommand),
+    /// Fetches one source now and waits for its runs; prints a summary per run as
+    /// `import` does. Exit codes as `import`.
+    Fetch(fetch::FetchArgs),
+    /// Key pairs for logging in to a customer's SFTP server.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Our SFTP server for tenants who push their files (OpenSSH's sshd, jailed).
+    #[command(subcommand)]
+    PushServer(push::PushCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::PushServer(push::PushCommand::Run(_)) => "info",
         _ => "warn",
     };
     let _telemetry = roster_shared::telemetry::init("roster", default_filter, cli.log.log_format);
@@ -66,6 +81,11 @@ fn main() -> ExitCode {
             Command::Dlq(args) => dlq::run(s, args).await,
             Command::Serve(args) => serve::run(s, args).await,
             Command::Bench(args) => roster::bench::run(s, args).await,
+            Command::Tenants(cmd) => tenants::run(s, cmd).await,
+            Command::Sources(cmd) => tenants::sources(s, cmd).await,
+            Command::Fetch(args) => fetch::run(s, args).await,
+            Command::Keys(cmd) => keys::run(s, cmd).await,
+            Command::PushServer(cmd) => push::run(s, cmd).await,
         }
     });
     match result {

@@ -8,7 +8,7 @@ use roster_shared::model::envelope::{Format, SyncMode};
 use roster_shared::model::ids::{RunId, TenantId};
 use roster_shared::model::run::RunState;
 use roster_shared::sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     TransactionTrait,
 };
 
@@ -46,6 +46,39 @@ pub struct SourceFile {
     pub size: u64,
     /// Modification time, milliseconds since the epoch.
     pub modified_ms: i64,
+    /// For a local file, its change token (inode and status-change time).
+    pub change: Option<String>,
+}
+
+/// The last file taken (or seen again) under one name from one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastTake {
+    /// Size then.
+    pub size: u64,
+    /// Modification time then, milliseconds since the epoch.
+    pub modified_ms: i64,
+    /// Its change token then ([`SourceFile::change`]).
+    pub change: Option<String>,
+    /// Hex SHA-256 of its content.
+    pub sha256: String,
+    /// The run that imported that content.
+    pub run_id: String,
+}
+
+impl LastTake {
+    /// Whether a local file listed with this size, time and change token is this one,
+    /// untouched since: known without reading it. Never for a remote file (no token).
+    pub fn unchanged(&self, size: u64, modified_ms: i64, change: Option<&str>) -> bool {
+        change.is_some()
+            && self.change.as_deref() == change
+            && self.size == size
+            && self.modified_ms == modified_ms
+    }
+
+    /// Whether `file` was listed exactly as this take was.
+    pub fn same_listing(&self, file: &SourceFile) -> bool {
+        self.size == file.size && self.modified_ms == file.modified_ms && self.change == file.change
+    }
 }
 
 /// Creates a run in state `fetched` with the tenant's next sequence number (creating the
@@ -152,6 +185,7 @@ async fn insert_run(
             sha256: Set(new.sha256.clone()),
             run_id: Set(new.id.to_string()),
             fetched_at: Set(now),
+            change_token: Set(file.change.clone()),
             ..Default::default()
         })
         .exec(&txn)
@@ -163,23 +197,53 @@ async fn insert_run(
         .ok_or_else(|| DbErr::RecordNotFound(format!("run {}", new.id)))
 }
 
-/// Whether the file `name` with this size and modification time was already taken from
-/// the tenant's `source`.
-pub async fn was_fetched(
+/// The last file taken (or seen again) under `name` from the tenant's `source`.
+pub async fn last_take(
     db: &Db,
     tenant: &TenantId,
     source: &str,
     name: &str,
-    size: u64,
-    modified_ms: i64,
-) -> Result<bool, DbErr> {
+) -> Result<Option<LastTake>, DbErr> {
     let found = fetched_file::Entity::find()
         .filter(fetched_file::Column::TenantId.eq(tenant.as_str()))
         .filter(fetched_file::Column::Source.eq(source))
         .filter(fetched_file::Column::Name.eq(name))
-        .filter(fetched_file::Column::Size.eq(size as i64))
-        .filter(fetched_file::Column::ModifiedMs.eq(modified_ms))
+        .order_by_desc(fetched_file::Column::Id)
         .one(db.conn())
         .await?;
-    Ok(found.is_some())
+    Ok(found.map(|f| LastTake {
+        size: u64::try_from(f.size).unwrap_or(0),
+        modified_ms: f.modified_ms,
+        change: f.change_token,
+        sha256: f.sha256,
+        run_id: f.run_id,
+    }))
+}
+
+/// Records that `file`, with content `sha256` already imported by `run_id`, was seen
+/// again (touched, or rewritten with the same content), so the next listing knows it
+/// without reading it.
+pub async fn record_sighting(
+    db: &Db,
+    tenant: &TenantId,
+    source: &str,
+    file: &SourceFile,
+    sha256: &str,
+    run_id: &str,
+) -> Result<(), DbErr> {
+    fetched_file::Entity::insert(fetched_file::ActiveModel {
+        tenant_id: Set(tenant.to_string()),
+        source: Set(source.to_owned()),
+        name: Set(file.name.clone()),
+        size: Set(file.size as i64),
+        modified_ms: Set(file.modified_ms),
+        sha256: Set(sha256.to_owned()),
+        run_id: Set(run_id.to_owned()),
+        fetched_at: Set(Utc::now()),
+        change_token: Set(file.change.clone()),
+        ..Default::default()
+    })
+    .exec(db.conn())
+    .await?;
+    Ok(())
 }

@@ -1,9 +1,11 @@
 //! The fetcher stage: brings files in, stores each in the blob store before anything else
 //! happens to it, creates its run and publishes `file.fetched`.
 //!
-//! Sources today: files handed over directly ([`submit`], used by `roster import`) and the
-//! per-tenant inbox folders `$ROSTER_DATA_DIR/inbox/<tenant>/` ([`inbox`]; files in
-//! `<tenant>/delta/` are delta syncs, all others full). A file larger than the install
+//! Sources: files handed over directly ([`submit`], used by `roster import`); the
+//! per-tenant inbox folders `$ROSTER_DATA_DIR/inbox/<tenant>/` and our SFTP server's jails
+//! `$ROSTER_PUSH_ROOT/<tenant>/upload/` ([`inbox`]; files in `<tenant>/delta/` are delta
+//! syncs, all others full); and the sources the tenants file declares, fetched on their
+//! schedules ([`sources`]: SFTP, FTP/FTPS, web services, local folders). A file larger than the install
 //! allows (`ROSTER_MAX_FILE_BYTES`) is refused here, before anything reads it: its run is
 //! recorded `rejected` with the reason. (A run that stalls after that is the supervisor's:
 //! `roster_shared::supervisor`.)
@@ -26,6 +28,7 @@ use tracing::{info, warn};
 
 pub mod db;
 pub mod inbox;
+pub mod sources;
 
 pub use db::{NewRun, SourceFile};
 pub use inbox::{InboxState, poll_inbox};
@@ -45,12 +48,27 @@ pub struct FetchLimits {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub max_file_bytes: u64,
+
+    /// Rows in one file (the parser's `ROSTER_MAX_ROWS`): a web service that sends more
+    /// pages than this divided by its page size is taken to be looping.
+    #[arg(
+        id = "fetch_max_rows",
+        long = "fetch-max-rows",
+        env = "ROSTER_MAX_ROWS",
+        default_value_t = DEFAULT_MAX_ROWS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_rows: u64,
 }
+
+/// Default of `ROSTER_MAX_ROWS`, as the parser's.
+pub const DEFAULT_MAX_ROWS: u64 = 5_000_000;
 
 impl Default for FetchLimits {
     fn default() -> Self {
         FetchLimits {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_rows: DEFAULT_MAX_ROWS,
         }
     }
 }
@@ -65,7 +83,7 @@ pub struct FetcherSettings {
     #[command(flatten)]
     pub limits: FetchLimits,
 
-    /// How often the fetcher looks for new files, in milliseconds.
+    /// How often the fetcher looks for new files and due sources, in milliseconds.
     #[arg(
         long,
         env = "ROSTER_POLL_INTERVAL_MS",
@@ -73,6 +91,35 @@ pub struct FetcherSettings {
         value_parser = clap::value_parser!(u64).range(10..=3_600_000)
     )]
     pub poll_interval_ms: u64,
+
+    /// Failed fetches in a row after which a source is reported failing (an event
+    /// `<tenant>.source.failing`, and `failing` in `roster sources list`).
+    #[arg(
+        long,
+        env = "ROSTER_SOURCE_FAILING_AFTER",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub failing_after: u32,
+
+    /// Seconds before a failed scheduled fetch is tried again (doubling with each
+    /// failure in a row, at most an hour).
+    #[arg(
+        long,
+        env = "ROSTER_SOURCE_RETRY_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub retry_secs: u64,
+
+    /// Scheduled fetches running at once in one fetcher process, at most.
+    #[arg(
+        long,
+        env = "ROSTER_FETCH_CONCURRENCY",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u32).range(1..=256)
+    )]
+    pub fetch_concurrency: u32,
 }
 
 impl Default for FetcherSettings {
@@ -80,6 +127,9 @@ impl Default for FetcherSettings {
         FetcherSettings {
             limits: FetchLimits::default(),
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
+            failing_after: 3,
+            retry_secs: 30,
+            fetch_concurrency: 4,
         }
     }
 }
@@ -89,10 +139,14 @@ impl Default for FetcherSettings {
 pub struct FetcherConfig {
     /// The folder holding one inbox folder per tenant.
     pub inbox: PathBuf,
+    /// The folder holding our SFTP server's per-tenant jails.
+    pub push: PathBuf,
     /// Time between polls.
     pub poll_interval: Duration,
     /// What a delivered file may be.
     pub limits: FetchLimits,
+    /// How scheduled sources are fetched.
+    pub scheduler: sources::schedule::SchedulerOptions,
 }
 
 impl FetcherConfig {
@@ -100,8 +154,19 @@ impl FetcherConfig {
     pub fn new(store: &StoreSettings, settings: &FetcherSettings) -> Self {
         FetcherConfig {
             inbox: store.inbox_dir(),
+            push: store.push_dir(),
             poll_interval: Duration::from_millis(settings.poll_interval_ms),
             limits: settings.limits,
+            scheduler: sources::schedule::SchedulerOptions {
+                fetch: sources::FetchOptions {
+                    dry_run: false,
+                    limits: settings.limits,
+                    max_rows: settings.limits.max_rows,
+                    failing_after: settings.failing_after,
+                },
+                retry_base: Duration::from_secs(settings.retry_secs),
+                concurrency: settings.fetch_concurrency as usize,
+            },
         }
     }
 }
@@ -139,6 +204,17 @@ pub async fn submit(
     store(services, sub, file, limits).await
 }
 
+/// A file copied into the scratch area, with what copying it measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// Where it is.
+    pub scratch: PathBuf,
+    /// Hex SHA-256 of its content.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// Stores the open `file` in the blob store, creates its run and announces it; or, when
 /// it is larger than `limits` allow, records its run `rejected` without reading it.
 /// Returns the run.
@@ -156,17 +232,47 @@ pub async fn store(
     if declared > max {
         return refuse_size(services, &sub, declared, max).await;
     }
+    let Some(copied) = copy(services, file, max).await? else {
+        // It grew past the limit while being copied.
+        return refuse_size(services, &sub, max + 1, max).await;
+    };
+    store_copied(services, sub, copied).await
+}
+
+/// Copies the open `file` into the scratch area, hashing it; `None` (and nothing left
+/// behind) if more than `max` bytes came.
+pub async fn copy(services: &Services, file: File, max: u64) -> Result<Option<Copied>, StageError> {
     let scratch = services.blobs.scratch_path("raw");
     let dst = scratch.clone();
     let copied = tokio::task::spawn_blocking(move || copy_hashing(file, &dst, max))
         .await
         .map_err(|e| StageError::internal_from("copying the file", e))?
         .map_err(|e| StageError::Blob(e.into()))?;
-    let Some((sha256, size)) = copied else {
-        // It grew past the limit while being copied.
-        let _ = tokio::fs::remove_file(&scratch).await;
-        return refuse_size(services, &sub, max + 1, max).await;
-    };
+    match copied {
+        Some((sha256, size)) => Ok(Some(Copied {
+            scratch,
+            sha256,
+            size,
+        })),
+        None => {
+            let _ = tokio::fs::remove_file(&scratch).await;
+            Ok(None)
+        }
+    }
+}
+
+/// Stores a file already copied into the scratch area (`copied`, which this consumes) in
+/// the blob store, creates its run and announces it. Returns the run.
+pub async fn store_copied(
+    services: &Services,
+    sub: Submission,
+    copied: Copied,
+) -> Result<RunId, StageError> {
+    let Copied {
+        scratch,
+        sha256,
+        size,
+    } = copied;
     let blob_key = BlobStore::raw_key(&sub.tenant, &sha256);
     if services.blobs.exists(&blob_key).await? {
         let _ = tokio::fs::remove_file(&scratch).await;
@@ -199,7 +305,7 @@ fn new_run(sub: &Submission, blob_key: String, sha256: String, size: u64) -> New
 /// Records the run of a file too large to take: `rejected`, with the reason, its raw
 /// bytes never read nor stored (and the file recorded as taken, so it is not refused
 /// again at every poll).
-async fn refuse_size(
+pub(crate) async fn refuse_size(
     services: &Services,
     sub: &Submission,
     size: u64,
@@ -251,23 +357,64 @@ pub fn format_of(name: &str) -> Format {
     }
 }
 
-/// Runs the fetcher until `shutdown`: polls the inboxes.
+/// The lease of the replica that polls the inboxes and the push jails.
+pub const INBOX_LEASE: &str = "fetcher:folders";
+
+/// Runs the fetcher until `shutdown`: polls the inboxes and the push jails (while it
+/// holds [`INBOX_LEASE`]: one replica at a time), and fetches each scheduled source
+/// when it is due (each under its own lease).
 pub async fn run(
     config: FetcherConfig,
     services: Services,
     shutdown: CancellationToken,
 ) -> Result<(), StageError> {
-    let mut state = InboxState::default();
-    info!(inbox = %config.inbox.display(), "polling inboxes");
+    let mut inbox_state = InboxState::default();
+    let mut push_state = InboxState::default();
+    let mut scheduler = sources::schedule::Scheduler::new(config.scheduler.clone());
+    let holder = roster_shared::db::lease::process_name();
+    // One replica polls the folders at a time (two would race for the same files); the
+    // lease outlives a few polls, so a replica that dies hands over quickly.
+    let lease_ttl = (config.poll_interval * 5).max(Duration::from_secs(10));
+    info!(inbox = %config.inbox.display(), push = %config.push.display(), "polling inboxes and sources");
     loop {
-        if let Err(e) = poll_inbox(&services, &config.inbox, &config.limits, &mut state).await {
-            warn!(error = %e, "inbox poll failed; trying again next time");
+        let held = roster_shared::db::lease::acquire(&services.db, INBOX_LEASE, &holder, lease_ttl)
+            .await
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "cannot take the folders' lease; trying again next time");
+                false
+            });
+        if held {
+            if let Err(e) =
+                poll_inbox(&services, &config.inbox, &config.limits, &mut inbox_state).await
+            {
+                warn!(error = %e, "inbox poll failed; trying again next time");
+            }
+            if let Err(e) = inbox::poll(
+                &services,
+                &config.push,
+                inbox::Layout::PUSH,
+                &config.limits,
+                &mut push_state,
+            )
+            .await
+            {
+                warn!(error = %e, "push jail poll failed; trying again next time");
+            }
+        } else {
+            // Another replica polls; forget what was seen, so taking over starts afresh.
+            inbox_state = InboxState::default();
+            push_state = InboxState::default();
+        }
+        if let Err(e) = scheduler.tick(&services).await {
+            warn!(error = %e, "cannot read the sources; trying again next time");
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(config.poll_interval) => {}
         }
     }
+    scheduler.stop(Duration::from_secs(10)).await;
+    let _ = roster_shared::db::lease::release(&services.db, INBOX_LEASE, &holder).await;
     info!("fetcher stopped");
     Ok(())
 }

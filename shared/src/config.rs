@@ -48,6 +48,12 @@ pub struct StoreSettings {
     /// Folder for raw files, snapshots and tenant inboxes (`<dir>/inbox/<tenant>/`).
     #[arg(long, env = "ROSTER_DATA_DIR", default_value = DEFAULT_DATA_DIR, global = true)]
     pub data_dir: PathBuf,
+
+    /// Folder of our SFTP server's per-tenant jails (`<dir>/<tenant>/upload/` and
+    /// `<dir>/<tenant>/delta/`), which the fetcher polls like the inboxes (default:
+    /// `<data dir>/push`).
+    #[arg(long, env = "ROSTER_PUSH_ROOT", global = true)]
+    pub push_root: Option<PathBuf>,
 }
 
 impl Default for StoreSettings {
@@ -55,6 +61,7 @@ impl Default for StoreSettings {
         StoreSettings {
             database_url: SecretUrl::new(DEFAULT_DATABASE_URL),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            push_root: None,
         }
     }
 }
@@ -65,6 +72,7 @@ impl StoreSettings {
         StoreSettings {
             database_url: SecretUrl::new(format!("sqlite://{}", path.display())),
             data_dir,
+            push_root: None,
         }
     }
 
@@ -81,6 +89,13 @@ impl StoreSettings {
     /// The inbox folder holding one folder per tenant.
     pub fn inbox_dir(&self) -> PathBuf {
         self.data_dir.join("inbox")
+    }
+
+    /// The folder of our SFTP server's per-tenant jails.
+    pub fn push_dir(&self) -> PathBuf {
+        self.push_root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("push"))
     }
 }
 

@@ -41,16 +41,38 @@ pub async fn record<C: ConnectionTrait>(
         return Ok(());
     }
     let now = Utc::now();
-    let rows = messages.iter().map(|(key, m)| outbox::ActiveModel {
-        id: Set(m.id.to_string()),
+    let run = run.to_string();
+    let rows = messages
+        .iter()
+        .map(|(key, m)| row(tenant, &run, key, m, now));
+    insert(conn, rows).await
+}
+
+/// The outbox row of `message`.
+fn row(
+    tenant: &TenantId,
+    run: &str,
+    routing_key: &str,
+    message: &Message,
+    now: chrono::DateTime<Utc>,
+) -> outbox::ActiveModel {
+    outbox::ActiveModel {
+        id: Set(message.id.to_string()),
         tenant_id: Set(tenant.to_string()),
-        run_id: Set(run.to_string()),
-        routing_key: Set(key.clone()),
-        headers: Set(serde_json::to_string(&m.headers).expect("a map of strings")),
-        payload: Set(String::from_utf8_lossy(&m.payload).into_owned()),
+        run_id: Set(run.to_owned()),
+        routing_key: Set(routing_key.to_owned()),
+        headers: Set(serde_json::to_string(&message.headers).expect("a map of strings")),
+        payload: Set(String::from_utf8_lossy(&message.payload).into_owned()),
         created_at: Set(now),
         published_at: Set(None),
-    });
+    }
+}
+
+/// Inserts `rows`, leaving any already there (the same id) as it is.
+async fn insert<C: ConnectionTrait>(
+    conn: &C,
+    rows: impl IntoIterator<Item = outbox::ActiveModel>,
+) -> Result<(), DbErr> {
     outbox::Entity::insert_many(rows)
         .on_conflict(
             OnConflict::column(outbox::Column::Id)
@@ -60,6 +82,17 @@ pub async fn record<C: ConnectionTrait>(
         .exec_without_returning(conn)
         .await?;
     Ok(())
+}
+
+/// Adds one event that no run made (a source reported failing, say) to the outbox
+/// through `conn`, with its routing key on the events exchange.
+pub async fn record_event<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    routing_key: &str,
+    message: &Message,
+) -> Result<(), DbErr> {
+    insert(conn, [row(tenant, "", routing_key, message, Utc::now())]).await
 }
 
 /// Publishes the outbox messages among `ids` that are not published yet, then marks

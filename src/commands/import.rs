@@ -14,7 +14,7 @@ use clap::Args;
 use roster_fetcher::{FetchLimits, Submission};
 use roster_parser::ParseOptions;
 use roster_shared::config::{BrokerSettings, StoreSettings, one_of};
-use roster_shared::db::{runs, tenants};
+use roster_shared::db::{Db, runs, tenants};
 use roster_shared::model::envelope::{Format, SyncMode};
 use roster_shared::model::ids::TenantId;
 use roster_shared::stage::Progress;
@@ -138,17 +138,57 @@ async fn import(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summa
 
 async fn dry_run(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summary> {
     let db = read_db(&store).await?;
-    let name = file_name(&args.file);
-    let mode = args.mode;
+    dry_run_file(
+        &db,
+        &DryRun {
+            tenant: &args.tenant,
+            path: &args.file,
+            name: file_name(&args.file),
+            format: args.format,
+            mode: args.mode,
+            encoding: args.encoding.clone(),
+            pipeline: &args.pipeline,
+            dump: args.dump.as_deref(),
+        },
+    )
+    .await
+}
+
+/// One file to parse and plan without writing anything.
+pub struct DryRun<'a> {
+    /// Whose directory it is compared with.
+    pub tenant: &'a TenantId,
+    /// Where it is.
+    pub path: &'a Path,
+    /// The name to show.
+    pub name: String,
+    /// Its format hint.
+    pub format: Format,
+    /// Full or delta.
+    pub mode: SyncMode,
+    /// Encoding of a file without a byte-order mark.
+    pub encoding: Option<String>,
+    /// Parser limits and the brake.
+    pub pipeline: &'a PipelineSettings,
+    /// Where to write the planned changes as JSON lines, if anywhere.
+    pub dump: Option<&'a Path>,
+}
+
+/// Parses and plans `file` against `db` in this process and writes nothing (but the
+/// dump): the summary `import --dry-run` prints.
+pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary> {
+    let name = file.name.clone();
+    let mode = file.mode;
+    let tenant = file.tenant;
     let options = ParseOptions {
         file_name: name.clone(),
-        format: args.format,
-        encoding: args.encoding.clone(),
-        mappings: tenants::mappings(&db, &args.tenant).await?,
-        limits: args.pipeline.parser.limits,
+        format: file.format,
+        encoding: file.encoding.clone(),
+        mappings: tenants::mappings(db, tenant).await?,
+        limits: file.pipeline.parser.limits,
     };
     let bar = Arc::new(Bar::new());
-    let path = args.file.clone();
+    let path = file.path.to_owned();
     let progress: Arc<dyn Progress> = bar.clone();
     let parsed = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)?;
@@ -163,18 +203,13 @@ async fn dry_run(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summ
         Ok(p) => p,
         Err(rejection) => {
             bar.finish();
-            return Ok(Summary::refused(
-                &args.tenant,
-                &name,
-                mode,
-                rejection.to_string(),
-            ));
+            return Ok(Summary::refused(tenant, &name, mode, rejection.to_string()));
         }
     };
     let snapshot = tempfile_path("roster-dry-run");
     let result = async {
         parsed.write_snapshot(BufWriter::new(std::fs::File::create(&snapshot)?))?;
-        let mut dump = match &args.dump {
+        let mut dump = match file.dump {
             Some(path) => Some(BufWriter::new(
                 std::fs::File::create(path)
                     .with_context(|| format!("creating {}", path.display()))?,
@@ -195,13 +230,13 @@ async fn dry_run(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summ
             }
         };
         let plan = roster_differ::dry_run(
-            &db,
-            &args.tenant,
+            db,
+            tenant,
             &snapshot,
             parsed.accepted,
             mode,
-            args.pipeline.brake.brake(),
-            args.dump
+            file.pipeline.brake.brake(),
+            file.dump
                 .is_some()
                 .then_some(&mut sink as &mut (dyn FnMut(_) + Send)),
         )
@@ -219,10 +254,10 @@ async fn dry_run(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summ
     bar.finish();
     let plan = result?;
     if let Some(why) = plan.refused {
-        return Ok(Summary::refused(&args.tenant, &name, mode, why));
+        return Ok(Summary::refused(tenant, &name, mode, why));
     }
     Ok(Summary::dry_run(
-        &args.tenant,
+        tenant,
         &name,
         mode,
         parsed.rows_read,

@@ -3,9 +3,13 @@
 pub mod admin;
 pub mod directory;
 pub mod dlq;
+pub mod fetch;
 pub mod import;
+pub mod keys;
+pub mod push;
 pub mod runs;
 pub mod serve;
+pub mod tenants;
 
 use std::process::ExitCode;
 

@@ -12,11 +12,66 @@ use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use roster_shared::db::Db;
 use roster_shared::error::is_data_error;
 use roster_shared::model::envelope::{Envelope, EventBatch};
+use roster_shared::model::source::SourceEvent;
 use roster_shared::sea_orm::ConnectionTrait;
 
 use crate::harness::{Install, amqp_url, pg_url, tenant};
 
 const PEOPLE: &str = "Email,Name\na@x.com,A A\nb@x.com,B B\n";
+
+/// An exclusive queue bound to `exchange` (declared as Roster declares it) with `key`,
+/// and a consumer on it.
+async fn subscribe(exchange: &str, key: &str) -> (Connection, lapin::Consumer) {
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = connection.create_channel().await.unwrap();
+    ch.exchange_declare(
+        exchange.into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let queue = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    ch.queue_bind(
+        queue.name().clone(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let consumer = ch
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (connection, consumer)
+}
 
 #[test]
 fn a_consumer_bound_to_its_tenant_sees_only_its_tenant() {
@@ -24,58 +79,8 @@ fn a_consumer_bound_to_its_tenant_sees_only_its_tenant() {
     let (a, b) = (tenant("a"), tenant("b"));
     let exchange = format!("{}roster.events", i.env("ROSTER_QUEUE_PREFIX").unwrap());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (connection, mut consumer) = rt.block_on(async {
-        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = connection.create_channel().await.unwrap();
-        ch.exchange_declare(
-            exchange.as_str().into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        let queue = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        // The binding the README gives: this tenant's events, every kind.
-        ch.queue_bind(
-            queue.name().clone(),
-            exchange.as_str().into(),
-            format!("{a}.#").as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        let consumer = ch
-            .basic_consume(
-                queue.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        (connection, consumer)
-    });
+    // The binding the README gives: this tenant's events, every kind.
+    let (connection, mut consumer) = rt.block_on(subscribe(&exchange, &format!("{a}.#")));
     i.import_ok(&b, &i.file("b.csv", PEOPLE), &[]);
     i.import_ok(&a, &i.file("a.csv", PEOPLE), &[]);
     let received = rt.block_on(async {
@@ -125,4 +130,51 @@ fn what_postgres_refuses_in_the_data_is_never_retried() {
             .unwrap_err();
         assert!(!is_data_error(&missing), "{missing:?}");
     });
+}
+
+#[test]
+fn a_source_failing_in_a_row_is_announced_and_so_is_its_recovery() {
+    let i = Install::distributed_with(&[
+        ("ROSTER_SOURCE_FAILING_AFTER", "2"),
+        ("ROSTER_SOURCE_RETRY_SECS", "1"),
+    ]);
+    let t = tenant("acme");
+    let folder = i.path().join("share");
+    let file = i.file(
+        "tenants.yaml",
+        format!(
+            "tenants:\n  {t}:\n    sources:\n      share:\n        kind: inbox\n        path: {}\n        schedule: 1s\n        stable_after: 0s\n",
+            folder.display()
+        ),
+    );
+    let exchange = format!("{}roster.events", i.env("ROSTER_QUEUE_PREFIX").unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (connection, mut consumer) = rt.block_on(subscribe(&exchange, &format!("{t}.source.#")));
+    let ran = i.roster(&["tenants", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let next = |consumer: &mut lapin::Consumer| {
+        rt.block_on(async {
+            let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
+                .await
+                .expect("an event within a minute")
+                .unwrap()
+                .unwrap();
+            let env = Envelope::<SourceEvent>::from_bytes(&delivery.data).unwrap();
+            (delivery.routing_key.as_str().to_owned(), env.body)
+        })
+    };
+    let (key, event) = next(&mut consumer);
+    assert_eq!(key, format!("{t}.source.failing"));
+    assert_eq!(
+        (event.event.as_str(), event.source.as_str()),
+        ("source.failing", "share")
+    );
+    assert_eq!(event.failures, 2);
+    assert!(event.error.contains("share"), "{}", event.error);
+    // Announced once, not at every further failure; then the folder appears.
+    std::fs::create_dir_all(&folder).unwrap();
+    let (key, event) = next(&mut consumer);
+    assert_eq!(key, format!("{t}.source.recovered"));
+    assert_eq!(event.failures, 0);
+    let _ = rt.block_on(connection.close(200, "done".into()));
 }

@@ -178,3 +178,144 @@ async fn links_in_an_inbox_are_never_followed() {
     assert_eq!(b_runs.len(), 1);
     assert_eq!(b_runs[0].file_name, "people.csv");
 }
+
+/// Sets `path`'s modification time to `secs` after the epoch (whole seconds, as most
+/// file servers report).
+fn set_mtime(path: &std::path::Path, secs: i64) {
+    let out = std::process::Command::new("touch")
+        .args(["-m", "-d", &format!("@{secs}")])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[tokio::test]
+async fn a_file_is_known_by_name_size_time_and_content() {
+    use roster_fetcher::sources::files::{Pull, pull};
+    use roster_fetcher::sources::{SourceSpec, Taken, local};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir).await;
+    let tenant = TenantId::new("acme").unwrap();
+    let folder = dir.path().join("drop");
+    std::fs::create_dir_all(&folder).unwrap();
+    let spec: SourceSpec = serde_json::from_value(serde_json::json!({
+        "kind": "inbox",
+        "path": folder.display().to_string(),
+        "stable_after": "1s",
+    }))
+    .unwrap();
+    let limits = FetchLimits::default();
+    let p = Pull {
+        services: &app.services,
+        tenant: &tenant,
+        source: "drop",
+        spec: &spec,
+        limits: &limits,
+        dry_run: false,
+    };
+    let runs_now = || async {
+        runs::list(&app.services.db, &tenant, 100)
+            .await
+            .unwrap()
+            .len()
+    };
+    let mut server = local::open(&spec, "acme/drop").unwrap();
+    let file = folder.join("people.csv");
+    let taken = |t: Vec<Taken>| t.len();
+
+    std::fs::write(&file, "Email\nann@x.com\n").unwrap();
+    set_mtime(&file, 1_700_000_000);
+    assert_eq!(taken(pull(server.as_mut(), &p).await.unwrap()), 1);
+    // Listed again unchanged: known without being read.
+    assert_eq!(taken(pull(server.as_mut(), &p).await.unwrap()), 0);
+    // Rewritten within the same second, same size: a new delivery all the same.
+    std::fs::write(&file, "Email\nbob@x.com\n").unwrap();
+    set_mtime(&file, 1_700_000_000);
+    assert_eq!(taken(pull(server.as_mut(), &p).await.unwrap()), 1);
+    // Rewritten with an older time: taken.
+    std::fs::write(&file, "Email\ncyd@x.com\n").unwrap();
+    set_mtime(&file, 1_600_000_000);
+    assert_eq!(taken(pull(server.as_mut(), &p).await.unwrap()), 1);
+    // Touched, content unchanged: not taken again (and known from now on).
+    set_mtime(&file, 1_800_000_000);
+    assert_eq!(taken(pull(server.as_mut(), &p).await.unwrap()), 0);
+    assert_eq!(taken(pull(server.as_mut(), &p).await.unwrap()), 0);
+    // Back to an earlier content: the directory must follow, so it is taken.
+    std::fs::write(&file, "Email\nann@x.com\n").unwrap();
+    assert_eq!(taken(pull(server.as_mut(), &p).await.unwrap()), 1);
+    assert_eq!(runs_now().await, 4);
+
+    // Still being written: a growing file and temporary names wait.
+    let growing = folder.join("growing.csv");
+    std::fs::write(&growing, "Email\n").unwrap();
+    std::fs::write(folder.join("next.csv.part"), "Email\nx@x.com\n").unwrap();
+    let writer = {
+        let growing = growing.clone();
+        std::thread::spawn(move || {
+            for k in 0..8 {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let mut text = std::fs::read_to_string(&growing).unwrap();
+                text.push_str(&format!("p{k}@x.com\n"));
+                std::fs::write(&growing, text).unwrap();
+            }
+        })
+    };
+    assert_eq!(taken(pull(server.as_mut(), &p).await.unwrap()), 0);
+    writer.join().unwrap();
+    // Renamed into place and left alone: taken.
+    std::fs::rename(folder.join("next.csv.part"), folder.join("next.csv")).unwrap();
+    assert_eq!(taken(pull(server.as_mut(), &p).await.unwrap()), 2);
+    assert_eq!(runs_now().await, 6);
+}
+
+#[tokio::test]
+async fn push_jails_are_polled_upload_as_full_and_delta_as_delta() {
+    use roster_fetcher::inbox::{Layout, poll};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir).await;
+    let root = dir.path().join("push");
+    let jail = root.join("acme");
+    std::fs::create_dir_all(jail.join("upload")).unwrap();
+    std::fs::create_dir_all(jail.join("delta")).unwrap();
+    std::fs::write(jail.join("upload/people.csv"), "Email\na@x.com\n").unwrap();
+    std::fs::write(jail.join("delta/changes.csv"), "Email\nb@x.com\n").unwrap();
+    std::fs::write(jail.join("stray.csv"), "Email\nc@x.com\n").unwrap();
+    let mut state = InboxState::default();
+    let limits = FetchLimits::default();
+    assert!(
+        poll(&app.services, &root, Layout::PUSH, &limits, &mut state)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let taken = poll(&app.services, &root, Layout::PUSH, &limits, &mut state)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 2);
+    let tenant = TenantId::new("acme").unwrap();
+    let mut seen: Vec<(String, String, String)> = runs::list(&app.services.db, &tenant, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.file_name, r.mode.name().to_owned(), r.source))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (
+                "delta/changes.csv".to_owned(),
+                "delta".to_owned(),
+                "push".to_owned()
+            ),
+            (
+                "people.csv".to_owned(),
+                "full".to_owned(),
+                "push".to_owned()
+            ),
+        ]
+    );
+}

@@ -394,6 +394,34 @@ impl Install {
             .collect()
     }
 
+    /// Fails if `secret` is in any file Roster wrote in the install's folder (database,
+    /// blobs, logs; not the tenants file nor `keys/`, where the operator keeps secrets on
+    /// purpose) or in any of `also` (outputs of commands).
+    pub fn assert_no_secret(&self, secret: &str, also: &[&str]) {
+        fn walk(dir: &Path) -> Vec<PathBuf> {
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    if !path.ends_with("keys") {
+                        out.extend(walk(&path));
+                    }
+                } else if !path.ends_with("tenants.yaml") {
+                    out.push(path);
+                }
+            }
+            out
+        }
+        for text in also {
+            assert!(!text.contains(secret), "the secret leaked into: {text}");
+        }
+        for file in walk(self.dir.path()) {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "the secret leaked into {}", file.display());
+        }
+    }
+
     /// Polls `check` until it holds or `timeout` passes.
     pub fn wait_until(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
         let start = Instant::now();

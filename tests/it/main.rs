@@ -11,4 +11,7 @@ mod harness;
 mod pipeline;
 mod probes;
 mod property;
+mod remote;
+mod sources;
+mod ssh;
 mod supervisor;

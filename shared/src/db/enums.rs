@@ -8,6 +8,7 @@ use sea_orm::{ColIdx, DbErr, QueryResult, TryGetError, TryGetable, Value};
 
 use crate::model::envelope::{Format, SyncMode};
 use crate::model::run::RunState;
+use crate::model::source::{FetchOutcome, SourceKind};
 use crate::transport::{Queue, Stage};
 
 use super::entity::dead_letter::DeadLetterStatus;
@@ -59,7 +60,16 @@ macro_rules! stored_as_name {
     )+};
 }
 
-stored_as_name!(RunState, Format, SyncMode, Stage, Queue, DeadLetterStatus);
+stored_as_name!(
+    RunState,
+    Format,
+    SyncMode,
+    Stage,
+    Queue,
+    DeadLetterStatus,
+    SourceKind,
+    FetchOutcome,
+);
 
 /// How a column index reads in a message: its name, or its position.
 fn column_of<I: ColIdx>(idx: &I) -> String {

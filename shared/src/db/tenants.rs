@@ -2,7 +2,7 @@
 //! and set by operators with `roster mapping`).
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     sea_query::OnConflict,
 };
 
@@ -20,6 +20,23 @@ pub async fn list(db: &Db) -> Result<Vec<TenantId>, DbErr> {
     rows.into_iter()
         .map(|t| TenantId::new(t.id).map_err(|e| DbErr::Type(format!("column tenants.id: {e}"))))
         .collect()
+}
+
+/// Creates `tenant` through `conn` unless it exists.
+pub async fn ensure<C: ConnectionTrait>(conn: &C, tenant: &TenantId) -> Result<(), DbErr> {
+    tenant::Entity::insert(tenant::ActiveModel {
+        id: Set(tenant.to_string()),
+        next_run_seq: Set(1),
+        created_at: Set(chrono::Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::column(tenant::Column::Id)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
 }
 
 /// The tenant's own header mappings: (normalised header, target), sorted by header. A

@@ -21,6 +21,7 @@ pub mod person;
 pub mod record;
 pub mod run;
 pub mod snapshot;
+pub mod source;
 
 /// A name that is none of a closed set's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

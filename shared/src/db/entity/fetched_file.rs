@@ -23,8 +23,12 @@ pub struct Model {
     pub sha256: String,
     /// The run it started.
     pub run_id: String,
-    /// When it was taken.
+    /// When it was taken (or seen again, unchanged in content).
     pub fetched_at: DateTimeUtc,
+    /// For a local file, its inode and status-change time when taken (which any write or
+    /// touch changes and nobody can set back): listed again with the same token, size
+    /// and time, it is known without being read. `None` for a remote file.
+    pub change_token: Option<String>,
 }
 
 /// No relations are navigated through the ORM.

@@ -8,6 +8,7 @@ mod m20261121_000002_dead_letters;
 mod m20261129_000003_leases;
 mod m20261129_000004_outbox;
 mod m20261129_000005_plan_message;
+mod m20261129_000006_sources;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_leases::Migration),
             Box::new(m20261129_000004_outbox::Migration),
             Box::new(m20261129_000005_plan_message::Migration),
+            Box::new(m20261129_000006_sources::Migration),
         ]
     }
 }
