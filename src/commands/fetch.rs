@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use roster_fetcher::FetcherSettings;
+use roster_fetcher::sources::schedule::{self, Leased};
 use roster_fetcher::sources::{self, FetchOptions};
 use roster_shared::config::{BrokerSettings, StoreSettings};
 use roster_shared::db::runs;
@@ -100,7 +101,21 @@ async fn fetch(
         .is_embedded()
         .then(|| Pipeline::start(&app, &args.pipeline, None));
     let retry = std::time::Duration::from_secs(args.fetcher.retry_secs);
-    let fetched = sources::fetch(&app.services, &args.tenant, &args.source, options, retry).await;
+    // The same lease the scheduler takes: never two fetches of one source at once.
+    let lease = schedule::lease_name(args.tenant.as_str(), &args.source);
+    let holder = roster_shared::db::lease::process_name();
+    let work = sources::fetch(&app.services, &args.tenant, &args.source, options, retry);
+    let fetched = match schedule::under_lease(&app.services.db, &lease, &holder, work).await? {
+        Leased::Done(result) => result.map_err(|e| e.to_string()),
+        Leased::Busy => Err(format!(
+            "{}/{}: being fetched by another process now; try again when it is done",
+            args.tenant, args.source
+        )),
+        Leased::Lost => Err(format!(
+            "{}/{}: the fetch was taken over by another process",
+            args.tenant, args.source
+        )),
+    };
     let fetched = match fetched {
         Ok(f) => f,
         Err(e) => {

@@ -79,7 +79,7 @@ async fn employees(State(s): State<Shared>, uri: Uri, headers: axum::http::Heade
     };
     match trouble {
         Trouble::SlowPage if offset > 0 => {
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }
         _ => {}
     }

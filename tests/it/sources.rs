@@ -569,3 +569,48 @@ fn tenants_push_through_our_sftp_server_with_a_password_or_a_key_each_in_its_own
     assert_eq!(i.terminate("push", Duration::from_secs(20)), 0);
     i.assert_no_secret(&password, &[]);
 }
+
+#[test]
+fn a_source_being_fetched_elsewhere_is_not_fetched_twice() {
+    let i = Install::embedded();
+    let t = tenant("acme");
+    let folder = i.path().join("drop");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("people.csv"), PEOPLE).unwrap();
+    apply(
+        &i,
+        &format!(
+            "tenants:\n  {t}:\n    sources:\n      drop:\n        kind: inbox\n        path: {}\n        stable_after: 0s\n",
+            folder.display()
+        ),
+    );
+    // Another replica holds the source's lease.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt
+        .block_on(roster_shared::db::Db::connect(
+            &i.env("ROSTER_DATABASE_URL").unwrap().into(),
+        ))
+        .unwrap();
+    let lease = roster_fetcher::sources::schedule::lease_name(&t, "drop");
+    let held = rt.block_on(roster_shared::db::lease::acquire(
+        &db,
+        &lease,
+        "another-replica",
+        Duration::from_secs(60),
+    ));
+    assert!(held.unwrap());
+    let (code, runs, stderr) = fetch(&i, &t, "drop", &[], &[]);
+    assert_eq!((code, runs.len()), (1, 0), "{stderr}");
+    assert!(
+        stderr.contains("being fetched by another process"),
+        "{stderr}"
+    );
+    rt.block_on(roster_shared::db::lease::release(
+        &db,
+        &lease,
+        "another-replica",
+    ))
+    .unwrap();
+    let (code, runs, stderr) = fetch(&i, &t, "drop", &[], &[]);
+    assert_eq!((code, runs.len()), (0, 1), "{stderr}");
+}

@@ -87,7 +87,8 @@ impl Scheduler {
     }
 
     /// Starts every due source not already being fetched here, as far as the
-    /// concurrency allows and its lease can be had. Returns how many it started.
+    /// concurrency allows; each fetch runs only if its lease can be had. Returns how many
+    /// it started.
     pub async fn tick(
         &mut self,
         services: &Services,
@@ -109,11 +110,6 @@ impl Scheduler {
             let Ok(tenant) = TenantId::new(source.tenant_id.clone()) else {
                 continue;
             };
-            let lease_name = format!("source:{}/{}", source.tenant_id, source.name);
-            if !lease::acquire(&services.db, &lease_name, &self.holder, LEASE_TTL).await? {
-                debug!(source = %lease_name, "another replica is fetching it");
-                continue;
-            }
             self.running.lock().await.insert(key.clone());
             let (services, options, holder, running) = (
                 services.clone(),
@@ -122,8 +118,7 @@ impl Scheduler {
                 Arc::clone(&self.running),
             );
             self.tasks.spawn(async move {
-                run_one(&services, &tenant, &source, &options, &holder, &lease_name).await;
-                let _ = lease::release(&services.db, &lease_name, &holder).await;
+                run_one(&services, &tenant, &source, &options, &holder).await;
                 running.lock().await.remove(&key);
             });
             started += 1;
@@ -146,39 +141,75 @@ impl Scheduler {
     }
 }
 
-/// Fetches one source while renewing its lease; gives up the fetch if the lease is lost.
+/// The lease name of a source.
+pub fn lease_name(tenant: &str, source: &str) -> String {
+    format!("source:{tenant}/{source}")
+}
+
+/// How [`under_lease`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leased<T> {
+    /// The work ran to its end.
+    Done(T),
+    /// Another process holds the lease: the work did not start.
+    Busy,
+    /// The lease was lost while the work ran: it was abandoned.
+    Lost,
+}
+
+/// Runs `work` while `holder` holds the lease `name` (taken first, renewed while the work
+/// runs, given up after). Does not start it if another holder has the lease, and
+/// abandons it if the lease is lost (another process took it after it expired).
+pub async fn under_lease<T>(
+    db: &roster_shared::db::Db,
+    name: &str,
+    holder: &str,
+    work: impl Future<Output = T>,
+) -> Result<Leased<T>, roster_shared::sea_orm::DbErr> {
+    if !lease::acquire(db, name, holder, LEASE_TTL).await? {
+        return Ok(Leased::Busy);
+    }
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval(LEASE_RENEW);
+    renew.tick().await;
+    let outcome = loop {
+        tokio::select! {
+            result = &mut work => break Leased::Done(result),
+            _ = renew.tick() => {
+                match lease::acquire(db, name, holder, LEASE_TTL).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn!(lease = name, "lost the lease; abandoning the work");
+                        break Leased::Lost;
+                    }
+                    Err(e) => warn!(lease = name, error = %e, "cannot renew the lease"),
+                }
+            }
+        }
+    };
+    let _ = lease::release(db, name, holder).await;
+    Ok(outcome)
+}
+
+/// Fetches one source under its lease (see [`under_lease`]).
 async fn run_one(
     services: &Services,
     tenant: &TenantId,
     source: &SourceRow,
     options: &SchedulerOptions,
     holder: &str,
-    lease_name: &str,
 ) {
     let failures = u64::try_from(source.failures).unwrap_or(0) + 1;
     let pause = pause_after(failures, options.retry_base);
     let work = fetch(services, tenant, &source.name, &options.fetch, pause);
-    tokio::pin!(work);
-    let mut renew = tokio::time::interval(LEASE_RENEW);
-    renew.tick().await;
-    loop {
-        tokio::select! {
-            result = &mut work => {
-                if let Err(e) = result {
-                    debug!(tenant = %tenant, source = %source.name, error = %e, "scheduled fetch failed");
-                }
-                return;
-            }
-            _ = renew.tick() => {
-                match lease::acquire(&services.db, lease_name, holder, LEASE_TTL).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        warn!(tenant = %tenant, source = %source.name, "lost the source's lease; abandoning the fetch");
-                        return;
-                    }
-                    Err(e) => warn!(tenant = %tenant, source = %source.name, error = %e, "cannot renew the source's lease"),
-                }
-            }
+    let name = lease_name(tenant.as_str(), &source.name);
+    match under_lease(&services.db, &name, holder, work).await {
+        Ok(Leased::Done(Err(e))) => {
+            debug!(tenant = %tenant, source = %source.name, error = %e, "scheduled fetch failed");
+        }
+        Ok(Leased::Done(Ok(_)) | Leased::Busy | Leased::Lost) => {}
+        Err(e) => {
+            warn!(tenant = %tenant, source = %source.name, error = %e, "cannot take the source's lease");
         }
     }
 }

@@ -459,6 +459,18 @@ impl SourceSpec {
             }
             SourceKind::Inbox => {}
         }
+        if let Some(host) = &self.host
+            && !valid_host(host)
+        {
+            problems.push(format!(
+                "{at}.host: {host:?} is not a host name or an IP address"
+            ));
+        }
+        if let Some(user) = &self.user
+            && (user.is_empty() || user.starts_with('-') || user.contains(['@', ' ', '\n', '\0']))
+        {
+            problems.push(format!("{at}.user: {user:?} is not a login name"));
+        }
         if self.after_fetch == Some(AfterFetch::Archive) && self.archive_path.is_none() {
             problems.push(format!(
                 "{at}.archive_path: required with after_fetch: archive"
@@ -481,6 +493,24 @@ impl SourceSpec {
     pub fn schedule(&self) -> Option<Schedule> {
         self.schedule.as_deref().and_then(|s| s.parse().ok())
     }
+}
+
+/// Whether `host` is a host name, an IPv4 address or an IPv6 address (never something a
+/// command line would read as an option).
+fn valid_host(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !bare.is_empty()
+        && bare.len() <= 253
+        && !bare.starts_with(['-', '.'])
+        && bare
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 fn check_page(page: &PageSpec, at: &str) -> Vec<String> {

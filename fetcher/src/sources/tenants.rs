@@ -427,6 +427,15 @@ tenants:
             "tenants:\n  acme:\n    sources:\n      s:\n        kind: sftp\n        passwrd: x\n",
         );
         assert_eq!(p, ["tenants.acme.sources.s.passwrd: unknown key"]);
+        let p = problems(
+            "tenants:\n  acme:\n    sources:\n      s:\n        kind: sftp\n        host: -oProxyCommand=sh\n        user: u\n        password_env: P\n        known_hosts: k\n        path: /\n",
+        );
+        assert_eq!(
+            p,
+            [
+                "tenants.acme.sources.s.host: \"-oProxyCommand=sh\" is not a host name or an IP address"
+            ]
+        );
         let p = problems("tenants:\n  acme:\n    sauces: {}\n");
         assert_eq!(p, ["tenants.acme.sauces: unknown key"]);
         let p = problems("tenantz: {}\n");
