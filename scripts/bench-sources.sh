@@ -9,6 +9,7 @@
 #
 # Needs target/release/roster (cargo build --release), sshd, python3.
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 rows=${1:-1000000}
@@ -18,8 +19,8 @@ roster=$PWD/target/release/roster
 
 work=$(mktemp -d /var/tmp/roster-bench-XXXXXX)
 chmod 755 "$work"
-user=rbench$(tr -dc a-z </dev/urandom | head -c 6)
-password=$(tr -dc A-Za-z0-9 </dev/urandom | head -c 24)
+user=rbench$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 cleanup() {
     [[ -n ${sshd_pid:-} ]] && kill "$sshd_pid" 2>/dev/null || true
     [[ -n ${http_pid:-} ]] && kill "$http_pid" 2>/dev/null || true
@@ -105,12 +106,18 @@ tenants:
         page: {size: 5000, offset_param: offset, limit_param: limit}
 EOF
 
-# Seconds one command takes.
+# Seconds one command takes; it must have applied one run creating everyone.
 timed() {
     local start end
     start=$(date +%s.%N)
-    "$@" >/dev/null
+    "$@" --json >"$work/out.json"
     end=$(date +%s.%N)
+    python3 - "$work/out.json" "$rows" <<'PY' >&2
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+ok = len(runs) == 1 and runs[0]["status"] == "applied" and runs[0]["created"] == int(sys.argv[2])
+sys.exit(0 if ok else f"not one applied run creating everyone: {runs}")
+PY
     python3 -c "print(f'{$end - $start:.2f}')"
 }
 
@@ -132,5 +139,5 @@ for r in $(seq "$repeat"); do
     done
 done
 for what in import sftp import-json web; do
-    echo "median $what: $(python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" ${all[$what]}) s ($rows rows)"
+    echo "median $what: $(python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" ${all[$what]}) s ($rows rows)"
 done

@@ -156,6 +156,31 @@ impl State {
         self.offset += 1;
         self.ended_with_break = ends_line;
     }
+
+    /// Watches every byte of `bytes`, as [`Self::eat`] would one by one, but jumps over
+    /// runs of bytes that change nothing but the offset: inside an unquoted field every
+    /// byte but the delimiter and line breaks; inside quotes every byte but a quote and
+    /// line breaks. Most of a file is such runs.
+    fn eat_all(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while let Some((&first, _)) = rest.split_first() {
+            let run = match self.quoting {
+                Quoting::Unquoted => memchr::memchr3(self.delimiter, b'\r', b'\n', rest),
+                Quoting::Quoted => memchr::memchr3(b'"', b'\r', b'\n', rest),
+                Quoting::FieldStart | Quoting::QuoteInQuoted => Some(0),
+            }
+            .unwrap_or(rest.len());
+            if run == 0 {
+                self.eat(first);
+                rest = &rest[1..];
+            } else {
+                self.offset += run as u64;
+                self.prev_cr = false;
+                self.ended_with_break = false;
+                rest = &rest[run..];
+            }
+        }
+    }
 }
 
 /// A reader that watches the bytes passing through it (see the module's docs).
@@ -205,9 +230,7 @@ impl<R: Read> Read for Scanner<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut state = self.state.borrow_mut();
-        for &b in &buf[..n] {
-            state.eat(b);
-        }
+        state.eat_all(&buf[..n]);
         if n == 0 && !buf.is_empty() {
             state.exhausted = true;
         }
@@ -258,6 +281,44 @@ mod tests {
         let (mut scanner, watch) = Scanner::new(text, b',', max_lines);
         std::io::copy(&mut scanner, &mut std::io::sink()).unwrap();
         watch
+    }
+
+    /// The state after eating `text` byte by byte, and after eating it in runs, split in
+    /// chunks of `chunk` bytes (as reads deliver it).
+    fn both_ways(text: &[u8], chunk: usize) -> (String, String) {
+        let (_, one) = Scanner::new(&b""[..], b';', 3);
+        let (_, runs) = Scanner::new(&b""[..], b';', 3);
+        for &b in text {
+            one.state.borrow_mut().eat(b);
+        }
+        for piece in text.chunks(chunk) {
+            runs.state.borrow_mut().eat_all(piece);
+        }
+        let show = |w: &Watch| format!("{:?}", w.state.borrow());
+        (show(&one), show(&runs))
+    }
+
+    #[test]
+    fn jumping_over_runs_sees_what_byte_by_byte_sees() {
+        let texts: [&[u8]; 6] = [
+            b"id;name;city\r\n1;\"Ann \"\"A\"\"\";Paris\r\n2;Bob;\"Rome\nTorino\"\n",
+            b"a;\"b\nc\nd\ne\nf\";g\n",
+            b"a;\"open\nx;y\nz;\"w\"tail\n",
+            b"h\r\r\n\n\"q\"x;\"\"\"\";;\r",
+            b"no break at the end;\"cut",
+            b"5'10\";x\"y;\"\"\n",
+        ];
+        for text in texts {
+            for chunk in [1, 2, 3, 7, 64] {
+                let (one, runs) = both_ways(text, chunk);
+                assert_eq!(
+                    one,
+                    runs,
+                    "{:?} in chunks of {chunk}",
+                    String::from_utf8_lossy(text)
+                );
+            }
+        }
     }
 
     #[test]

@@ -105,8 +105,13 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
     }
     let applied = apply(&txn, tenant, run_id, &batch.changes, now).await?;
     db::add_applied(&txn, tenant, run_id, &applied.counts, applied.conflicts).await?;
-    // The events go into the outbox with the changes: committed together or not at all.
-    outbox::record(&txn, tenant, run_id, &events(&env, &applied.changes, now)).await?;
+    // Events for a broker go into the outbox with the changes: committed together or not
+    // at all. Events that stay in this process need no outbox: they go out after commit.
+    let events = events(&env, &applied.changes, now);
+    let outboxed = services.transport.events_leave_process();
+    if outboxed {
+        outbox::record(&txn, tenant, run_id, &events).await?;
+    }
     if applied.conflicts > 0 {
         // Not done: the stale part must be planned again, so this batch must not count
         // toward finishing the run's generation (its applied part stays applied).
@@ -117,7 +122,16 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
         .progress
         .changes_applied(batch.changes.len() as u64);
 
-    outbox::publish(services, &event_ids(&env)).await?;
+    if outboxed {
+        outbox::publish(services, &event_ids(&env)).await?;
+    } else {
+        for (key, message) in events {
+            services
+                .transport
+                .publish_events(&key, vec![message])
+                .await?;
+        }
+    }
     if applied.conflicts > 0 {
         warn!(
             conflicts = applied.conflicts,

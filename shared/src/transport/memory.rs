@@ -220,6 +220,10 @@ impl Transport for MemoryTransport {
         Ok(())
     }
 
+    fn events_leave_process(&self) -> bool {
+        false
+    }
+
     async fn consume(&self, queue: Queue, prefetch: u16) -> Result<Deliveries, TransportError> {
         let q = self.queue(queue.name());
         let permits = Arc::new(Semaphore::new(usize::from(prefetch.max(1))));

@@ -280,6 +280,14 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// message stays there until the delivery is acked.
     async fn next_dead_letter(&self, queue: Queue) -> Result<Option<Delivery>, TransportError>;
 
+    /// Whether events published here leave this process (for a broker's subscribers).
+    /// Only such events are worth the outbox, which makes their delivery survive a crash
+    /// between the writer's commit and its publish; events that stay in the process
+    /// (the embedded install) die with it either way.
+    fn events_leave_process(&self) -> bool {
+        true
+    }
+
     /// Whether the transport can move messages now (for readiness probes).
     async fn check(&self) -> Result<(), TransportError> {
         Ok(())
