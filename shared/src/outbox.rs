@@ -107,6 +107,43 @@ pub async fn publish(services: &Services, ids: &[MessageId]) -> Result<usize, St
     send(services, rows).await
 }
 
+/// Publishes `messages` (each with its routing key), which a transaction now committed
+/// has just recorded in the outbox, from memory rather than read back (a batch's
+/// events are as large as its changes), skipping any the outbox already holds as
+/// published; then marks them. Returns how many went out.
+pub async fn publish_recorded(
+    services: &Services,
+    messages: Vec<(String, Message)>,
+) -> Result<usize, StageError> {
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<String> = messages.iter().map(|(_, m)| m.id.to_string()).collect();
+    let unpublished: std::collections::HashSet<String> = outbox::Entity::find()
+        .select_only()
+        .column(outbox::Column::Id)
+        .filter(outbox::Column::Id.is_in(ids))
+        .filter(outbox::Column::PublishedAt.is_null())
+        .into_tuple::<String>()
+        .all(services.db.conn())
+        .await?
+        .into_iter()
+        .collect();
+    let mut sent = 0;
+    for (key, message) in messages {
+        let id = message.id.to_string();
+        if unpublished.contains(&id) {
+            services
+                .transport
+                .publish_events(&key, vec![message])
+                .await?;
+            mark_published(&services.db, id).await?;
+            sent += 1;
+        }
+    }
+    Ok(sent)
+}
+
 /// Publishes every message unpublished for longer than `older_than` (its writer died
 /// between commit and publish, or the broker was away), and forgets published ones
 /// older than a day. Returns how many went out.
@@ -154,18 +191,24 @@ async fn send(services: &Services, rows: Vec<outbox::Model>) -> Result<usize, St
             .transport
             .publish_events(&row.routing_key, vec![message])
             .await?;
-        exec(
-            db.conn(),
-            raw(
-                db.backend(),
-                "UPDATE outbox SET published_at = $1 WHERE id = $2",
-                vec![Utc::now().into(), row.id.into()],
-            ),
-        )
-        .await?;
+        mark_published(db, row.id).await?;
         sent += 1;
     }
     Ok(sent)
+}
+
+/// Marks the outbox message `id` published.
+async fn mark_published(db: &Db, id: String) -> Result<(), DbErr> {
+    exec(
+        db.conn(),
+        raw(
+            db.backend(),
+            "UPDATE outbox SET published_at = $1 WHERE id = $2",
+            vec![Utc::now().into(), id.into()],
+        ),
+    )
+    .await?;
+    Ok(())
 }
 
 /// The pending outbox messages of the install, for probes and tests.

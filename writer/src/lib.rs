@@ -123,6 +123,8 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
         .changes_applied(batch.changes.len() as u64);
 
     if outboxed {
+        outbox::publish_recorded(services, events).await?;
+        // And whatever an earlier try of this batch recorded but could not publish.
         outbox::publish(services, &event_ids(&env)).await?;
     } else {
         for (key, message) in events {
