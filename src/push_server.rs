@@ -22,7 +22,7 @@ use roster_fetcher::sources::db::{self as sources_db, PushUser};
 use roster_fetcher::sources::tenants::valid_login;
 use roster_shared::db::Db;
 use tokio::process::Command;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// The system group of push logins.
 pub const GROUP: &str = "roster-push";
@@ -190,8 +190,9 @@ impl PushServer {
     /// Brings the system accounts and jails in step with `logins`: creates missing
     /// accounts (group `roster-push`, no shell, no home), sets their password hashes,
     /// makes each jail (`<root>/<login>/` root-owned, `upload/` and `delta/` the login's),
-    /// and locks the accounts of logins no longer declared. Refuses to take over an
-    /// existing account that is not a push login.
+    /// and locks the accounts of logins no longer declared. Never takes over an existing
+    /// account that is not a push login: that login is left out (logged as an error) and
+    /// the others are served (sshd lets only the group `roster-push` in).
     pub async fn sync_accounts(&self, logins: &[Login]) -> anyhow::Result<()> {
         if group_id(GROUP).await?.is_none() {
             run("groupadd", &["--system", GROUP]).await?;
@@ -208,11 +209,17 @@ impl PushServer {
                         .await
                         .ok();
                 }
-                Some(_) => bail!(
-                    "a system account named {:?} exists and is not a push login (group \
-                     {GROUP}); Roster will not take it over",
-                    login.name
-                ),
+                Some(_) => {
+                    // One tenant named like a system account (`mail`, `backup`) must not
+                    // stop every other tenant's pushes: it is left out, loudly.
+                    error!(
+                        login = %login.name,
+                        "a system account of this name exists and is not a push login \
+                         (group {GROUP}); Roster will not take it over: this tenant cannot \
+                         push until its id changes"
+                    );
+                    continue;
+                }
                 None => {
                     run(
                         "useradd",

@@ -442,7 +442,7 @@ fn tenants_push_through_our_sftp_server_with_a_password_or_a_key_each_in_its_own
     apply(
         &i,
         &format!(
-            "tenants:\n  {a}:\n    push:\n      password_hash: \"{hashed}\"\n  {b}:\n    push:\n      authorized_keys: [\"{}\"]\n",
+            "tenants:\n  {a}:\n    push:\n      password_hash: \"{hashed}\"\n  {b}:\n    push:\n      authorized_keys: [\"{}\"]\n  daemon:\n    push:\n      password_hash: \"{hashed}\"\n",
             public.trim()
         ),
     );
@@ -497,6 +497,16 @@ fn tenants_push_through_our_sftp_server_with_a_password_or_a_key_each_in_its_own
         i.emails(&a, false) == ["ann@x.com", "bob@x.com"]
             && i.emails(&b, false) == ["ann@x.com", "cy@x.com"]
     });
+
+    // A tenant named like a system account (Debian's `daemon`) is left out, not taken
+    // over, and does not stop the others (above): its password does not let anyone in.
+    let (ok, said) = ssh::sftp(port, "daemon", Auth::Password(&password), &kh, "ls /\n");
+    assert!(!ok, "daemon logged in: {said}");
+    let log = i.full_log("push");
+    assert!(
+        log.contains("daemon") && log.contains("will not take it over"),
+        "{log}"
+    );
 
     // A sees its jail only: no way up, no way into B's.
     let (_, listing) = ssh::sftp(
