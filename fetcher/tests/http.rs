@@ -1026,6 +1026,60 @@ async fn auth_headers_are_sent_and_secrets_never_shown() {
         &[KEY],
     )
     .await;
+
+    // Redirects are followed within the origin only: elsewhere, the key would go along.
+    let thief = serve(|_: &Seen, _| json_reply(&json!([person(2)]))).await;
+    let base = redirecting(thief.url.clone()).await;
+    let auth = json!({"auth": {"header": "X-Api-Key", "value_env": KEY_VAR}});
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.json");
+    fetch(&spec(&format!("{base}/moved"), &auth), None, 1000, &out)
+        .await
+        .unwrap();
+    assert_eq!(
+        written(&out),
+        [person(1)],
+        "a same-origin redirect is followed"
+    );
+    let e = fetch(&spec(&format!("{base}/elsewhere"), &auth), None, 1000, &out)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("HTTP 302"), "{e}");
+    assert!(thief.seen().is_empty(), "the key went to another origin");
+}
+
+/// A server on 127.0.0.1 (its base URL returned) whose `/ok` answers one person when
+/// `x-api-key` is the test key, `/moved` redirects to its own `/ok`, and `/elsewhere`
+/// redirects to `target`, another origin.
+async fn redirecting(target: String) -> String {
+    let found = |to: String| (StatusCode::FOUND, [("location", to)]).into_response();
+    let app = Router::new()
+        .route(
+            "/ok",
+            axum::routing::get(|headers: HeaderMap| async move {
+                if headers.get("x-api-key").is_some_and(|v| v == KEY) {
+                    (
+                        [("content-type", "application/json")],
+                        json!([person(1)]).to_string(),
+                    )
+                        .into_response()
+                } else {
+                    StatusCode::UNAUTHORIZED.into_response()
+                }
+            }),
+        )
+        .route(
+            "/moved",
+            axum::routing::get(move || async move { found("/ok".to_owned()) }),
+        )
+        .route(
+            "/elsewhere",
+            axum::routing::get(move || async move { found(target) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://127.0.0.1:{port}")
 }
 
 #[tokio::test]

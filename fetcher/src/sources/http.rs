@@ -668,6 +668,7 @@ async fn build_client(
         .tls_backend_rustls()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(timeout)
+        .redirect(same_origin_redirects())
         .user_agent(concat!("roster-fetcher/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &spec.ca_file {
         let pem = read_file(ca, "ca_file", what).await?;
@@ -873,6 +874,29 @@ fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// Redirects followed: at most [`MAX_REDIRECTS`], and only within the origin (scheme,
+/// host and port) of the request. Credentials go with every request (a custom header
+/// like `X-Api-Key` even across hosts), so a redirect elsewhere, or from HTTPS to HTTP,
+/// is not followed: the fetch fails naming the 3xx status.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else if same {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// Redirects followed for one request, at most.
+const MAX_REDIRECTS: usize = 5;
 
 /// The output document, written as pages come: `{"employees":[` then one record a
 /// line, then `]}`.
