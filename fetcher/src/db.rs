@@ -88,7 +88,46 @@ pub async fn create_run(
     new: &NewRun,
     source_file: Option<&SourceFile>,
 ) -> Result<run::Model, DbErr> {
-    insert_run(db, new, source_file, None).await
+    insert_run(db, new, source_file, Start::Fetched).await
+}
+
+/// The tenant's last applied run, when `new` delivers the very same thing again: the
+/// tenant's latest run that could have changed anything (every state but `rejected` and
+/// `superseded`) is `applied`, and has the same raw content (SHA-256), format, mode and
+/// encoding, and was parsed with the same `parse_config`
+/// ([`roster_shared::db::tenants::parse_config`]). Importing `new` would then change
+/// nothing. One query.
+pub async fn repeated_run(
+    db: &Db,
+    new: &NewRun,
+    parse_config: &str,
+) -> Result<Option<run::Model>, DbErr> {
+    let latest = run::Entity::find()
+        .filter(run::Column::TenantId.eq(new.tenant.as_str()))
+        .filter(run::Column::State.is_not_in([RunState::Rejected, RunState::Superseded]))
+        .order_by_desc(run::Column::Seq)
+        .one(db.conn())
+        .await?;
+    Ok(latest.filter(|r| {
+        r.state == RunState::Applied
+            && r.sha256 == new.sha256
+            && r.format == new.format
+            && r.mode == new.mode
+            && r.encoding == new.encoding
+            && r.parse_config.as_deref() == Some(parse_config)
+    }))
+}
+
+/// Creates a run already `applied` that repeats `of` (a file delivered again, see
+/// [`repeated_run`]): nothing to parse or apply; it reports the rows of `of`, every
+/// accepted person unchanged, and copies its row errors. Records `source_file` as taken.
+pub async fn create_repeat_run(
+    db: &Db,
+    new: &NewRun,
+    source_file: Option<&SourceFile>,
+    of: &run::Model,
+) -> Result<run::Model, DbErr> {
+    insert_run(db, new, source_file, Start::Repeat(of)).await
 }
 
 /// Creates a run already `rejected` for `reason` (a file refused before it was read), and
@@ -99,15 +138,26 @@ pub async fn create_rejected_run(
     source_file: Option<&SourceFile>,
     reason: &str,
 ) -> Result<run::Model, DbErr> {
-    insert_run(db, new, source_file, Some(reason)).await
+    insert_run(db, new, source_file, Start::Rejected(reason)).await
 }
 
-/// Creates a run: `fetched`, or `rejected` for `rejected_for`.
+/// The state a new run starts in.
+#[derive(Debug, Clone, Copy)]
+enum Start<'a> {
+    /// `fetched`: to be parsed.
+    Fetched,
+    /// `rejected` for this reason.
+    Rejected(&'a str),
+    /// `applied` at once: a repeat of this applied run.
+    Repeat(&'a run::Model),
+}
+
+/// Creates a run in the state `start` names.
 async fn insert_run(
     db: &Db,
     new: &NewRun,
     source_file: Option<&SourceFile>,
-    rejected_for: Option<&str>,
+    start: Start<'_>,
 ) -> Result<run::Model, DbErr> {
     let txn = db.conn().begin().await?;
     let backend = db.backend();
@@ -132,6 +182,21 @@ async fn insert_run(
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("tenant {}", new.tenant)))?;
     let seq: i64 = row.try_get_by_index::<i64>(0)? - 1;
+    let (state, reason) = match start {
+        Start::Fetched => (RunState::Fetched, None),
+        Start::Rejected(why) => (RunState::Rejected, Some(why.to_owned())),
+        Start::Repeat(of) => (
+            RunState::Applied,
+            Some(format!(
+                "the same content as run {} (applied; SHA-256 {}): nothing to change",
+                of.id, of.sha256
+            )),
+        ),
+    };
+    let repeat = match start {
+        Start::Repeat(of) => Some(of),
+        _ => None,
+    };
     let model = run::ActiveModel {
         id: Set(new.id.to_string()),
         tenant_id: Set(new.tenant.to_string()),
@@ -144,37 +209,53 @@ async fn insert_run(
         format: Set(new.format),
         mode: Set(new.mode),
         encoding: Set(new.encoding.clone()),
-        state: Set(if rejected_for.is_some() {
-            RunState::Rejected
-        } else {
-            RunState::Fetched
-        }),
-        reason: Set(rejected_for.map(str::to_owned)),
-        published: Set(false),
+        state: Set(state),
+        reason: Set(reason),
+        // A repeat has nothing to announce.
+        published: Set(repeat.is_some()),
         approved: Set(false),
-        rows_read: Set(0),
-        accepted: Set(0),
-        rejected: Set(0),
+        rows_read: Set(repeat.map_or(0, |r| r.rows_read)),
+        accepted: Set(repeat.map_or(0, |r| r.accepted)),
+        rejected: Set(repeat.map_or(0, |r| r.rejected)),
         created: Set(0),
         updated: Set(0),
         deactivated: Set(0),
         reactivated: Set(0),
-        unchanged: Set(0),
+        unchanged: Set(repeat.map_or(0, |r| r.accepted)),
         conflicts: Set(0),
         generation: Set(0),
         plan_message_id: Set(None),
-        batches_total: Set(None),
+        batches_total: Set(repeat.map(|_| 0)),
         snapshot_key: Set(None),
-        rejects_key: Set(None),
+        rejects_key: Set(repeat.and_then(|r| r.rejects_key.clone())),
         fetched_at: Set(now),
-        parsed_at: Set(None),
-        diffed_at: Set(None),
-        finished_at: Set(rejected_for.map(|_| now)),
+        parsed_at: Set(repeat.map(|_| now)),
+        diffed_at: Set(repeat.map(|_| now)),
+        finished_at: Set((!matches!(start, Start::Fetched)).then_some(now)),
         parse_ms: Set(None),
         diff_ms: Set(None),
+        parse_config: Set(repeat.and_then(|r| r.parse_config.clone())),
         updated_at: Set(now),
     };
     run::Entity::insert(model.clone()).exec(&txn).await?;
+    if let Some(of) = repeat {
+        // The same file has the same row errors.
+        exec(
+            &txn,
+            raw(
+                backend,
+                "INSERT INTO run_errors (tenant_id, run_id, line, \"column\", message) \
+                 SELECT tenant_id, $1, line, \"column\", message FROM run_errors \
+                 WHERE tenant_id = $2 AND run_id = $3",
+                vec![
+                    new.id.to_string().into(),
+                    tv(&new.tenant),
+                    of.id.clone().into(),
+                ],
+            ),
+        )
+        .await?;
+    }
     if let Some(file) = source_file {
         fetched_file::Entity::insert(fetched_file::ActiveModel {
             tenant_id: Set(new.tenant.to_string()),

@@ -18,6 +18,7 @@ use std::time::Duration;
 use clap::Args;
 use roster_shared::blob::BlobStore;
 use roster_shared::config::StoreSettings;
+use roster_shared::db::tenants;
 use roster_shared::error::StageError;
 use roster_shared::model::envelope::{Format, SyncMode};
 use roster_shared::model::ids::{RunId, TenantId};
@@ -280,6 +281,20 @@ pub async fn store_copied(
         services.blobs.put_file(&blob_key, &scratch).await?;
     }
     let new = new_run(&sub, blob_key, sha256, size);
+    // The same content as the tenant's last applied run, read the same way: nothing
+    // would change, so the run ends here (one lookup instead of a parse and a plan).
+    let parse_config = tenants::parse_config(&tenants::mappings(&services.db, &sub.tenant).await?);
+    if let Some(of) = db::repeated_run(&services.db, &new, &parse_config).await? {
+        db::create_repeat_run(&services.db, &new, sub.seen.as_ref(), &of).await?;
+        info!(
+            tenant = %sub.tenant,
+            run = %new.id,
+            file = %sub.file_name,
+            repeats = %of.id,
+            "fetched the content of the last applied run again: nothing to change"
+        );
+        return Ok(new.id);
+    }
     let run = db::create_run(&services.db, &new, sub.seen.as_ref()).await?;
     services.send_to_parser(&sub.tenant, new.id, &run).await?;
     info!(tenant = %sub.tenant, run = %new.id, file = %sub.file_name, size, "fetched");

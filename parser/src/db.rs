@@ -8,16 +8,33 @@ use roster_shared::model::ids::{RunId, TenantId};
 use roster_shared::model::run::RunState;
 use roster_shared::sea_orm::{ActiveValue::Set, DbErr, EntityTrait, TransactionTrait};
 
+/// What the parser found in a run's file, as recorded with the run.
+#[derive(Debug, Clone, Copy)]
+pub struct Parsed<'a> {
+    /// The result announced to the differ.
+    pub body: &'a SnapshotParsed,
+    /// The rejected rows kept with the run.
+    pub errors: &'a [RowError],
+    /// Milliseconds parsing took.
+    pub parse_ms: i64,
+    /// What shaped the parse ([`roster_shared::db::tenants::parse_config`]).
+    pub parse_config: &'a str,
+}
+
 /// Records the parser's result and moves `fetched` to `parsed`, with the rejected rows,
 /// in one transaction. Returns whether the run moved (false: parsed before).
 pub async fn mark_parsed(
     db: &Db,
     tenant: &TenantId,
     id: RunId,
-    parsed: &SnapshotParsed,
-    errors: &[RowError],
-    parse_ms: i64,
+    parsed: &Parsed<'_>,
 ) -> Result<bool, DbErr> {
+    let Parsed {
+        body: parsed,
+        errors,
+        parse_ms,
+        parse_config,
+    } = *parsed;
     let txn = db.conn().begin().await?;
     let now = Utc::now();
     let n = exec(
@@ -26,7 +43,8 @@ pub async fn mark_parsed(
             db.backend(),
             "UPDATE runs SET state = $10, snapshot_key = $1, rejects_key = $2, \
              rows_read = $3, accepted = $4, rejected = $5, parsed_at = $6, parse_ms = $7, \
-             updated_at = $6 WHERE id = $8 AND tenant_id = $9 AND state = $11",
+             updated_at = $6, parse_config = $12 \
+             WHERE id = $8 AND tenant_id = $9 AND state = $11",
             vec![
                 parsed.snapshot_key.clone().into(),
                 parsed.rejects_key.clone().into(),
@@ -39,6 +57,7 @@ pub async fn mark_parsed(
                 tv(tenant),
                 RunState::Parsed.into(),
                 RunState::Fetched.into(),
+                parse_config.into(),
             ],
         ),
     )

@@ -301,6 +301,7 @@ async fn parse_and_store(
         mappings: tenants::mappings(&services.db, tenant).await?,
         limits: config.limits,
     };
+    let parse_config = tenants::parse_config(&options.mappings);
     let file = services.blobs.open(&body.blob_key).await?;
     let snapshot_path = services.blobs.scratch_path("snapshot");
     let rejects_path = services.blobs.scratch_path("rejects");
@@ -354,7 +355,13 @@ async fn parse_and_store(
         .cloned()
         .collect();
     let elapsed = started.elapsed().as_millis() as i64;
-    db::mark_parsed(&services.db, tenant, env.run_id, &result, &stored, elapsed).await?;
+    let parsed_run = db::Parsed {
+        body: &result,
+        errors: &stored,
+        parse_ms: elapsed,
+        parse_config: &parse_config,
+    };
+    db::mark_parsed(&services.db, tenant, env.run_id, &parsed_run).await?;
     info!(
         file = %body.file_name,
         rows = parsed.rows_read,

@@ -53,6 +53,66 @@ pub fn reimport_changes_nothing(i: &Install) {
     assert_eq!(i.directory_csv(&t, true), before);
 }
 
+/// A file delivered again with the content of the tenant's last applied run ends at
+/// fetch time, reporting everyone unchanged; anything that could make it change people (a
+/// mapping, another run since) sends it through the whole pipeline again.
+pub fn a_file_delivered_again_ends_when_fetched(i: &Install) {
+    let t = tenant("acme");
+    let bad_row = "nobody-at-all,No Body,Clerk,active,HQ\n";
+    let f = i.file("people.csv", format!("{THREE}{bad_row}"));
+    let first = i.import_ok(&t, &f, &[]);
+    assert_eq!(counts(&first), [3, 0, 0, 0, 0]);
+    let again = i.import_ok(&t, &i.file("monday.csv", format!("{THREE}{bad_row}")), &[]);
+    assert_eq!(counts(&again), [0, 0, 0, 0, 3]);
+    assert_eq!(
+        (again["rows_read"].as_u64(), again["rejected"].as_u64()),
+        (Some(4), Some(1))
+    );
+    let runs = i.roster(&["runs", "--tenant", &t, "--json"]).json();
+    assert_eq!(runs[0]["state"], "applied");
+    let reason = runs[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "the same content as run {}",
+            first["run_id"].as_str().unwrap()
+        )),
+        "{reason}"
+    );
+    assert!(
+        runs[0]["parse_ms"].is_null(),
+        "not parsed again: {:#}",
+        runs[0]
+    );
+    let errors = &again["errors"];
+    assert_eq!(
+        errors.as_array().map(Vec::len),
+        Some(1),
+        "row errors kept: {again:#}"
+    );
+
+    // The same people in another order are another file: parsed and compared.
+    let reordered: String = THREE.lines().rev().map(|l| format!("{l}\n")).collect();
+    let header = "Email,Name,Title,Status,Office\n";
+    let body = reordered.replace(header, "");
+    let s = i.import_ok(&t, &i.file("shuffled.csv", format!("{header}{body}")), &[]);
+    assert_eq!(counts(&s), [0, 0, 0, 0, 3]);
+    let runs = i.roster(&["runs", "--tenant", &t, "--json"]).json();
+    assert!(runs[0]["parse_ms"].is_i64(), "parsed: {:#}", runs[0]);
+
+    // After another run, the first file again is a change (it brings back Pierre).
+    let two: String = THREE.lines().take(3).map(|l| format!("{l}\n")).collect();
+    let s = i.import_ok(&t, &i.file("two.csv", &two), &[]);
+    assert_eq!(counts(&s), [0, 0, 1, 0, 2]);
+    let s = i.import_ok(&t, &f, &[]);
+    assert_eq!(counts(&s), [0, 0, 0, 1, 2]);
+    // A new mapping reads the same bytes differently: parsed again, and it changes people.
+    let ran = i.roster(&["mapping", "set", "--tenant", &t, "Office", "site"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let s = i.import_ok(&t, &f, &[]);
+    assert_eq!(counts(&s), [0, 3, 0, 0, 0], "{s:#}");
+    assert_eq!(i.directory(&t, false)[0]["site"], "HQ");
+}
+
 pub fn full_mode_deactivates_the_missing_and_keeps_them(i: &Install) {
     let t = tenant("acme");
     i.import_ok(&t, &i.file("all.csv", THREE), &[]);
@@ -525,6 +585,7 @@ backends!(
     [
         import_then_directory,
         reimport_changes_nothing,
+        a_file_delivered_again_ends_when_fetched,
         full_mode_deactivates_the_missing_and_keeps_them,
         delta_mode_changes_only_rows_present,
         tenants_with_the_same_emails_are_kept_apart,

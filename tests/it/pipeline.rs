@@ -129,9 +129,19 @@ async fn planned_run(app: &App, tenant: &TenantId, batches: u32) -> RunId {
         generation: 0,
     };
     assert!(
-        roster_parser::db::mark_parsed(db, tenant, id, &parsed, &[], 0)
-            .await
-            .unwrap()
+        roster_parser::db::mark_parsed(
+            db,
+            tenant,
+            id,
+            &roster_parser::db::Parsed {
+                body: &parsed,
+                errors: &[],
+                parse_ms: 0,
+                parse_config: "test",
+            }
+        )
+        .await
+        .unwrap()
     );
     assert_eq!(
         differ_db::begin_plan(db, tenant, id, 0, MessageId::new())
@@ -623,9 +633,19 @@ async fn parsed_run(app: &App, tenant: &TenantId) -> RunId {
         generation: 0,
     };
     assert!(
-        roster_parser::db::mark_parsed(db, tenant, id, &parsed, &[], 0)
-            .await
-            .unwrap()
+        roster_parser::db::mark_parsed(
+            db,
+            tenant,
+            id,
+            &roster_parser::db::Parsed {
+                body: &parsed,
+                errors: &[],
+                parse_ms: 0,
+                parse_config: "test",
+            }
+        )
+        .await
+        .unwrap()
     );
     id
 }

@@ -80,6 +80,8 @@ pub struct Model {
     pub parse_ms: Option<i64>,
     /// Milliseconds the differ spent.
     pub diff_ms: Option<i64>,
+    /// What shaped the parse ([`crate::db::tenants::parse_config`]), set when parsed.
+    pub parse_config: Option<String>,
     /// Last change of this row.
     pub updated_at: DateTimeUtc,
 }

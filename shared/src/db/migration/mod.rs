@@ -9,6 +9,7 @@ mod m20261129_000003_leases;
 mod m20261129_000004_outbox;
 mod m20261129_000005_plan_message;
 mod m20261129_000006_sources;
+mod m20261129_000007_parse_config;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_outbox::Migration),
             Box::new(m20261129_000005_plan_message::Migration),
             Box::new(m20261129_000006_sources::Migration),
+            Box::new(m20261129_000007_parse_config::Migration),
         ]
     }
 }
