@@ -1,8 +1,11 @@
 //! `roster bench`: import speed and memory on synthetic people. Generates N people, then
-//! for each repetition, on a fresh database: a first import, a re-import of the same
-//! people (no change) and a re-import with 1% of them changed. Reports the median time
-//! and rows per second of each phase and the peak resident memory (VmHWM, reset before
-//! each phase) of this process.
+//! for each repetition, on an empty directory: a first import, a re-import of the same
+//! file (no change), a re-import of the same people in another order (no change, but
+//! other bytes: parsed and compared), and a re-import with 1% of them changed. Reports
+//! the median time and rows per second of each phase and the peak resident memory
+//! (VmHWM, reset before each phase) of every process. `--peer` runs the same phases
+//! through hand-written SQL ([`PEER_SQL`]), Roster embedded and Roster distributed in
+//! turn and prints them side by side.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -46,11 +49,20 @@ pub struct BenchArgs {
     /// of in this process on SQLite. The binaries must sit next to `roster`.
     #[arg(long)]
     pub distributed: bool,
+    /// Side by side, alternating in every repetition: the hand-written SQL a DBA would
+    /// run instead (COPY into a staging table, MERGE, deactivate the missing; through
+    /// `psql` on the PostgreSQL of `--database-url`), Roster embedded (SQLite in this
+    /// process) and Roster distributed (needs what `--distributed` needs). Prints each
+    /// phase's medians and how many times faster than the SQL each mode is.
+    #[arg(long, conflicts_with = "distributed")]
+    pub peer: bool,
 }
 
 /// One phase's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseResult {
+    /// What was measured.
+    pub system: System,
     /// Phase name.
     pub phase: &'static str,
     /// Rows in the file.
@@ -101,20 +113,34 @@ const OFFICES: &[&str] = &[
     "Remote",
 ];
 
-/// Writes `rows` synthetic people as CSV; every `changed_every`-th person (if any) gets
-/// a different job title, as if promoted.
-pub fn generate(path: &Path, rows: u64, changed_every: Option<u64>) -> std::io::Result<()> {
+/// The order [`generate`] writes people in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Person 0, 1, 2, ...
+    Natural,
+    /// The odd-numbered people first, then the even-numbered: the same people in a file
+    /// with other bytes.
+    Reordered,
+}
+
+/// Writes `rows` synthetic people as CSV in `order`; every `changed_every`-th person (if
+/// any) gets a different job title, as if promoted. Person `i` is the same in every file.
+pub fn generate(
+    path: &Path,
+    rows: u64,
+    changed_every: Option<u64>,
+    order: Order,
+) -> std::io::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     writeln!(
         out,
         "Employee ID,Email,First Name,Last Name,Title,Department,Phone,Status,Office,Company"
     )?;
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    for i in 0..rows {
-        let r = rng.next();
+    let person = |out: &mut BufWriter<std::fs::File>, i: u64| -> std::io::Result<()> {
+        let r = Rng(0x9E37_79B9_7F4A_7C15 ^ i.wrapping_mul(0xBF58_476D_1CE4_E5B9)).next();
         let first = FIRST[(r % 10) as usize];
         let last = LAST[((r >> 8) % 10) as usize];
-        let promoted = changed_every.is_some_and(|n| i % n == 0);
+        let promoted = changed_every.is_some_and(|n| i.is_multiple_of(n));
         let title = if promoted {
             "Senior Staff"
         } else {
@@ -128,7 +154,14 @@ pub fn generate(path: &Path, rows: u64, changed_every: Option<u64>) -> std::io::
             (r >> 24) % 40,
             (r >> 32) % 10_000_000,
             OFFICES[((r >> 40) % 5) as usize],
-        )?;
+        )
+    };
+    match order {
+        Order::Natural => (0..rows).try_for_each(|i| person(&mut out, i))?,
+        Order::Reordered => (1..rows)
+            .step_by(2)
+            .chain((0..rows).step_by(2))
+            .try_for_each(|i| person(&mut out, i))?,
     }
     out.flush()
 }
@@ -205,6 +238,248 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// The phases of every repetition, each a whole import of one file on the state the
+/// phase before left.
+const PHASES: [&str; 4] = [
+    "first import",
+    "no-change re-import",
+    "no-change, reordered",
+    "1% changed re-import",
+];
+
+/// The generated files, one a phase ([`PHASES`]).
+struct Files {
+    dir: PathBuf,
+    phases: [PathBuf; 4],
+}
+
+impl Files {
+    /// Generates the files of `rows` people in `dir`: the people, the same file again,
+    /// the same people in another order, and 1% of them changed.
+    fn generate(dir: &Path, rows: u64) -> anyhow::Result<Files> {
+        let base = dir.join("people.csv");
+        let reordered = dir.join("people-reordered.csv");
+        let changed = dir.join("people-1pct.csv");
+        eprintln!("generating {rows} people in {}", dir.display());
+        generate(&base, rows, None, Order::Natural)?;
+        generate(&reordered, rows, None, Order::Reordered)?;
+        generate(&changed, rows, Some(100), Order::Natural)?;
+        Ok(Files {
+            dir: dir.to_owned(),
+            phases: [base.clone(), base, reordered, changed],
+        })
+    }
+}
+
+/// One way of syncing the files, measured phase by phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum System {
+    /// The hand-written SQL a DBA would run instead ([`PEER_SQL`] through `psql`).
+    Sql,
+    /// `roster` in one process on SQLite.
+    Embedded,
+    /// The four stage binaries on RabbitMQ and PostgreSQL.
+    Distributed,
+}
+
+impl System {
+    fn label(self) -> &'static str {
+        match self {
+            System::Sql => "hand-written SQL",
+            System::Embedded => "Roster embedded",
+            System::Distributed => "Roster distributed",
+        }
+    }
+}
+
+/// What one phase measured.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    secs: f64,
+    /// Highest peak RSS of one process, KiB.
+    peak_kib: u64,
+    /// Peak RSS of the processes summed, KiB.
+    sum_kib: u64,
+}
+
+/// The plain-SQL sync the peer benchmark compares Roster with, as a DBA would script it
+/// for `psql`: COPY the file into a staging table, MERGE it into the directory by email,
+/// deactivate whoever is missing; one transaction. `psql -v tenant=T -f peer.sql < FILE`.
+pub const PEER_SQL: &str = r#"\set ON_ERROR_STOP on
+CREATE TABLE IF NOT EXISTS peer_people (
+    tenant_id text NOT NULL,
+    email text NOT NULL,
+    employee_id text, first_name text, last_name text, title text, department text,
+    phone text, status text, office text, company text,
+    active boolean NOT NULL,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, email)
+);
+BEGIN;
+CREATE TEMP TABLE staging (
+    employee_id text, email text, first_name text, last_name text, title text,
+    department text, phone text, status text, office text, company text
+) ON COMMIT DROP;
+\copy staging FROM pstdin WITH (FORMAT csv, HEADER true)
+MERGE INTO peer_people p
+USING (SELECT lower(trim(email)) AS email, employee_id, first_name, last_name, title,
+              department, phone, status, office, company,
+              coalesce(lower(status), 'active') <> 'inactive' AS active
+       FROM staging) s
+ON p.tenant_id = :'tenant' AND p.email = s.email
+WHEN MATCHED AND (p.employee_id, p.first_name, p.last_name, p.title, p.department, p.phone,
+                  p.status, p.office, p.company, p.active)
+     IS DISTINCT FROM (s.employee_id, s.first_name, s.last_name, s.title, s.department,
+                       s.phone, s.status, s.office, s.company, s.active) THEN
+    UPDATE SET employee_id = s.employee_id, first_name = s.first_name,
+               last_name = s.last_name, title = s.title, department = s.department,
+               phone = s.phone, status = s.status, office = s.office, company = s.company,
+               active = s.active, updated_at = now()
+WHEN NOT MATCHED THEN
+    INSERT (tenant_id, email, employee_id, first_name, last_name, title, department, phone,
+            status, office, company, active, updated_at)
+    VALUES (:'tenant', s.email, s.employee_id, s.first_name, s.last_name, s.title,
+            s.department, s.phone, s.status, s.office, s.company, s.active, now());
+UPDATE peer_people p SET active = false, updated_at = now()
+WHERE p.tenant_id = :'tenant' AND p.active
+  AND NOT EXISTS (SELECT 1 FROM staging s WHERE lower(trim(s.email)) = p.email);
+COMMIT;
+"#;
+
+/// Runs [`PEER_SQL`] with `psql` for `tenant` on `file`; its wall time.
+fn peer_sql_once(url: &str, script: &Path, tenant: &str, file: &Path) -> anyhow::Result<Sample> {
+    let started = Instant::now();
+    let out = std::process::Command::new("psql")
+        .arg(url)
+        .args(["-X", "-q", "-v", &format!("tenant={tenant}"), "-f"])
+        .arg(script)
+        .stdin(std::fs::File::open(file)?)
+        .stdout(std::process::Stdio::null())
+        .output()
+        .context("running psql (apt install postgresql-client)")?;
+    let secs = started.elapsed().as_secs_f64();
+    ensure!(
+        out.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(Sample {
+        secs,
+        ..Sample::default()
+    })
+}
+
+/// A distributed install: the stage processes and a handle on their database.
+struct Distributed {
+    app: App,
+    stages: Stages,
+    broker: BrokerSettings,
+}
+
+impl Distributed {
+    async fn start(
+        store: &StoreSettings,
+        broker: &BrokerSettings,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            broker.amqp_url.is_some() && !store.is_sqlite(),
+            "--distributed and --peer need ROSTER_AMQP_URL and a PostgreSQL ROSTER_DATABASE_URL"
+        );
+        let mut broker = broker.clone();
+        broker.queue_prefix = format!("bench{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        let store = StoreSettings {
+            data_dir: dir.join("data"),
+            ..store.clone()
+        };
+        let db = Db::connect(&store.database_url).await?;
+        db.migrate().await?;
+        let app = App::open_quiet(store.clone(), broker.clone()).await?;
+        let stages = Stages::start(&store, &broker, dir)?;
+        Ok(Distributed {
+            app,
+            stages,
+            broker,
+        })
+    }
+
+    /// One repetition's phases for a new tenant (an empty directory).
+    async fn round(&self, files: &Files) -> anyhow::Result<Vec<Sample>> {
+        let tenant = TenantId::new(format!("bench-{}", uuid::Uuid::now_v7().simple()))?;
+        let mut pids = self.stages.pids();
+        pids.push("self".into());
+        let mut out = Vec::new();
+        for file in &files.phases {
+            for p in &pids {
+                reset_peak_rss(p);
+            }
+            let t = import_once(&self.app, &tenant, file).await?;
+            let each: Vec<u64> = pids.iter().map(|p| peak_rss_kib(p).unwrap_or(0)).collect();
+            out.push(Sample {
+                secs: t.as_secs_f64(),
+                peak_kib: each.iter().copied().max().unwrap_or(0),
+                sum_kib: each.iter().sum(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        drop(self.stages);
+        if let roster_shared::transport::TransportConfig::RabbitMq { url, prefix } =
+            roster_shared::runner::transport_config(&self.broker)
+        {
+            roster_shared::transport::amqp::AmqpTransport::connect(&url, &prefix)
+                .await?
+                .delete_topology()
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// One repetition's phases embedded, on a new SQLite database in `work`.
+async fn embedded_round(work: &Path, files: &Files) -> anyhow::Result<Vec<Sample>> {
+    let _ = std::fs::remove_dir_all(work);
+    std::fs::create_dir_all(work)?;
+    let store = StoreSettings::sqlite(&work.join("roster.db"), work.join("data"));
+    let app = App::open(
+        store,
+        BrokerSettings::default(),
+        std::sync::Arc::new(roster_shared::stage::NoProgress),
+        true,
+    )
+    .await?;
+    let tenant = TenantId::new("bench").expect("a valid id");
+    let mut out = Vec::new();
+    for file in &files.phases {
+        reset_peak_rss("self");
+        let t = import_once(&app, &tenant, file).await?;
+        let peak = peak_rss_kib("self").unwrap_or(0);
+        out.push(Sample {
+            secs: t.as_secs_f64(),
+            peak_kib: peak,
+            sum_kib: peak,
+        });
+    }
+    drop(app);
+    std::fs::remove_dir_all(work)?;
+    Ok(out)
+}
+
+/// One repetition's phases of the hand-written SQL, for a new tenant.
+fn sql_round(url: &str, files: &Files) -> anyhow::Result<Vec<Sample>> {
+    let script = files.dir.join("peer.sql");
+    std::fs::write(&script, PEER_SQL)?;
+    let tenant = format!("peer-{}", uuid::Uuid::now_v7().simple());
+    files
+        .phases
+        .iter()
+        .map(|f| peer_sql_once(url, &script, &tenant, f))
+        .collect()
+}
+
 async fn import_once(app: &App, tenant: &TenantId, file: &Path) -> anyhow::Result<Duration> {
     let started = Instant::now();
     // Every row is new in the first import: lift the brake, which is not measured here.
@@ -264,107 +539,82 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
         ),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let base = dir.join("people.csv");
-    let changed = dir.join("people-1pct.csv");
-    eprintln!("generating {} people in {}", args.rows, dir.display());
-    generate(&base, args.rows, None)?;
-    generate(&changed, args.rows, Some(100))?;
-    let phases = [
-        ("first import", &base),
-        ("no-change re-import", &base),
-        ("1% changed re-import", &changed),
-    ];
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    let mut peaks = [0u64; 3];
-    let mut sums = [0u64; 3];
-    if args.distributed {
-        anyhow::ensure!(
-            args.broker.amqp_url.is_some() && !store.is_sqlite(),
-            "--distributed needs ROSTER_AMQP_URL and a PostgreSQL ROSTER_DATABASE_URL"
-        );
-        let mut broker = args.broker.clone();
-        broker.queue_prefix = format!("bench{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-        let store = StoreSettings {
-            data_dir: dir.join("data"),
-            ..store
-        };
-        let db = Db::connect(&store.database_url).await?;
-        db.migrate().await?;
-        let app = App::open_quiet(store.clone(), broker.clone()).await?;
-        let stages = Stages::start(&store, &broker, &dir)?;
-        let mut pids = stages.pids();
-        pids.push("self".into());
-        for rep in 0..args.repeat {
-            // A new tenant is an empty directory: the first import creates everyone.
-            let tenant = TenantId::new(format!("bench-{}-{rep}", uuid::Uuid::now_v7().simple()))?;
-            for (i, (name, file)) in phases.iter().enumerate() {
-                for p in &pids {
-                    reset_peak_rss(p);
-                }
-                let t = import_once(&app, &tenant, file).await?;
-                let each: Vec<u64> = pids.iter().map(|p| peak_rss_kib(p).unwrap_or(0)).collect();
-                peaks[i] = peaks[i].max(each.iter().copied().max().unwrap_or(0));
-                sums[i] = sums[i].max(each.iter().sum());
-                eprintln!("  rep {} {name}: {:.2} s", rep + 1, t.as_secs_f64());
-                times[i].push(t.as_secs_f64());
-            }
-        }
-        drop(stages);
-        if let roster_shared::transport::TransportConfig::RabbitMq { url, prefix } =
-            roster_shared::runner::transport_config(&broker)
-        {
-            roster_shared::transport::amqp::AmqpTransport::connect(&url, &prefix)
-                .await?
-                .delete_topology()
-                .await?;
-        }
+    let files = Files::generate(&dir, args.rows)?;
+    let systems: Vec<System> = if args.peer {
+        vec![System::Sql, System::Embedded, System::Distributed]
+    } else if args.distributed {
+        vec![System::Distributed]
     } else {
-        let tenant = TenantId::new("bench").expect("a valid id");
-        for rep in 0..args.repeat {
-            let work = dir.join(format!("rep{rep}"));
-            let _ = std::fs::remove_dir_all(&work);
-            std::fs::create_dir_all(&work)?;
-            let store = StoreSettings::sqlite(&work.join("roster.db"), work.join("data"));
-            let app = App::open(
-                store,
-                BrokerSettings::default(),
-                std::sync::Arc::new(roster_shared::stage::NoProgress),
-                true,
-            )
-            .await?;
-            for (i, (name, file)) in phases.iter().enumerate() {
-                reset_peak_rss("self");
-                let t = import_once(&app, &tenant, file).await?;
-                peaks[i] = peaks[i].max(peak_rss_kib("self").unwrap_or(0));
-                sums[i] = peaks[i];
-                eprintln!("  rep {} {name}: {:.2} s", rep + 1, t.as_secs_f64());
-                times[i].push(t.as_secs_f64());
+        vec![System::Embedded]
+    };
+    let distributed = if systems.contains(&System::Distributed) {
+        Some(Distributed::start(&store, &args.broker, &dir).await?)
+    } else {
+        None
+    };
+    let url = store.database_url.expose().to_owned();
+    // samples[system][phase]: one per repetition.
+    let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); PHASES.len()]; systems.len()];
+    for rep in 0..args.repeat {
+        // Alternating: every repetition runs each system once, in turn.
+        for (s, system) in systems.iter().enumerate() {
+            let round = match system {
+                System::Sql => sql_round(&url, &files)?,
+                System::Embedded => embedded_round(&dir.join(format!("rep{rep}")), &files).await?,
+                System::Distributed => {
+                    distributed
+                        .as_ref()
+                        .expect("started above")
+                        .round(&files)
+                        .await?
+                }
+            };
+            for (p, sample) in round.into_iter().enumerate() {
+                eprintln!(
+                    "  rep {} {}: {}: {:.2} s",
+                    rep + 1,
+                    system.label(),
+                    PHASES[p],
+                    sample.secs
+                );
+                samples[s][p].push(sample);
             }
-            drop(app);
-            std::fs::remove_dir_all(&work)?;
         }
+    }
+    if let Some(d) = distributed {
+        d.stop().await?;
     }
     if temporary {
         std::fs::remove_dir_all(&dir)?;
     }
-    let results: Vec<PhaseResult> = phases
+    let results: Vec<PhaseResult> = systems
         .iter()
         .enumerate()
-        .map(|(i, (name, _))| {
-            let m = median(times[i].clone());
-            PhaseResult {
-                phase: name,
-                rows: args.rows,
-                median_s: m,
-                runs_s: times[i].clone(),
-                rows_per_s: args.rows as f64 / m,
-                peak_rss_mib: peaks[i] as f64 / 1024.0,
-                peak_rss_sum_mib: sums[i] as f64 / 1024.0,
-            }
+        .flat_map(|(s, system)| {
+            let samples = &samples[s];
+            PHASES.iter().enumerate().map(move |(p, name)| {
+                let runs: Vec<f64> = samples[p].iter().map(|x| x.secs).collect();
+                let m = median(runs.clone());
+                PhaseResult {
+                    system: *system,
+                    phase: name,
+                    rows: args.rows,
+                    median_s: m,
+                    runs_s: runs,
+                    rows_per_s: args.rows as f64 / m,
+                    peak_rss_mib: samples[p].iter().map(|x| x.peak_kib).max().unwrap_or(0) as f64
+                        / 1024.0,
+                    peak_rss_sum_mib: samples[p].iter().map(|x| x.sum_kib).max().unwrap_or(0)
+                        as f64
+                        / 1024.0,
+                }
+            })
         })
         .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
+    } else if args.peer {
+        print_peer_table(&results, args.rows);
     } else {
         println!(
             "{:<22} {:>10} {:>10} {:>12} {:>14} {:>14}",
@@ -378,4 +628,35 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the side-by-side table: each phase's median per system, and how many times
+/// faster than the hand-written SQL each Roster mode is.
+fn print_peer_table(results: &[PhaseResult], rows: u64) {
+    let of = |system: System, phase: &str| {
+        results
+            .iter()
+            .find(|r| r.system == system && r.phase == phase)
+            .map_or(f64::NAN, |r| r.median_s)
+    };
+    println!(
+        "{:<22} {:>10} {:>8} {:>10} {:>8} {:>12} {:>8}",
+        format!("{rows} people"),
+        "SQL s",
+        "",
+        "embedded s",
+        "x SQL",
+        "distributed s",
+        "x SQL"
+    );
+    for phase in PHASES {
+        let sql = of(System::Sql, phase);
+        let (e, d) = (of(System::Embedded, phase), of(System::Distributed, phase));
+        println!(
+            "{phase:<22} {sql:>10.2} {:>8} {e:>10.2} {:>8.1} {d:>12.2} {:>8.1}",
+            "",
+            sql / e,
+            sql / d
+        );
+    }
 }
