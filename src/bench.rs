@@ -56,6 +56,11 @@ pub struct BenchArgs {
     /// phase's medians and how many times faster than the SQL each mode is.
     #[arg(long, conflicts_with = "distributed")]
     pub peer: bool,
+    /// Tenants syncing the file in every phase, each its own directory (`--rows` people
+    /// each): every tenant's run is handed over, then all are awaited; a phase's time is
+    /// the whole. Shows the fixed costs of a run (`--tenants 1000 --rows 1000`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tenants: u32,
 }
 
 /// One phase's figures.
@@ -67,6 +72,8 @@ pub struct PhaseResult {
     pub phase: &'static str,
     /// Rows in the file.
     pub rows: u64,
+    /// Tenants importing it in the phase.
+    pub tenants: u32,
     /// Median wall time in seconds.
     pub median_s: f64,
     /// Every repetition's time in seconds.
@@ -405,8 +412,8 @@ impl Distributed {
     }
 
     /// One repetition's phases for a new tenant (an empty directory).
-    async fn round(&self, files: &Files) -> anyhow::Result<Vec<Sample>> {
-        let tenant = TenantId::new(format!("bench-{}", uuid::Uuid::now_v7().simple()))?;
+    async fn round(&self, files: &Files, tenants: u32) -> anyhow::Result<Vec<Sample>> {
+        let tenants = new_tenants("bench", tenants)?;
         let mut pids = self.stages.pids();
         pids.push("self".into());
         let mut out = Vec::new();
@@ -414,7 +421,7 @@ impl Distributed {
             for p in &pids {
                 reset_peak_rss(p);
             }
-            let t = import_once(&self.app, &tenant, file).await?;
+            let t = import_all(&self.app, &tenants, file).await?;
             let each: Vec<u64> = pids.iter().map(|p| peak_rss_kib(p).unwrap_or(0)).collect();
             out.push(Sample {
                 secs: t.as_secs_f64(),
@@ -440,7 +447,7 @@ impl Distributed {
 }
 
 /// One repetition's phases embedded, on a new SQLite database in `work`.
-async fn embedded_round(work: &Path, files: &Files) -> anyhow::Result<Vec<Sample>> {
+async fn embedded_round(work: &Path, files: &Files, tenants: u32) -> anyhow::Result<Vec<Sample>> {
     let _ = std::fs::remove_dir_all(work);
     std::fs::create_dir_all(work)?;
     let store = StoreSettings::sqlite(&work.join("roster.db"), work.join("data"));
@@ -451,11 +458,11 @@ async fn embedded_round(work: &Path, files: &Files) -> anyhow::Result<Vec<Sample
         true,
     )
     .await?;
-    let tenant = TenantId::new("bench").expect("a valid id");
+    let tenants = new_tenants("bench", tenants)?;
     let mut out = Vec::new();
     for file in &files.phases {
         reset_peak_rss("self");
-        let t = import_once(&app, &tenant, file).await?;
+        let t = import_all(&app, &tenants, file).await?;
         let peak = peak_rss_kib("self").unwrap_or(0);
         out.push(Sample {
             secs: t.as_secs_f64(),
@@ -469,18 +476,37 @@ async fn embedded_round(work: &Path, files: &Files) -> anyhow::Result<Vec<Sample
 }
 
 /// One repetition's phases of the hand-written SQL, for a new tenant.
-fn sql_round(url: &str, files: &Files) -> anyhow::Result<Vec<Sample>> {
+fn sql_round(url: &str, files: &Files, tenants: u32) -> anyhow::Result<Vec<Sample>> {
     let script = files.dir.join("peer.sql");
     std::fs::write(&script, PEER_SQL)?;
-    let tenant = format!("peer-{}", uuid::Uuid::now_v7().simple());
+    let tenants = new_tenants("peer", tenants)?;
     files
         .phases
         .iter()
-        .map(|f| peer_sql_once(url, &script, &tenant, f))
+        .map(|f| {
+            let started = Instant::now();
+            for t in &tenants {
+                peer_sql_once(url, &script, t.as_str(), f)?;
+            }
+            Ok(Sample {
+                secs: started.elapsed().as_secs_f64(),
+                ..Sample::default()
+            })
+        })
         .collect()
 }
 
-async fn import_once(app: &App, tenant: &TenantId, file: &Path) -> anyhow::Result<Duration> {
+/// `n` new tenant ids starting with `prefix`, unlike any before.
+fn new_tenants(prefix: &str, n: u32) -> anyhow::Result<Vec<TenantId>> {
+    let base = uuid::Uuid::now_v7().simple().to_string();
+    (0..n)
+        .map(|i| Ok(TenantId::new(format!("{prefix}-{base}-{i}"))?))
+        .collect()
+}
+
+/// Imports `file` for every one of `tenants` (all handed over first, then awaited) and
+/// returns the wall time until the last run is applied.
+async fn import_all(app: &App, tenants: &[TenantId], file: &Path) -> anyhow::Result<Duration> {
     let started = Instant::now();
     // Every row is new in the first import: lift the brake, which is not measured here.
     let settings = PipelineSettings {
@@ -493,36 +519,41 @@ async fn import_once(app: &App, tenant: &TenantId, file: &Path) -> anyhow::Resul
     let mut pipeline = app
         .is_embedded()
         .then(|| Pipeline::start(app, &settings, None));
-    let run = roster_fetcher::submit(
-        &app.services,
-        Submission {
-            tenant: tenant.clone(),
-            source: "bench".into(),
-            path: file.to_owned(),
-            file_name: file.file_name().unwrap().to_string_lossy().into_owned(),
-            format: Format::Csv,
-            mode: SyncMode::Full,
-            encoding: None,
-            seen: None,
-        },
-        &roster_fetcher::FetchLimits::default(),
-    )
-    .await?;
-    let done = match pipeline.as_mut() {
-        Some(p) => p.wait_for(app, tenant, run).await?,
-        None => crate::pipeline::wait_for_run(app, tenant, run).await?,
-    };
+    let mut runs = Vec::with_capacity(tenants.len());
+    for tenant in tenants {
+        let run = roster_fetcher::submit(
+            &app.services,
+            Submission {
+                tenant: tenant.clone(),
+                source: "bench".into(),
+                path: file.to_owned(),
+                file_name: file.file_name().unwrap().to_string_lossy().into_owned(),
+                format: Format::Csv,
+                mode: SyncMode::Full,
+                encoding: None,
+                seen: None,
+            },
+            &roster_fetcher::FetchLimits::default(),
+        )
+        .await?;
+        runs.push(run);
+    }
+    for (tenant, run) in tenants.iter().zip(runs) {
+        let done = match pipeline.as_mut() {
+            Some(p) => p.wait_for(app, tenant, run).await?,
+            None => crate::pipeline::wait_for_run(app, tenant, run).await?,
+        };
+        ensure!(
+            done.state == RunState::Applied,
+            "bench run ended {}: {:?}",
+            done.state,
+            done.reason
+        );
+    }
     if let Some(p) = pipeline {
         p.stop().await?;
     }
-    let elapsed = started.elapsed();
-    ensure!(
-        done.state == RunState::Applied,
-        "bench run ended {}: {:?}",
-        done.state,
-        done.reason
-    );
-    Ok(elapsed)
+    Ok(started.elapsed())
 }
 
 /// Runs `roster bench`.
@@ -559,13 +590,15 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
         // Alternating: every repetition runs each system once, in turn.
         for (s, system) in systems.iter().enumerate() {
             let round = match system {
-                System::Sql => sql_round(&url, &files)?,
-                System::Embedded => embedded_round(&dir.join(format!("rep{rep}")), &files).await?,
+                System::Sql => sql_round(&url, &files, args.tenants)?,
+                System::Embedded => {
+                    embedded_round(&dir.join(format!("rep{rep}")), &files, args.tenants).await?
+                }
                 System::Distributed => {
                     distributed
                         .as_ref()
                         .expect("started above")
-                        .round(&files)
+                        .round(&files, args.tenants)
                         .await?
                 }
             };
@@ -599,9 +632,10 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
                     system: *system,
                     phase: name,
                     rows: args.rows,
+                    tenants: args.tenants,
                     median_s: m,
                     runs_s: runs,
-                    rows_per_s: args.rows as f64 / m,
+                    rows_per_s: (args.rows * u64::from(args.tenants)) as f64 / m,
                     peak_rss_mib: samples[p].iter().map(|x| x.peak_kib).max().unwrap_or(0) as f64
                         / 1024.0,
                     peak_rss_sum_mib: samples[p].iter().map(|x| x.sum_kib).max().unwrap_or(0)
@@ -614,7 +648,7 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else if args.peer {
-        print_peer_table(&results, args.rows);
+        print_peer_table(&results, args.rows, args.tenants);
     } else {
         println!(
             "{:<22} {:>10} {:>10} {:>12} {:>14} {:>14}",
@@ -623,7 +657,12 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
         for r in &results {
             println!(
                 "{:<22} {:>10} {:>10.2} {:>12.0} {:>14.0} {:>14.0}",
-                r.phase, r.rows, r.median_s, r.rows_per_s, r.peak_rss_mib, r.peak_rss_sum_mib
+                r.phase,
+                r.rows * u64::from(r.tenants),
+                r.median_s,
+                r.rows_per_s,
+                r.peak_rss_mib,
+                r.peak_rss_sum_mib
             );
         }
     }
@@ -632,7 +671,7 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
 
 /// Prints the side-by-side table: each phase's median per system, and how many times
 /// faster than the hand-written SQL each Roster mode is.
-fn print_peer_table(results: &[PhaseResult], rows: u64) {
+fn print_peer_table(results: &[PhaseResult], rows: u64, tenants: u32) {
     let of = |system: System, phase: &str| {
         results
             .iter()
@@ -641,7 +680,7 @@ fn print_peer_table(results: &[PhaseResult], rows: u64) {
     };
     println!(
         "{:<22} {:>10} {:>8} {:>10} {:>8} {:>12} {:>8}",
-        format!("{rows} people"),
+        format!("{rows} people x {tenants}"),
         "SQL s",
         "",
         "embedded s",

@@ -9,9 +9,10 @@ use roster_shared::db::{exec, people, raw, tv};
 use roster_shared::model::change::{ChangeCounts, RowState};
 use roster_shared::model::ids::{RunId, TenantId};
 use roster_shared::model::person::{Field, Person};
+use roster_shared::model::record::{FieldKind, Record, RecordField};
 use roster_shared::model::run::RunState;
-use roster_shared::sea_orm::sea_query::{Alias, Expr, OnConflict, Query};
 use roster_shared::sea_orm::{ConnectionTrait, DbBackend, DbErr, Value};
+use serde::ser::{Serialize, SerializeSeq, Serializer};
 
 /// One batch of a run's planning generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +103,11 @@ pub async fn stored_states<C: ConnectionTrait>(
 
 /// Inserts `rows` or, for a known (tenant, email), replaces every column but
 /// `created_at`; `deactivated_at` keeps the first moment of an inactive streak.
+///
+/// One statement whatever the number of rows: the rows travel as one JSON array of
+/// arrays (the fields in table order, then `extra` and the hash), which the database
+/// unpacks itself (`jsonb_each` on SQLite, `json_array_elements` on PostgreSQL), instead
+/// of a parameter per value, each bound and checked on its own.
 pub async fn upsert<C: ConnectionTrait>(
     conn: &C,
     tenant: &TenantId,
@@ -112,42 +118,135 @@ pub async fn upsert<C: ConnectionTrait>(
     if rows.is_empty() {
         return Ok(());
     }
+    let backend = conn.get_database_backend();
+    let payload = serde_json::to_string(&JsonRows(rows))
+        .map_err(|e| DbErr::Custom(format!("encoding the rows: {e}")))?;
+    let values = vec![
+        payload.into(),
+        tv(tenant),
+        run.to_string().into(),
+        now.into(),
+    ];
+    exec(conn, raw(backend, upsert_sql(backend), values)).await?;
+    Ok(())
+}
+
+/// The statement of [`upsert`] for `backend`, built once.
+fn upsert_sql(backend: DbBackend) -> &'static str {
+    static POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let cell = if backend == DbBackend::Postgres {
+        &POSTGRES
+    } else {
+        &SQLITE
+    };
+    cell.get_or_init(|| build_upsert_sql(backend))
+}
+
+fn build_upsert_sql(backend: DbBackend) -> String {
+    let pg = backend == DbBackend::Postgres;
+    let at = |i: usize, cast: &str| {
+        if pg {
+            format!("(j.value ->> {i}){cast}")
+        } else {
+            format!("j.value ->> {i}")
+        }
+    };
+    let mut select: Vec<String> = Vec::new();
+    let mut active = String::new();
+    for (i, field) in Field::ALL.iter().enumerate() {
+        let cast = if field.spec().kind == FieldKind::Active {
+            "::boolean"
+        } else {
+            ""
+        };
+        let expr = at(i, cast);
+        if field.spec().kind == FieldKind::Active {
+            active.clone_from(&expr);
+        }
+        select.push(expr);
+    }
+    let n = Field::ALL.len();
+    // The bookkeeping columns, in `people::BOOKKEEPING` order.
+    select.extend([
+        "$2".to_owned(),
+        at(n, ""),
+        at(n + 1, "::bigint"),
+        "$3".to_owned(),
+        "$4".to_owned(),
+        "$4".to_owned(),
+        format!("CASE WHEN {active} THEN NULL ELSE $4 END"),
+    ]);
     let columns = people::columns();
+    debug_assert_eq!(columns.len(), select.len());
     let kept = [
         "tenant_id",
         Field::Email.column(),
         "created_at",
         "deactivated_at",
     ];
-    let mut insert = Query::insert();
-    insert
-        .into_table(Alias::new(people::TABLE))
-        .columns(columns.iter().map(|c| Alias::new(*c)));
-    for p in rows {
-        insert
-            .values(people::row(tenant, p, run, now).into_iter().map(Into::into))
-            .map_err(|e| DbErr::Custom(format!("building the upsert: {e}")))?;
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| !kept.contains(c))
+        .map(|c| format!("{0} = excluded.{0}", people::quote(c)))
+        .collect();
+    let source = if pg {
+        "json_array_elements($1::json)"
+    } else {
+        "jsonb_each($1)"
+    };
+    format!(
+        "INSERT INTO {table} ({columns}) SELECT {select} FROM {source} AS j WHERE true \
+         ON CONFLICT (tenant_id, email) DO UPDATE SET {updates}, deactivated_at = \
+         CASE WHEN excluded.active THEN NULL WHEN {table}.active \
+         THEN excluded.deactivated_at ELSE {table}.deactivated_at END",
+        table = people::TABLE,
+        columns = columns
+            .iter()
+            .map(|c| people::quote(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        select = select.join(", "),
+        updates = updates.join(", "),
+    )
+}
+
+/// People as the JSON array [`upsert`] sends: one array per person, its fields in table
+/// order (text or null; the activity as a boolean), then `extra` (a JSON object as text,
+/// or null) and the content hash.
+struct JsonRows<'a>(&'a [&'a Person]);
+
+impl Serialize for JsonRows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for p in self.0 {
+            seq.serialize_element(&JsonRow(p))?;
+        }
+        seq.end()
     }
-    insert.on_conflict(
-        OnConflict::columns([Alias::new("tenant_id"), Alias::new(Field::Email.column())])
-            .update_columns(
-                columns
-                    .iter()
-                    .filter(|c| !kept.contains(c))
-                    .map(|c| Alias::new(*c)),
-            )
-            .value(
-                Alias::new("deactivated_at"),
-                Expr::cust(
-                    "CASE WHEN excluded.active THEN NULL WHEN people.active \
-                     THEN excluded.deactivated_at ELSE people.deactivated_at END",
-                ),
-            )
-            .to_owned(),
-    );
-    conn.execute_raw(conn.get_database_backend().build(&insert))
-        .await?;
-    Ok(())
+}
+
+struct JsonRow<'a>(&'a Person);
+
+impl Serialize for JsonRow<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let p = self.0;
+        let mut seq = s.serialize_seq(Some(Field::ALL.len() + 2))?;
+        for field in Field::ALL {
+            match field.spec().kind {
+                FieldKind::Key => seq.serialize_element(p.key())?,
+                FieldKind::Active => seq.serialize_element(&p.active())?,
+                FieldKind::Text => seq.serialize_element(&p.text(*field))?,
+            }
+        }
+        let extra = (!p.extra.is_empty())
+            .then(|| serde_json::to_string(&p.extra))
+            .transpose()
+            .map_err(serde::ser::Error::custom)?;
+        seq.serialize_element(&extra)?;
+        seq.serialize_element(&p.content_hash())?;
+        seq.end()
+    }
 }
 
 /// Marks `emails` inactive, as last changed by `run` at `now`.

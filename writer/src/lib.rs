@@ -107,7 +107,12 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
     db::add_applied(&txn, tenant, run_id, &applied.counts, applied.conflicts).await?;
     // Events for a broker go into the outbox with the changes: committed together or not
     // at all. Events that stay in this process need no outbox: they go out after commit.
-    let events = events(&env, &applied.changes, now);
+    // Nobody to receive them (an embedded install without subscribers): not built.
+    let events = if services.transport.events_wanted() {
+        events(&env, &applied.changes, now)
+    } else {
+        Vec::new()
+    };
     let outboxed = services.transport.events_leave_process();
     if outboxed {
         outbox::record(&txn, tenant, run_id, &events).await?;

@@ -224,6 +224,10 @@ impl Transport for MemoryTransport {
         false
     }
 
+    fn events_wanted(&self) -> bool {
+        self.inner.events.receiver_count() > 0
+    }
+
     async fn consume(&self, queue: Queue, prefetch: u16) -> Result<Deliveries, TransportError> {
         let q = self.queue(queue.name());
         let permits = Arc::new(Semaphore::new(usize::from(prefetch.max(1))));

@@ -288,6 +288,14 @@ pub trait Transport: Send + Sync + fmt::Debug {
         true
     }
 
+    /// Whether anyone can receive events now. False only where an event published now
+    /// would certainly be dropped (an in-process transport nobody subscribed to), so a
+    /// publisher may skip building them. A broker's exchange decides by its bindings,
+    /// which a publisher cannot see: always true there.
+    fn events_wanted(&self) -> bool {
+        true
+    }
+
     /// Whether the transport can move messages now (for readiness probes).
     async fn check(&self) -> Result<(), TransportError> {
         Ok(())
