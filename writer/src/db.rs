@@ -106,8 +106,9 @@ pub async fn stored_states<C: ConnectionTrait>(
 ///
 /// One statement whatever the number of rows: the rows travel as one JSON array of
 /// arrays (the fields in table order, then `extra` and the hash), which the database
-/// unpacks itself (`jsonb_each` on SQLite, `json_array_elements` on PostgreSQL), instead
-/// of a parameter per value, each bound and checked on its own.
+/// unpacks itself (`jsonb_each` on SQLite, `jsonb_array_elements` on PostgreSQL: parsed
+/// once into binary JSON, whose elements are then read by position), instead of a
+/// parameter per value, each bound and checked on its own.
 pub async fn upsert<C: ConnectionTrait>(
     conn: &C,
     tenant: &TenantId,
@@ -191,7 +192,7 @@ fn build_upsert_sql(backend: DbBackend) -> String {
         .map(|c| format!("{0} = excluded.{0}", people::quote(c)))
         .collect();
     let source = if pg {
-        "json_array_elements($1::json)"
+        "jsonb_array_elements($1::jsonb)"
     } else {
         "jsonb_each($1)"
     };

@@ -10,6 +10,7 @@ mod m20261129_000004_outbox;
 mod m20261129_000005_plan_message;
 mod m20261129_000006_sources;
 mod m20261129_000007_parse_config;
+mod m20261129_000008_outbox_lz4;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_plan_message::Migration),
             Box::new(m20261129_000006_sources::Migration),
             Box::new(m20261129_000007_parse_config::Migration),
+            Box::new(m20261129_000008_outbox_lz4::Migration),
         ]
     }
 }
