@@ -300,7 +300,7 @@ mod tests {
         }
 
         #[test]
-        fn batches_hold_at_most_a_thousand_changes(stored in stored(), snap in snapshot()) {
+        fn batches_hold_at_most_change_batch_size_changes(stored in stored(), snap in snapshot()) {
             let bytes = snapshot_bytes(&snap);
             let s = summarize(&index(&stored), &mut SnapshotReader::new(&bytes[..]), SyncMode::Full).unwrap();
             prop_assert_eq!(u64::from(s.batches), s.counts.total().div_ceil(CHANGE_BATCH_SIZE as u64));

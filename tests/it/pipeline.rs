@@ -847,9 +847,14 @@ async fn batches_are_cut_by_size_as_well_as_count() {
     let run = import(&app, &t, &csv, SyncMode::Full).await;
     let done = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
     assert_eq!(done.created, 10);
+    // Ten people of ~740 KB: one batch by count, more when cut by bytes.
+    let bytes = 10 * 12 * wide.len();
+    let at_least = bytes.div_ceil(roster_shared::CHANGE_BATCH_BYTES);
+    assert!(at_least >= 2);
     assert!(
-        done.batches_total.unwrap_or(0) >= 7,
-        "batches of at most 1 MiB: {:?}",
+        done.batches_total.unwrap_or(0) as usize >= at_least,
+        "batches of at most {} bytes: {:?}",
+        roster_shared::CHANGE_BATCH_BYTES,
         done.batches_total
     );
 }

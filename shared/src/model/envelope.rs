@@ -196,7 +196,7 @@ pub struct ChangesReady {
     pub batch: u32,
     /// Number of batches in this generation.
     pub of: u32,
-    /// The changes, at most `CHANGE_BATCH_SIZE` (a thousand).
+    /// The changes, at most `CHANGE_BATCH_SIZE` (5000).
     pub changes: Vec<Change>,
 }
 
