@@ -61,6 +61,14 @@ pub struct BenchArgs {
     /// the whole. Shows the fixed costs of a run (`--tenants 1000 --rows 1000`).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub tenants: u32,
+    /// Small tenants syncing at the same time as the main ones in every Roster phase,
+    /// `--small-rows` people each (memory under a mix: `--rows 2000000 --small 8`). Not
+    /// counted in rows per second; the SQL of `--peer` leaves them out.
+    #[arg(long, default_value_t = 0)]
+    pub small: u32,
+    /// People of each small tenant.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub small_rows: u64,
 }
 
 /// One phase's figures.
@@ -84,6 +92,9 @@ pub struct PhaseResult {
     pub peak_rss_mib: f64,
     /// Peak resident memory of every process summed (distributed), MiB.
     pub peak_rss_sum_mib: f64,
+    /// Peak resident memory of each process (`roster`, and the stage binaries when
+    /// distributed), MiB.
+    pub peak_rss_by_process_mib: std::collections::BTreeMap<&'static str, f64>,
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*), so every bench sees the same people.
@@ -301,13 +312,44 @@ impl System {
 }
 
 /// What one phase measured.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Sample {
     secs: f64,
     /// Highest peak RSS of one process, KiB.
     peak_kib: u64,
     /// Peak RSS of the processes summed, KiB.
     sum_kib: u64,
+    /// Peak RSS of each process by name, KiB.
+    by_process: Vec<(&'static str, u64)>,
+}
+
+/// Who syncs what in a phase: the main tenants with the phase's file, the small ones
+/// with theirs.
+struct Mix<'a> {
+    files: &'a Files,
+    tenants: u32,
+    small: Option<(&'a Files, u32)>,
+}
+
+impl Mix<'_> {
+    /// Every (tenant, file) of phase `p`, for new tenants made once per repetition.
+    fn jobs(&self, main: &[TenantId], small: &[TenantId], p: usize) -> Vec<(TenantId, PathBuf)> {
+        let mut jobs: Vec<(TenantId, PathBuf)> = main
+            .iter()
+            .map(|t| (t.clone(), self.files.phases[p].clone()))
+            .collect();
+        if let Some((files, _)) = self.small {
+            jobs.extend(small.iter().map(|t| (t.clone(), files.phases[p].clone())));
+        }
+        jobs
+    }
+
+    fn new_tenants(&self) -> anyhow::Result<(Vec<TenantId>, Vec<TenantId>)> {
+        Ok((
+            new_tenants("bench", self.tenants)?,
+            new_tenants("small", self.small.map_or(0, |(_, n)| n))?,
+        ))
+    }
 }
 
 /// The plain-SQL sync the peer benchmark compares Roster with, as a DBA would script it
@@ -412,21 +454,23 @@ impl Distributed {
     }
 
     /// One repetition's phases for a new tenant (an empty directory).
-    async fn round(&self, files: &Files, tenants: u32) -> anyhow::Result<Vec<Sample>> {
-        let tenants = new_tenants("bench", tenants)?;
+    async fn round(&self, mix: &Mix<'_>) -> anyhow::Result<Vec<Sample>> {
+        let (main, small) = mix.new_tenants()?;
         let mut pids = self.stages.pids();
         pids.push("self".into());
+        let names = ["fetcher", "parser", "differ", "writer", "roster"];
         let mut out = Vec::new();
-        for file in &files.phases {
-            for p in &pids {
-                reset_peak_rss(p);
+        for p in 0..PHASES.len() {
+            for pid in &pids {
+                reset_peak_rss(pid);
             }
-            let t = import_all(&self.app, &tenants, file).await?;
+            let t = import_all(&self.app, &mix.jobs(&main, &small, p)).await?;
             let each: Vec<u64> = pids.iter().map(|p| peak_rss_kib(p).unwrap_or(0)).collect();
             out.push(Sample {
                 secs: t.as_secs_f64(),
                 peak_kib: each.iter().copied().max().unwrap_or(0),
                 sum_kib: each.iter().sum(),
+                by_process: names.iter().copied().zip(each.iter().copied()).collect(),
             });
         }
         Ok(out)
@@ -447,7 +491,7 @@ impl Distributed {
 }
 
 /// One repetition's phases embedded, on a new SQLite database in `work`.
-async fn embedded_round(work: &Path, files: &Files, tenants: u32) -> anyhow::Result<Vec<Sample>> {
+async fn embedded_round(work: &Path, mix: &Mix<'_>) -> anyhow::Result<Vec<Sample>> {
     let _ = std::fs::remove_dir_all(work);
     std::fs::create_dir_all(work)?;
     let store = StoreSettings::sqlite(&work.join("roster.db"), work.join("data"));
@@ -458,16 +502,17 @@ async fn embedded_round(work: &Path, files: &Files, tenants: u32) -> anyhow::Res
         true,
     )
     .await?;
-    let tenants = new_tenants("bench", tenants)?;
+    let (main, small) = mix.new_tenants()?;
     let mut out = Vec::new();
-    for file in &files.phases {
+    for p in 0..PHASES.len() {
         reset_peak_rss("self");
-        let t = import_all(&app, &tenants, file).await?;
+        let t = import_all(&app, &mix.jobs(&main, &small, p)).await?;
         let peak = peak_rss_kib("self").unwrap_or(0);
         out.push(Sample {
             secs: t.as_secs_f64(),
             peak_kib: peak,
             sum_kib: peak,
+            by_process: vec![("roster", peak)],
         });
     }
     drop(app);
@@ -504,9 +549,9 @@ fn new_tenants(prefix: &str, n: u32) -> anyhow::Result<Vec<TenantId>> {
         .collect()
 }
 
-/// Imports `file` for every one of `tenants` (all handed over first, then awaited) and
+/// Imports each (tenant, file) of `jobs` (all handed over first, then awaited) and
 /// returns the wall time until the last run is applied.
-async fn import_all(app: &App, tenants: &[TenantId], file: &Path) -> anyhow::Result<Duration> {
+async fn import_all(app: &App, jobs: &[(TenantId, PathBuf)]) -> anyhow::Result<Duration> {
     let started = Instant::now();
     // Every row is new in the first import: lift the brake, which is not measured here.
     let settings = PipelineSettings {
@@ -519,8 +564,8 @@ async fn import_all(app: &App, tenants: &[TenantId], file: &Path) -> anyhow::Res
     let mut pipeline = app
         .is_embedded()
         .then(|| Pipeline::start(app, &settings, None));
-    let mut runs = Vec::with_capacity(tenants.len());
-    for tenant in tenants {
+    let mut runs = Vec::with_capacity(jobs.len());
+    for (tenant, file) in jobs {
         let run = roster_fetcher::submit(
             &app.services,
             Submission {
@@ -538,7 +583,7 @@ async fn import_all(app: &App, tenants: &[TenantId], file: &Path) -> anyhow::Res
         .await?;
         runs.push(run);
     }
-    for (tenant, run) in tenants.iter().zip(runs) {
+    for ((tenant, _), run) in jobs.iter().zip(runs) {
         let done = match pipeline.as_mut() {
             Some(p) => p.wait_for(app, tenant, run).await?,
             None => crate::pipeline::wait_for_run(app, tenant, run).await?,
@@ -571,6 +616,18 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let files = Files::generate(&dir, args.rows)?;
+    let small_files = if args.small > 0 {
+        let small_dir = dir.join("small");
+        std::fs::create_dir_all(&small_dir)?;
+        Some(Files::generate(&small_dir, args.small_rows)?)
+    } else {
+        None
+    };
+    let mix = Mix {
+        files: &files,
+        tenants: args.tenants,
+        small: small_files.as_ref().map(|f| (f, args.small)),
+    };
     let systems: Vec<System> = if args.peer {
         vec![System::Sql, System::Embedded, System::Distributed]
     } else if args.distributed {
@@ -591,14 +648,12 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
         for (s, system) in systems.iter().enumerate() {
             let round = match system {
                 System::Sql => sql_round(&url, &files, args.tenants)?,
-                System::Embedded => {
-                    embedded_round(&dir.join(format!("rep{rep}")), &files, args.tenants).await?
-                }
+                System::Embedded => embedded_round(&dir.join(format!("rep{rep}")), &mix).await?,
                 System::Distributed => {
                     distributed
                         .as_ref()
                         .expect("started above")
-                        .round(&files, args.tenants)
+                        .round(&mix)
                         .await?
                 }
             };
@@ -641,6 +696,15 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
                     peak_rss_sum_mib: samples[p].iter().map(|x| x.sum_kib).max().unwrap_or(0)
                         as f64
                         / 1024.0,
+                    peak_rss_by_process_mib: samples[p]
+                        .iter()
+                        .flat_map(|x| x.by_process.iter().copied())
+                        .fold(std::collections::BTreeMap::new(), |mut m, (name, kib)| {
+                            let mib = kib as f64 / 1024.0;
+                            let e = m.entry(name).or_insert(0.0f64);
+                            *e = e.max(mib);
+                            m
+                        }),
                 }
             })
         })
@@ -664,6 +728,17 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
                 r.peak_rss_mib,
                 r.peak_rss_sum_mib
             );
+        }
+        if args.distributed {
+            println!("\npeak RSS MiB of each process");
+            for r in &results {
+                let each: Vec<String> = r
+                    .peak_rss_by_process_mib
+                    .iter()
+                    .map(|(name, mib)| format!("{name} {mib:.0}"))
+                    .collect();
+                println!("{:<22} {}", r.phase, each.join(", "));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
