@@ -96,7 +96,7 @@ pub async fn create_run(
 /// `superseded`) is `applied`, and has the same raw content (SHA-256), format, mode and
 /// encoding, and was parsed with the same `parse_config`
 /// ([`roster_shared::db::tenants::parse_config`]). Importing `new` would then change
-/// nothing. One query.
+/// nothing. One query (the latest run).
 pub async fn repeated_run(
     db: &Db,
     new: &NewRun,

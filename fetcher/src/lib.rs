@@ -282,7 +282,7 @@ pub async fn store_copied(
     }
     let new = new_run(&sub, blob_key, sha256, size);
     // The same content as the tenant's last applied run, read the same way: nothing
-    // would change, so the run ends here (one lookup instead of a parse and a plan).
+    // would change, so the run ends here (two small queries instead of a parse and a plan).
     let parse_config = tenants::parse_config(&tenants::mappings(&services.db, &sub.tenant).await?);
     if let Some(of) = db::repeated_run(&services.db, &new, &parse_config).await? {
         db::create_repeat_run(&services.db, &new, sub.seen.as_ref(), &of).await?;
