@@ -1,7 +1,8 @@
 //! The directory table `people`, derived from the person's field table
-//! ([`crate::model::person`]): its columns, a stored row read back as a [`Person`], a
-//! person as the values of a row, the directory export's query, and adding the column of
-//! a newly declared field. Rows are deactivated, never deleted.
+//! ([`crate::model::person`]): its columns, a stored row read back as a [`Person`], the
+//! directory export's query, and adding the column of a newly declared field (the
+//! writer's upsert derives its statement from [`columns`] too). Rows are deactivated,
+//! never deleted.
 //!
 //! Besides one column per field the table has `tenant_id` (with `email`, the key),
 //! `extra` (a JSON object of extra attributes, absent when there are none), `row_hash`
@@ -10,20 +11,17 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, StreamTrait, Value};
 
 use super::{Db, raw, tv};
-use crate::model::ids::{RunId, TenantId};
+use crate::model::ids::TenantId;
 use crate::model::person::{Field, Person};
-use crate::model::record::{FieldKind, Record, RecordField};
 
 /// The table's name.
 pub const TABLE: &str = "people";
 
-/// The columns beside the fields' own, in the order [`row`] gives their values after
-/// the fields.
+/// The columns beside the fields' own, in [`columns`] order after the fields.
 pub const BOOKKEEPING: [&str; 7] = [
     "tenant_id",
     "extra",
@@ -42,33 +40,6 @@ pub fn columns() -> Vec<&'static str> {
         .map(|f| f.column())
         .chain(BOOKKEEPING)
         .collect()
-}
-
-/// The values of the row storing `p` for `tenant`, as last changed by `run` at `now`, in
-/// [`columns`] order. `created_at` is `now` (an upsert keeps the stored one);
-/// `deactivated_at` is `now` when inactive.
-pub fn row(tenant: &TenantId, p: &Person, run: RunId, now: DateTime<Utc>) -> Vec<Value> {
-    let mut values: Vec<Value> = Field::ALL
-        .iter()
-        .map(|f| match f.spec().kind {
-            FieldKind::Key => Value::from(p.key().to_owned()),
-            FieldKind::Active => Value::from(p.active()),
-            FieldKind::Text => Value::from(p.text(*f).map(str::to_owned)),
-        })
-        .collect();
-    values.extend([
-        tv(tenant),
-        Value::from(
-            (!p.extra.is_empty())
-                .then(|| serde_json::to_string(&p.extra).expect("a map of strings serialises")),
-        ),
-        Value::from(p.content_hash()),
-        Value::from(run.to_string()),
-        Value::from(now),
-        Value::from(now),
-        Value::from((!p.active).then_some(now)),
-    ]);
-    values
 }
 
 /// The select list that [`from_row`] reads: every field's column and `extra`, each
