@@ -119,30 +119,7 @@ async fn planned_run(app: &App, tenant: &TenantId, batches: u32) -> RunId {
     )
     .await
     .unwrap();
-    let parsed = SnapshotParsed {
-        snapshot_key: "none".into(),
-        rejects_key: "none".into(),
-        rows_read: 1,
-        accepted: 1,
-        rejected: 0,
-        mode: SyncMode::Delta,
-        generation: 0,
-    };
-    assert!(
-        roster_parser::db::mark_parsed(
-            db,
-            tenant,
-            id,
-            &roster_parser::db::Parsed {
-                body: &parsed,
-                errors: &[],
-                parse_ms: 0,
-                parse_config: "test",
-            }
-        )
-        .await
-        .unwrap()
-    );
+    mark_parsed_by_hand(db, tenant, id).await;
     assert_eq!(
         differ_db::begin_plan(db, tenant, id, 0, MessageId::new())
             .await
@@ -601,6 +578,30 @@ async fn stalled_runs_are_announced_again_where_they_stopped() {
     assert_eq!(done.state.name(), "applied");
 }
 
+/// Records run `id` of `tenant` as parsed (one person, delta) as the parser would.
+async fn mark_parsed_by_hand(db: &roster_shared::db::Db, tenant: &TenantId, id: RunId) {
+    let parsed = SnapshotParsed {
+        snapshot_key: "none".into(),
+        rejects_key: "none".into(),
+        rows_read: 1,
+        accepted: 1,
+        rejected: 0,
+        mode: SyncMode::Delta,
+        generation: 0,
+    };
+    let recorded = roster_parser::db::Parsed {
+        body: &parsed,
+        errors: &[],
+        parse_ms: 0,
+        parse_config: "test",
+    };
+    assert!(
+        roster_parser::db::mark_parsed(db, tenant, id, &recorded)
+            .await
+            .unwrap()
+    );
+}
+
 /// A run of `tenant` parsed as the parser would leave it (generation 0), not planned.
 async fn parsed_run(app: &App, tenant: &TenantId) -> RunId {
     let db = &app.services.db;
@@ -623,30 +624,7 @@ async fn parsed_run(app: &App, tenant: &TenantId) -> RunId {
     )
     .await
     .unwrap();
-    let parsed = SnapshotParsed {
-        snapshot_key: "none".into(),
-        rejects_key: "none".into(),
-        rows_read: 1,
-        accepted: 1,
-        rejected: 0,
-        mode: SyncMode::Delta,
-        generation: 0,
-    };
-    assert!(
-        roster_parser::db::mark_parsed(
-            db,
-            tenant,
-            id,
-            &roster_parser::db::Parsed {
-                body: &parsed,
-                errors: &[],
-                parse_ms: 0,
-                parse_config: "test",
-            }
-        )
-        .await
-        .unwrap()
-    );
+    mark_parsed_by_hand(db, tenant, id).await;
     id
 }
 
