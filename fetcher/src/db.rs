@@ -91,17 +91,13 @@ pub async fn create_run(
     insert_run(db, new, source_file, Start::Fetched).await
 }
 
-/// The tenant's last applied run, when `new` delivers the very same thing again: the
+/// The tenant's last applied run, when `new` may deliver the very same thing again: the
 /// tenant's latest run that could have changed anything (every state but `rejected` and
 /// `superseded`) is `applied`, and has the same raw content (SHA-256), format, mode and
-/// encoding, and was parsed with the same `parse_config`
-/// ([`roster_shared::db::tenants::parse_config`]). Importing `new` would then change
-/// nothing. One query (the latest run).
-pub async fn repeated_run(
-    db: &Db,
-    new: &NewRun,
-    parse_config: &str,
-) -> Result<Option<run::Model>, DbErr> {
+/// encoding. Importing `new` would then change nothing if it is also read the same way:
+/// the caller compares the run's `parse_config`
+/// ([`roster_shared::db::tenants::parse_config`]). One query (the latest run).
+pub async fn repeated_run(db: &Db, new: &NewRun) -> Result<Option<run::Model>, DbErr> {
     let latest = run::Entity::find()
         .filter(run::Column::TenantId.eq(new.tenant.as_str()))
         .filter(run::Column::State.is_not_in([RunState::Rejected, RunState::Superseded]))
@@ -114,7 +110,6 @@ pub async fn repeated_run(
             && r.format == new.format
             && r.mode == new.mode
             && r.encoding == new.encoding
-            && r.parse_config.as_deref() == Some(parse_config)
     }))
 }
 
