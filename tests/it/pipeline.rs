@@ -240,6 +240,70 @@ async fn a_stale_change_is_a_conflict_and_the_run_is_planned_again() {
     assert_eq!(memory.len(Queue::Parsed), 1, "re-planning requested");
 }
 
+fn create(person: &Person) -> Change {
+    Change {
+        kind: ChangeKind::Created,
+        email: person.email.clone(),
+        expected: None,
+        target: RowState::of(person),
+        changed: Vec::new(),
+        person: Some(person.clone()),
+    }
+}
+
+/// A batch creating people is written by one insert when nobody is stored yet; when some
+/// are (stored by another run since it was planned), the insert is undone and each change
+/// is checked: the one already in its target state is skipped, the one stored otherwise is
+/// a conflict, the new one is created, once.
+#[tokio::test]
+async fn a_creating_batch_meeting_stored_people_is_checked_person_by_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, memory) = app(&dir).await;
+    let t = TenantId::new("t-create").unwrap();
+    let run = planned_run(&app, &t, 2).await;
+    let mut a = Person::new("a@x.com".to_owned());
+    a.set(Field::JobTitle, "Engineer");
+    let mut b = Person::new("b@x.com".to_owned());
+    b.set(Field::JobTitle, "Analyst");
+    roster_writer::handle(
+        &app.services,
+        batch(&t, run, 1, 2, vec![create(&a), create(&b)]),
+    )
+    .await
+    .unwrap();
+    let r = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
+    assert_eq!((r.created, r.conflicts), (2, 0));
+    assert_eq!(person(&app, &t, "a@x.com").await, a);
+
+    let mut b_other = b.clone();
+    b_other.set(Field::JobTitle, "Boss");
+    let mut c = Person::new("c@x.com".to_owned());
+    c.set(Field::JobTitle, "Clerk");
+    let changes = vec![create(&a), create(&b_other), create(&c)];
+    roster_writer::handle(&app.services, batch(&t, run, 2, 2, changes))
+        .await
+        .unwrap();
+    let r = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
+    assert_eq!(
+        (r.created, r.conflicts),
+        (3, 1),
+        "a: already applied, not counted; b: a conflict; c: created"
+    );
+    assert_eq!(
+        person(&app, &t, "b@x.com").await,
+        b,
+        "the conflict is not applied"
+    );
+    assert_eq!(person(&app, &t, "c@x.com").await, c);
+    assert_eq!(
+        roster_shared::db::people::count(app.services.db.conn(), &t)
+            .await
+            .unwrap(),
+        (3, 3)
+    );
+    assert_eq!(memory.len(Queue::Parsed), 1, "re-planning requested");
+}
+
 #[tokio::test]
 async fn batches_of_an_older_generation_are_ignored() {
     let dir = tempfile::tempdir().unwrap();

@@ -108,7 +108,9 @@ pub async fn stored_states<C: ConnectionTrait>(
 /// arrays (the fields in table order, then `extra` and the hash), which the database
 /// unpacks itself (`jsonb_each` on SQLite, `jsonb_array_elements` on PostgreSQL: parsed
 /// once into binary JSON, whose elements are then read by position), instead of a
-/// parameter per value, each bound and checked on its own.
+/// parameter per value, each bound and checked on its own. (Binding 21 values a row to
+/// a prepared multi-row insert was tried on SQLite: each value is copied three times on
+/// its way through sea-orm and sqlx, which cost more than the unpacking.)
 pub async fn upsert<C: ConnectionTrait>(
     conn: &C,
     tenant: &TenantId,
@@ -116,8 +118,42 @@ pub async fn upsert<C: ConnectionTrait>(
     run: RunId,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    write_rows(conn, tenant, rows, run, now, OnConflict::Replace).await?;
+    Ok(())
+}
+
+/// Inserts those of `rows` whose (tenant, email) is not stored yet and leaves the stored
+/// ones alone; returns how many it inserted. As [`upsert`] otherwise.
+pub async fn insert_new<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    rows: &[&Person],
+    run: RunId,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    write_rows(conn, tenant, rows, run, now, OnConflict::Keep).await
+}
+
+/// What the insert of [`write_rows`] does with a row whose key is stored already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnConflict {
+    /// Replace the stored row ([`upsert`]).
+    Replace,
+    /// Keep the stored row ([`insert_new`]).
+    Keep,
+}
+
+/// Runs the insert of `rows`; returns the rows the database reports written.
+async fn write_rows<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    rows: &[&Person],
+    run: RunId,
+    now: DateTime<Utc>,
+    on_conflict: OnConflict,
+) -> Result<u64, DbErr> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let backend = conn.get_database_backend();
     let payload = serde_json::to_string(&JsonRows(rows))
@@ -128,24 +164,19 @@ pub async fn upsert<C: ConnectionTrait>(
         run.to_string().into(),
         now.into(),
     ];
-    exec(conn, raw(backend, upsert_sql(backend), values)).await?;
-    Ok(())
+    exec(conn, raw(backend, upsert_sql(backend, on_conflict), values)).await
 }
 
-/// The statement of [`upsert`] for `backend`, built once.
-fn upsert_sql(backend: DbBackend) -> &'static str {
-    static POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let cell = if backend == DbBackend::Postgres {
-        &POSTGRES
-    } else {
-        &SQLITE
-    };
-    cell.get_or_init(|| build_upsert_sql(backend))
-}
-
-fn build_upsert_sql(backend: DbBackend) -> String {
+/// The statement of [`write_rows`] for `backend`, built once.
+fn upsert_sql(backend: DbBackend, on_conflict: OnConflict) -> &'static str {
+    use std::sync::OnceLock;
+    static CELLS: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
     let pg = backend == DbBackend::Postgres;
+    CELLS[usize::from(pg) * 2 + usize::from(on_conflict == OnConflict::Keep)]
+        .get_or_init(|| build_upsert_sql(pg, on_conflict))
+}
+
+fn build_upsert_sql(pg: bool, on_conflict: OnConflict) -> String {
     let at = |i: usize, cast: &str| {
         if pg {
             format!("(j.value ->> {i}){cast}")
@@ -178,19 +209,8 @@ fn build_upsert_sql(backend: DbBackend) -> String {
         "$4".to_owned(),
         format!("CASE WHEN {active} THEN NULL ELSE $4 END"),
     ]);
-    let columns = people::columns();
-    debug_assert_eq!(columns.len(), select.len());
-    let kept = [
-        "tenant_id",
-        Field::Email.column(),
-        "created_at",
-        "deactivated_at",
-    ];
-    let updates: Vec<String> = columns
-        .iter()
-        .filter(|c| !kept.contains(c))
-        .map(|c| format!("{0} = excluded.{0}", people::quote(c)))
-        .collect();
+    debug_assert_eq!(people::columns().len(), select.len());
+    // (`WHERE true`: SQLite would read `ON` as the start of a join's constraint.)
     let source = if pg {
         "jsonb_array_elements($1::jsonb)"
     } else {
@@ -198,18 +218,49 @@ fn build_upsert_sql(backend: DbBackend) -> String {
     };
     format!(
         "INSERT INTO {table} ({columns}) SELECT {select} FROM {source} AS j WHERE true \
-         ON CONFLICT (tenant_id, email) DO UPDATE SET {updates}, deactivated_at = \
-         CASE WHEN excluded.active THEN NULL WHEN {table}.active \
-         THEN excluded.deactivated_at ELSE {table}.deactivated_at END",
+         ON CONFLICT (tenant_id, email) DO {action}",
         table = people::TABLE,
-        columns = columns
-            .iter()
-            .map(|c| people::quote(c))
-            .collect::<Vec<_>>()
-            .join(", "),
+        columns = column_list(),
         select = select.join(", "),
-        updates = updates.join(", "),
+        action = conflict_action(on_conflict),
     )
+}
+
+/// The quoted column list of the inserts, in [`people::columns`] order.
+fn column_list() -> String {
+    people::columns()
+        .iter()
+        .map(|c| people::quote(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What the inserts do for a stored key: nothing, or replace every column but the key
+/// and `created_at`, keeping `deactivated_at` from the start of an inactive streak.
+fn conflict_action(on_conflict: OnConflict) -> String {
+    let table = people::TABLE;
+    match on_conflict {
+        OnConflict::Keep => "NOTHING".to_owned(),
+        OnConflict::Replace => {
+            let kept = [
+                "tenant_id",
+                Field::Email.column(),
+                "created_at",
+                "deactivated_at",
+            ];
+            let updates: Vec<String> = people::columns()
+                .iter()
+                .filter(|c| !kept.contains(c))
+                .map(|c| format!("{0} = excluded.{0}", people::quote(c)))
+                .collect();
+            format!(
+                "UPDATE SET {}, deactivated_at = CASE WHEN excluded.active THEN NULL \
+                 WHEN {table}.active THEN excluded.deactivated_at \
+                 ELSE {table}.deactivated_at END",
+                updates.join(", ")
+            )
+        }
+    }
 }
 
 /// People as the JSON array [`upsert`] sends: one array per person, its fields in table

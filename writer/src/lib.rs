@@ -25,7 +25,9 @@ use roster_shared::model::ids::{MessageId, RunId, TenantId};
 use roster_shared::model::person::Person;
 use roster_shared::model::run::RunState;
 use roster_shared::outbox;
-use roster_shared::sea_orm::{ConnectionTrait, DbBackend, DbErr, TransactionTrait};
+use roster_shared::sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, TransactionTrait,
+};
 use roster_shared::stage::{self, ConsumeOptions, Services};
 use roster_shared::transport::Message;
 use roster_shared::transport::Stage;
@@ -72,8 +74,8 @@ pub struct Applied {
     pub counts: ChangeCounts,
     /// Changes found stale.
     pub conflicts: u64,
-    /// The changes applied, for events.
-    pub changes: Vec<Change>,
+    /// The positions in the batch of the changes applied, for events.
+    pub applied: Vec<usize>,
 }
 
 /// Handles one `changes.ready` batch.
@@ -109,7 +111,8 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
     // at all. Events that stay in this process need no outbox: they go out after commit.
     // Nobody to receive them (an embedded install without subscribers): not built.
     let events = if services.transport.events_wanted() {
-        events(&env, &applied.changes, now)
+        let changes: Vec<&Change> = applied.applied.iter().map(|&i| &batch.changes[i]).collect();
+        events(&env, &changes, now)
     } else {
         Vec::new()
     };
@@ -192,19 +195,42 @@ async fn refresh_statistics(
 }
 
 /// Applies `changes` through `conn` (a transaction) where the stored rows allow it.
-pub async fn apply<C: ConnectionTrait>(
-    conn: &C,
+///
+/// A batch creating people only (all of a tenant's first import) is first tried as one
+/// insert that skips stored keys, with no reading of stored rows: when the database
+/// inserted every row, each change met the state it expected (no row). Otherwise that
+/// attempt is undone (a savepoint) and the batch is checked row by row as any other.
+pub async fn apply(
+    conn: &DatabaseTransaction,
     tenant: &TenantId,
     run: RunId,
     changes: &[Change],
     now: DateTime<Utc>,
 ) -> Result<Applied, DbErr> {
+    let new: Option<Vec<&Person>> = changes
+        .iter()
+        .map(|c| c.person.as_ref().filter(|_| c.expected.is_none()))
+        .collect();
+    if let Some(rows) = new.filter(|rows| !rows.is_empty()) {
+        let attempt = conn.begin().await?;
+        if db::insert_new(&attempt, tenant, &rows, run, now).await? == rows.len() as u64 {
+            attempt.commit().await?;
+            let mut out = Applied::default();
+            for change in changes {
+                out.counts.add(change.kind);
+            }
+            out.applied = (0..changes.len()).collect();
+            return Ok(out);
+        }
+        attempt.rollback().await?;
+        debug!("some people of a creating batch are stored already: checking each");
+    }
     let emails: Vec<&str> = changes.iter().map(|c| c.email.as_str()).collect();
     let stored = db::stored_states(conn, tenant, &emails).await?;
     let mut out = Applied::default();
     let mut rows: Vec<&Person> = Vec::new();
     let mut deactivate = Vec::new();
-    for change in changes {
+    for (i, change) in changes.iter().enumerate() {
         match change.check(stored.get(change.email.as_str()).copied()) {
             Applicability::Apply => {}
             Applicability::AlreadyApplied => continue,
@@ -222,7 +248,7 @@ pub async fn apply<C: ConnectionTrait>(
             }
         }
         out.counts.add(change.kind);
-        out.changes.push(change.clone());
+        out.applied.push(i);
     }
     db::upsert(conn, tenant, &rows, run, now).await?;
     db::deactivate(conn, tenant, &deactivate, run, now).await?;
@@ -233,7 +259,7 @@ pub async fn apply<C: ConnectionTrait>(
 /// each with its routing key: `<tenant>.employee.<kind>`.
 fn events(
     env: &Envelope<ChangesReady>,
-    changes: &[Change],
+    changes: &[&Change],
     at: DateTime<Utc>,
 ) -> Vec<(String, Message)> {
     let mut by_kind: BTreeMap<ChangeKind, Vec<DirectoryEvent>> = BTreeMap::new();

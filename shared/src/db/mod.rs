@@ -84,6 +84,9 @@ impl Db {
                         // No statement may hang a stage for ever (a lost lock, a stuck
                         // server); the longest real ones take seconds.
                         ("statement_timeout", "300s"),
+                        // Batches of thousands of rows look costly enough to PostgreSQL
+                        // to compile them with LLVM, which takes longer than running them.
+                        ("jit", "off"),
                     ])
                 });
         }
