@@ -31,7 +31,7 @@ use roster_shared::stage::{self, ConsumeOptions, Services};
 use roster_shared::transport::{Queue, Stage, header};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info};
 
 pub mod brake;
 pub mod changes;
@@ -413,8 +413,10 @@ async fn publish_batches(
     let run = env.run_id.to_string();
     let mut batches = Batches::start(index, file, env.body.mode);
     let mut n = 0u32;
+    let mut waited = Instant::now();
     while let Some(changes) = batches.next(services.db.conn(), &env.tenant).await? {
         n += 1;
+        let produced_ms = waited.elapsed().as_millis() as u64;
         let out = Envelope::new(
             MessageId::derived(&[
                 "changes.ready",
@@ -437,10 +439,19 @@ async fn publish_batches(
         message
             .headers
             .insert(header::GENERATION.into(), generation.to_string());
+        let queued = Instant::now();
         services
             .transport
             .publish(Queue::Changes, vec![message])
             .await?;
+        // Where planning spends its time: making a batch, or waiting for queue room.
+        debug!(
+            batch = n,
+            produced_ms,
+            queue_wait_ms = queued.elapsed().as_millis() as u64,
+            "batch published"
+        );
+        waited = Instant::now();
     }
     Ok(n)
 }

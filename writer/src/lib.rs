@@ -83,6 +83,7 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
     let (tenant, run_id) = (&env.tenant, env.run_id);
     let batch = &env.body;
     let id = batch_id(&env);
+    let started = std::time::Instant::now();
     let now = Utc::now();
     let txn = services.db.conn().begin().await?;
     // Claim the batch first: a write, so SQLite takes its write lock before we read.
@@ -126,6 +127,12 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
         db::release_batch(&txn, tenant, id).await?;
     }
     txn.commit().await?;
+    debug!(
+        batch = batch.batch,
+        changes = batch.changes.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "batch written"
+    );
     services
         .progress
         .changes_applied(batch.changes.len() as u64);
