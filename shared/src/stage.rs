@@ -17,7 +17,7 @@ use crate::config::{ConsumeSettings, RetryPolicy};
 use crate::db::entity::run;
 use crate::db::{Db, runs};
 use crate::error::{Disposition, StageError, report};
-use crate::model::envelope::Envelope;
+use crate::model::envelope::{Envelope, EnvelopeError};
 use crate::model::ids::{MessageId, RunId, TenantId};
 use crate::model::run::RunState;
 use crate::transport::{
@@ -221,6 +221,27 @@ where
     Ok(())
 }
 
+/// Messages larger than this are decoded on a blocking thread.
+const DECODE_ASIDE: usize = 64 * 1024;
+
+/// Decodes a message's envelope; a large one (a batch of thousands of changes takes
+/// milliseconds) on a blocking thread, so the other messages a stage works on at the
+/// same time (they share one task) go on meanwhile.
+async fn decode<T>(payload: &[u8]) -> Result<Envelope<T>, EnvelopeError>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    if payload.len() < DECODE_ASIDE {
+        return Envelope::from_bytes(payload);
+    }
+    let owned = payload.to_vec();
+    match tokio::task::spawn_blocking(move || Envelope::from_bytes(&owned)).await {
+        Ok(decoded) => decoded,
+        // The decoding thread panicked or was cancelled: decode here instead.
+        Err(_) => Envelope::from_bytes(payload),
+    }
+}
+
 async fn handle<T, H, Fut>(
     services: &Services,
     stage: Stage,
@@ -237,7 +258,7 @@ async fn handle<T, H, Fut>(
     let tenant = msg.header(header::TENANT).unwrap_or("").to_owned();
     let run = msg.header(header::RUN).unwrap_or("").to_owned();
     let msg_generation = msg.header(header::GENERATION).map(str::to_owned);
-    let decoded = Envelope::<T>::from_bytes(&msg.payload);
+    let decoded = decode::<T>(&msg.payload).await;
     let span = info_span!("message", stage = stage.name(), %tenant, %run, id = %msg.id, attempt);
     if let Ok(envelope) = &decoded {
         crate::telemetry::continue_trace(&span, &envelope.trace);

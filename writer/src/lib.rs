@@ -46,13 +46,22 @@ pub struct WriterConfig {
 }
 
 impl WriterConfig {
-    /// The writer's settings, for a database that is SQLite or not.
+    /// The writer's settings, for a database that is SQLite or not. Unless set, the
+    /// writer on SQLite works on two batches at once: one is read while the other is
+    /// written (the writing itself goes one batch at a time, see [`handle`]).
     pub fn new(consume: &ConsumeSettings, sqlite: bool) -> Self {
-        WriterConfig {
-            consume: ConsumeOptions::new(consume, sqlite),
+        let mut options = ConsumeOptions::new(consume, sqlite);
+        if sqlite && consume.concurrency.is_none() {
+            options.concurrency = 2;
+            options.prefetch = options.prefetch.max(2);
         }
+        WriterConfig { consume: options }
     }
 }
+
+/// On SQLite, one writing transaction at a time in this process: a second would only
+/// meet SQLite's lock and poll for it, sleeping.
+static SQLITE_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs the writer stage until `shutdown`.
 pub async fn run(
@@ -83,6 +92,11 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
     let (tenant, run_id) = (&env.tenant, env.run_id);
     let batch = &env.body;
     let id = batch_id(&env);
+    let _writing = if services.db.backend() == DbBackend::Sqlite {
+        Some(SQLITE_WRITES.lock().await)
+    } else {
+        None
+    };
     let started = std::time::Instant::now();
     let now = Utc::now();
     let txn = services.db.conn().begin().await?;
