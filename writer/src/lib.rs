@@ -87,7 +87,9 @@ pub struct Applied {
     pub applied: Vec<usize>,
 }
 
-/// Handles one `changes.ready` batch.
+/// Handles one `changes.ready` batch. On SQLite the batch's transaction waits for any
+/// other this process is writing (one at a time), so two batches taken at once overlap
+/// only in reading their messages, never in SQLite's write lock.
 pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<(), StageError> {
     let (tenant, run_id) = (&env.tenant, env.run_id);
     let batch = &env.body;
