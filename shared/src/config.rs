@@ -139,7 +139,8 @@ pub struct BrokerSettings {
 /// How a stage that consumes a queue takes and retries messages.
 #[derive(Debug, Clone, Args)]
 pub struct ConsumeSettings {
-    /// Messages a stage works on at once (default: 1 on SQLite, 4 otherwise).
+    /// Messages a stage works on at once (default: 1 on SQLite, where the writer takes 2
+    /// and writes them in turn; 4 otherwise).
     #[arg(long, env = "ROSTER_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: Option<u16>,
 
@@ -184,7 +185,8 @@ impl Default for ConsumeSettings {
 
 impl ConsumeSettings {
     /// Messages a stage works on at once: as set, else 1 on SQLite (one writer at a
-    /// time) and 4 otherwise.
+    /// time) and 4 otherwise. (The writer on SQLite takes 2 unless set: see
+    /// `roster_writer::WriterConfig`.)
     pub fn concurrency(&self, sqlite: bool) -> usize {
         self.concurrency
             .map_or(if sqlite { 1 } else { 4 }, usize::from)
