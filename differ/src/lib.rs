@@ -434,8 +434,9 @@ async fn publish_batches(
             },
         );
         // The generation rides in a header too, so a dead letter of this batch fails its
-        // run only while the run is still at this generation.
-        let mut message = stage::message(&out, None);
+        // run only while the run is still at this generation. The batch itself rides
+        // along for a writer in this process, which then need not decode it.
+        let mut message = stage::message_carrying(out, None);
         message
             .headers
             .insert(header::GENERATION.into(), generation.to_string());

@@ -182,11 +182,7 @@ async fn send(services: &Services, rows: Vec<outbox::Model>) -> Result<usize, St
             .map_err(|e| StageError::internal_from(format!("outbox row {}", row.id), e))?;
         let headers: BTreeMap<String, String> = serde_json::from_str(&row.headers)
             .map_err(|e| StageError::internal_from(format!("outbox row {}", row.id), e))?;
-        let message = Message {
-            id,
-            headers,
-            payload: row.payload.into_bytes(),
-        };
+        let message = Message::new(id, headers, row.payload.into_bytes());
         services
             .transport
             .publish_events(&row.routing_key, vec![message])

@@ -21,7 +21,8 @@ use crate::model::envelope::{Envelope, EnvelopeError};
 use crate::model::ids::{MessageId, RunId, TenantId};
 use crate::model::run::RunState;
 use crate::transport::{
-    DeadLetterInfo, Delivery, Message, Outcome, Queue, Stage, Transport, TransportError, header,
+    DeadLetterInfo, Delivery, Local, Message, Outcome, Queue, Stage, Transport, TransportError,
+    header,
 };
 
 /// Receives progress as stages work, for a progress bar. Calls are cheap and frequent.
@@ -178,11 +179,21 @@ pub fn message<T: Serialize + DeserializeOwned>(
     if let Some(name) = file_name {
         headers.insert(header::FILE.to_owned(), name.to_owned());
     }
-    Message {
-        id: envelope.message_id,
-        headers,
-        payload,
+    Message::new(envelope.message_id, headers, payload)
+}
+
+/// As [`message`], and the envelope itself rides beside the bytes
+/// ([`crate::transport::Local`]): a consumer in this process takes it without decoding.
+pub fn message_carrying<T>(mut envelope: Envelope<T>, file_name: Option<&str>) -> Message
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    if envelope.trace.traceparent.is_none() {
+        envelope.trace = crate::telemetry::current_trace_context();
     }
+    let mut out = message(&envelope, file_name);
+    out.local = Local::of(envelope);
+    out
 }
 
 /// Consumes `stage`'s input queue until `shutdown`, calling `handler` for each message.
@@ -200,7 +211,7 @@ pub async fn consume<T, H, Fut>(
     handler: H,
 ) -> Result<(), TransportError>
 where
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
     H: Fn(Envelope<T>) -> Fut + Send + Sync,
     Fut: Future<Output = Result<(), StageError>> + Send,
 {
@@ -224,13 +235,17 @@ where
 /// Messages larger than this are decoded on a blocking thread.
 const DECODE_ASIDE: usize = 64 * 1024;
 
-/// Decodes a message's envelope; a large one (a batch of thousands of changes takes
-/// milliseconds) on a blocking thread, so the other messages a stage works on at the
-/// same time (they share one task) go on meanwhile.
-async fn decode<T>(payload: &[u8]) -> Result<Envelope<T>, EnvelopeError>
+/// The message's envelope: the one riding beside the bytes when its publisher is in this
+/// process ([`Local`]), else decoded from `payload`; a large one (a batch of thousands of
+/// changes takes milliseconds) on a blocking thread, so the other messages a stage works
+/// on at the same time (they share one task) go on meanwhile.
+async fn decode<T>(local: Local, payload: &[u8]) -> Result<Envelope<T>, EnvelopeError>
 where
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
+    if let Some(envelope) = local.take::<Envelope<T>>() {
+        return Ok(envelope);
+    }
     if payload.len() < DECODE_ASIDE {
         return Envelope::from_bytes(payload);
     }
@@ -246,19 +261,20 @@ async fn handle<T, H, Fut>(
     services: &Services,
     stage: Stage,
     retry: RetryPolicy,
-    delivery: Delivery,
+    mut delivery: Delivery,
     handler: &H,
 ) where
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
     H: Fn(Envelope<T>) -> Fut + Send + Sync,
     Fut: Future<Output = Result<(), StageError>> + Send,
 {
     let attempt = delivery.attempt();
+    let local = delivery.take_local();
     let msg = delivery.message();
     let tenant = msg.header(header::TENANT).unwrap_or("").to_owned();
     let run = msg.header(header::RUN).unwrap_or("").to_owned();
     let msg_generation = msg.header(header::GENERATION).map(str::to_owned);
-    let decoded = decode::<T>(&msg.payload).await;
+    let decoded = decode::<T>(local, &msg.payload).await;
     let span = info_span!("message", stage = stage.name(), %tenant, %run, id = %msg.id, attempt);
     if let Ok(envelope) = &decoded {
         crate::telemetry::continue_trace(&span, &envelope.trace);
@@ -353,4 +369,45 @@ pub fn shutdown_on_signals() -> CancellationToken {
         cancel.cancel();
     });
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::envelope::{SnapshotParsed, SyncMode};
+
+    #[tokio::test]
+    async fn a_carried_envelope_is_what_its_bytes_say_and_taken_without_decoding() {
+        let env = Envelope::new(
+            MessageId::new(),
+            TenantId::new("acme").unwrap(),
+            RunId::new(),
+            SnapshotParsed {
+                snapshot_key: "s".into(),
+                rejects_key: "r".into(),
+                rows_read: 3,
+                accepted: 2,
+                rejected: 1,
+                mode: SyncMode::Full,
+                generation: 1,
+            },
+        );
+        let mut message = message_carrying(env.clone(), Some("people.csv"));
+        assert_eq!(message.header(header::FILE), Some("people.csv"));
+        let from_bytes = Envelope::<SnapshotParsed>::from_bytes(&message.payload).unwrap();
+        assert_eq!(from_bytes.body, env.body);
+        let local = std::mem::take(&mut message.local);
+        // Of another type, held elsewhere too, or nothing beside: the bytes are decoded
+        // (here bytes that do not decode, so an `Ok` proves where the envelope came from).
+        assert!(local.clone().take::<String>().is_none());
+        let held = local.clone();
+        assert!(decode::<SnapshotParsed>(held, b"not json").await.is_err());
+        assert!(
+            decode::<SnapshotParsed>(Local::default(), b"not json")
+                .await
+                .is_err()
+        );
+        let taken = decode::<SnapshotParsed>(local, b"not json").await;
+        assert_eq!(taken.unwrap(), from_bytes);
+    }
 }

@@ -51,11 +51,7 @@ async fn cleanup(amqp: Option<AmqpTransport>) {
 fn msg(n: u8) -> Message {
     let mut headers = BTreeMap::new();
     headers.insert(header::TENANT.to_owned(), "acme".to_owned());
-    Message {
-        id: MessageId::new(),
-        headers,
-        payload: vec![n],
-    }
+    Message::new(MessageId::new(), headers, vec![n])
 }
 
 async fn next(d: &mut Deliveries) -> Delivery {

@@ -788,11 +788,7 @@ fn dead_letter(
     if let Some(g) = generation {
         headers.insert(header::GENERATION.to_owned(), g.to_string());
     }
-    roster_shared::transport::Message {
-        id: MessageId::new(),
-        headers,
-        payload: b"{}".to_vec(),
-    }
+    roster_shared::transport::Message::new(MessageId::new(), headers, b"{}".to_vec())
 }
 
 #[tokio::test]

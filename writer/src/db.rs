@@ -118,7 +118,15 @@ pub async fn upsert<C: ConnectionTrait>(
     run: RunId,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    write_rows(conn, tenant, rows, run, now, OnConflict::Replace).await?;
+    write_rows(
+        conn,
+        tenant,
+        Rows::encode(rows)?,
+        run,
+        now,
+        OnConflict::Replace,
+    )
+    .await?;
     Ok(())
 }
 
@@ -127,11 +135,42 @@ pub async fn upsert<C: ConnectionTrait>(
 pub async fn insert_new<C: ConnectionTrait>(
     conn: &C,
     tenant: &TenantId,
-    rows: &[&Person],
+    rows: Rows,
     run: RunId,
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
     write_rows(conn, tenant, rows, run, now, OnConflict::Keep).await
+}
+
+/// People encoded for the inserts (see [`upsert`]), ahead of the transaction that writes
+/// them when that helps: encoding 5000 people takes milliseconds the transaction need
+/// not hold its lock for.
+#[derive(Debug, Clone)]
+pub struct Rows {
+    json: String,
+    len: usize,
+}
+
+impl Rows {
+    /// Encodes `rows`.
+    pub fn encode(rows: &[&Person]) -> Result<Self, DbErr> {
+        let json = serde_json::to_string(&JsonRows(rows))
+            .map_err(|e| DbErr::Custom(format!("encoding the rows: {e}")))?;
+        Ok(Rows {
+            json,
+            len: rows.len(),
+        })
+    }
+
+    /// How many people.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// What the insert of [`write_rows`] does with a row whose key is stored already.
@@ -147,7 +186,7 @@ enum OnConflict {
 async fn write_rows<C: ConnectionTrait>(
     conn: &C,
     tenant: &TenantId,
-    rows: &[&Person],
+    rows: Rows,
     run: RunId,
     now: DateTime<Utc>,
     on_conflict: OnConflict,
@@ -156,10 +195,8 @@ async fn write_rows<C: ConnectionTrait>(
         return Ok(0);
     }
     let backend = conn.get_database_backend();
-    let payload = serde_json::to_string(&JsonRows(rows))
-        .map_err(|e| DbErr::Custom(format!("encoding the rows: {e}")))?;
     let values = vec![
-        payload.into(),
+        rows.json.into(),
         tv(tenant),
         run.to_string().into(),
         now.into(),

@@ -89,8 +89,17 @@ pub struct Applied {
 
 /// Handles one `changes.ready` batch. On SQLite the batch's transaction waits for any
 /// other this process is writing (one at a time), so two batches taken at once overlap
-/// only in reading their messages, never in SQLite's write lock.
+/// only in reading their messages and encoding the rows of a creating batch, never in
+/// SQLite's write lock.
 pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<(), StageError> {
+    // Encoded before the transaction (and off this task, which other batches share).
+    let (env, new_rows) = tokio::task::spawn_blocking(move || {
+        let rows = creating_rows(&env.body.changes);
+        (env, rows)
+    })
+    .await
+    .map_err(|e| StageError::internal(format!("encoding the batch's rows: {e}")))?;
+    let new_rows = new_rows?;
     let (tenant, run_id) = (&env.tenant, env.run_id);
     let batch = &env.body;
     let id = batch_id(&env);
@@ -122,7 +131,7 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
         );
         return Ok(());
     }
-    let applied = apply(&txn, tenant, run_id, &batch.changes, now).await?;
+    let applied = apply(&txn, tenant, run_id, &batch.changes, new_rows, now).await?;
     db::add_applied(&txn, tenant, run_id, &applied.counts, applied.conflicts).await?;
     // Events for a broker go into the outbox with the changes: committed together or not
     // at all. Events that stay in this process need no outbox: they go out after commit.
@@ -217,26 +226,37 @@ async fn refresh_statistics(
     Ok(())
 }
 
+/// The people of a batch that only creates people (every batch of a tenant's first
+/// import), encoded for [`db::insert_new`]; `None` for any other batch.
+pub fn creating_rows(changes: &[Change]) -> Result<Option<db::Rows>, DbErr> {
+    let new: Option<Vec<&Person>> = changes
+        .iter()
+        .map(|c| c.person.as_ref().filter(|_| c.expected.is_none()))
+        .collect();
+    new.filter(|rows| !rows.is_empty())
+        .map(|rows| db::Rows::encode(&rows))
+        .transpose()
+}
+
 /// Applies `changes` through `conn` (a transaction) where the stored rows allow it.
 ///
-/// A batch creating people only (all of a tenant's first import) is first tried as one
-/// insert that skips stored keys, with no reading of stored rows: when the database
-/// inserted every row, each change met the state it expected (no row). Otherwise that
-/// attempt is undone (a savepoint) and the batch is checked row by row as any other.
+/// A batch creating people only (all of a tenant's first import), whose people come
+/// encoded as `new_rows` ([`creating_rows`]), is first tried as one insert that skips
+/// stored keys, with no reading of stored rows: when the database inserted every row,
+/// each change met the state it expected (no row). Otherwise that attempt is undone (a
+/// savepoint) and the batch is checked row by row as any other.
 pub async fn apply(
     conn: &DatabaseTransaction,
     tenant: &TenantId,
     run: RunId,
     changes: &[Change],
+    new_rows: Option<db::Rows>,
     now: DateTime<Utc>,
 ) -> Result<Applied, DbErr> {
-    let new: Option<Vec<&Person>> = changes
-        .iter()
-        .map(|c| c.person.as_ref().filter(|_| c.expected.is_none()))
-        .collect();
-    if let Some(rows) = new.filter(|rows| !rows.is_empty()) {
+    if let Some(rows) = new_rows {
+        let sent = rows.len() as u64;
         let attempt = conn.begin().await?;
-        if db::insert_new(&attempt, tenant, &rows, run, now).await? == rows.len() as u64 {
+        if db::insert_new(&attempt, tenant, rows, run, now).await? == sent {
             attempt.commit().await?;
             let mut out = Applied::default();
             for change in changes {

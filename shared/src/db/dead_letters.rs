@@ -212,9 +212,9 @@ pub fn replay_message(row: &dead_letter::Model) -> Message {
     headers.remove(header::REASON);
     headers.remove(header::STAGE);
     headers.insert(header::ATTEMPT.into(), "1".into());
-    Message {
-        id: row.id.parse().unwrap_or_default(),
+    Message::new(
+        row.id.parse().unwrap_or_default(),
         headers,
-        payload: row.payload.clone().into_bytes(),
-    }
+        row.payload.clone().into_bytes(),
+    )
 }

@@ -154,11 +154,7 @@ fn message_of(properties: &BasicProperties, data: Vec<u8>) -> Message {
         .as_ref()
         .and_then(|id| id.as_str().parse::<crate::model::ids::MessageId>().ok())
         .unwrap_or_default();
-    Message {
-        id,
-        headers,
-        payload: data,
-    }
+    Message::new(id, headers, data)
 }
 
 fn attempt_of(message: &Message) -> u32 {

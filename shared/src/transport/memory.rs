@@ -240,9 +240,13 @@ impl Transport for MemoryTransport {
                     let readable = q.readable.notified();
                     tokio::pin!(readable);
                     readable.as_mut().enable();
-                    if let Some(item) = q.pop() {
+                    if let Some(mut item) = q.pop() {
+                        // The decoded value goes to the consumer alone; the copy kept
+                        // for a redelivery holds the bytes.
+                        let mut message = item.message.clone();
+                        message.local = std::mem::take(&mut item.message.local);
                         let delivery = Delivery::new(
-                            item.message.clone(),
+                            message,
                             item.attempt,
                             Box::new(MemSettle {
                                 transport: transport.clone(),
@@ -286,13 +290,10 @@ mod tests {
 
     use super::*;
     use crate::model::ids::MessageId;
+    use crate::transport::Local;
 
     fn msg(n: u8) -> Message {
-        Message {
-            id: MessageId::new(),
-            headers: BTreeMap::new(),
-            payload: vec![n],
-        }
+        Message::new(MessageId::new(), BTreeMap::new(), vec![n])
     }
 
     async fn next(d: &mut Deliveries) -> Delivery {
@@ -300,6 +301,26 @@ mod tests {
             .await
             .expect("a delivery in time")
             .expect("stream open")
+    }
+
+    #[tokio::test]
+    async fn a_value_riding_along_goes_to_the_first_delivery_alone() {
+        let t = MemoryTransport::new(4);
+        let mut m = msg(7);
+        m.local = Local::of(String::from("decoded"));
+        t.publish(Queue::Changes, vec![m]).await.unwrap();
+        let mut d = t.consume(Queue::Changes, 1).await.unwrap();
+        let mut first = next(&mut d).await;
+        assert_eq!(
+            first.take_local().take::<String>().as_deref(),
+            Some("decoded")
+        );
+        first.retry(Duration::from_millis(1)).await.unwrap();
+        // The redelivery carries the bytes only: its consumer decodes them.
+        let mut again = next(&mut d).await;
+        assert_eq!(again.message().payload, [7]);
+        assert!(!again.take_local().is_some());
+        again.ack().await.unwrap();
     }
 
     #[tokio::test]

@@ -111,7 +111,69 @@ pub struct Message {
     pub headers: BTreeMap<String, String>,
     /// The serialised envelope.
     pub payload: Vec<u8>,
+    /// The envelope the payload encodes, as its publisher had it, while the message stays
+    /// in this process (see [`Local`]).
+    pub local: Local,
 }
+
+impl Message {
+    /// A message of `payload` under `id` with `headers`, carrying nothing beside its bytes.
+    pub fn new(id: MessageId, headers: BTreeMap<String, String>, payload: Vec<u8>) -> Self {
+        Message {
+            id,
+            headers,
+            payload,
+            local: Local::default(),
+        }
+    }
+}
+
+/// The decoded value a message's payload encodes, riding beside the bytes so a consumer
+/// in the same process (the in-memory transport of the embedded install) takes it as it
+/// is instead of decoding the bytes again. Only a transport that keeps messages in the
+/// process hands it on; a broker carries the bytes alone, and a message redelivered
+/// after a failed attempt is decoded from its bytes. Whoever sets it promises that it is
+/// exactly what the payload decodes to, so equality of messages ignores it.
+#[derive(Clone, Default)]
+pub struct Local(Option<Arc<dyn std::any::Any + Send + Sync>>);
+
+impl Local {
+    /// Carries `value` (what the message's payload encodes).
+    pub fn of<T: std::any::Any + Send + Sync>(value: T) -> Self {
+        Local(Some(Arc::new(value)))
+    }
+
+    /// The value, when it is a `T` held nowhere else; otherwise `None` (the consumer then
+    /// decodes the payload).
+    pub fn take<T: std::any::Any + Send + Sync>(self) -> Option<T> {
+        let shared = self.0?.downcast::<T>().ok()?;
+        Arc::try_unwrap(shared).ok()
+    }
+
+    /// Whether a value rides along.
+    pub fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl fmt::Debug for Local {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Local(..)"
+        } else {
+            "Local(none)"
+        })
+    }
+}
+
+impl PartialEq for Local {
+    /// Always equal: the value repeats the payload, which the message compares.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Local {}
 
 impl Message {
     /// The value of header `name`, if set.
@@ -222,6 +284,11 @@ impl Delivery {
     /// The message.
     pub fn message(&self) -> &Message {
         &self.message
+    }
+
+    /// Takes the decoded value riding beside the message's bytes, if any (see [`Local`]).
+    pub fn take_local(&mut self) -> Local {
+        std::mem::take(&mut self.message.local)
     }
 
     /// Which attempt this is, from 1.
