@@ -419,6 +419,32 @@ fn peer_sql_once(url: &str, script: &Path, tenant: &str, file: &Path) -> anyhow:
     })
 }
 
+/// Lets no round pay for the writes an earlier one deferred: before each round (untimed),
+/// PostgreSQL (when the database is one) writes out what earlier rounds left in its
+/// buffers (`CHECKPOINT`), and the file system flushes its dirty pages (`sync`). Without
+/// it, a round ran while the previous one's checkpoint went on in the background.
+fn quiesce(url: &str) -> anyhow::Result<()> {
+    if url.starts_with("postgres") {
+        let out = std::process::Command::new("psql")
+            .arg(url)
+            .args(["-X", "-q", "-c", "CHECKPOINT"])
+            .output()
+            .context("running psql (apt install postgresql-client)")?;
+        if !out.status.success() {
+            // (Needs a superuser or `pg_checkpoint`; the figures then carry the debt.)
+            eprintln!(
+                "  warning: CHECKPOINT between rounds failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    let synced = std::process::Command::new("sync")
+        .status()
+        .context("running sync")?;
+    ensure!(synced.success(), "sync failed");
+    Ok(())
+}
+
 /// A distributed install: the stage processes and a handle on their database.
 struct Distributed {
     app: App,
@@ -646,6 +672,7 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
     for rep in 0..args.repeat {
         // Alternating: every repetition runs each system once, in turn.
         for (s, system) in systems.iter().enumerate() {
+            quiesce(&url)?;
             let round = match system {
                 System::Sql => sql_round(&url, &files, args.tenants)?,
                 System::Embedded => embedded_round(&dir.join(format!("rep{rep}")), &mix).await?,
