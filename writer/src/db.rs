@@ -3,6 +3,7 @@
 //! to its run.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use roster_shared::db::{exec, people, raw, tv};
@@ -105,7 +106,8 @@ pub async fn stored_states<C: ConnectionTrait>(
 /// `created_at`; `deactivated_at` keeps the first moment of an inactive streak.
 ///
 /// One statement whatever the number of rows: the rows travel as one JSON array of
-/// arrays (the fields in table order, then `extra` and the hash), which the database
+/// arrays (the fields some person of the batch has, in table order, then `extra` if some
+/// person has any, and the hash: see [`Rows::encode`]), which the database
 /// unpacks itself (`jsonb_each` on SQLite, `jsonb_array_elements` on PostgreSQL: parsed
 /// once into binary JSON, whose elements are then read by position), instead of a
 /// parameter per value, each bound and checked on its own. (Binding 21 values a row to
@@ -149,16 +151,20 @@ pub async fn insert_new<C: ConnectionTrait>(
 pub struct Rows {
     json: String,
     len: usize,
+    present: Present,
 }
 
 impl Rows {
-    /// Encodes `rows`.
+    /// Encodes `rows`: of each person the fields some person of `rows` has (see
+    /// [`Present`]), then `extra` if some person has any, then the content hash.
     pub fn encode(rows: &[&Person]) -> Result<Self, DbErr> {
-        let json = serde_json::to_string(&JsonRows(rows))
+        let present = Present::of(rows);
+        let json = serde_json::to_string(&JsonRows(rows, present))
             .map_err(|e| DbErr::Custom(format!("encoding the rows: {e}")))?;
         Ok(Rows {
             json,
             len: rows.len(),
+            present,
         })
     }
 
@@ -174,7 +180,7 @@ impl Rows {
 }
 
 /// What the insert of [`write_rows`] does with a row whose key is stored already.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum OnConflict {
     /// Replace the stored row ([`upsert`]).
     Replace,
@@ -195,52 +201,113 @@ async fn write_rows<C: ConnectionTrait>(
         return Ok(0);
     }
     let backend = conn.get_database_backend();
+    let sql = upsert_sql(backend, on_conflict, rows.present);
     let values = vec![
         rows.json.into(),
         tv(tenant),
         run.to_string().into(),
         now.into(),
     ];
-    exec(conn, raw(backend, upsert_sql(backend, on_conflict), values)).await
+    exec(conn, raw(backend, &sql, values)).await
 }
 
-/// The statement of [`write_rows`] for `backend`, built once.
-fn upsert_sql(backend: DbBackend, on_conflict: OnConflict) -> &'static str {
-    use std::sync::OnceLock;
-    static CELLS: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
+/// Which parts of a batch's rows some person has: the text fields (bit `i` for
+/// `Field::ALL[i]`; the key and the activity always) and `extra` ([`Present::EXTRA`]).
+/// A column no person of the batch has is left out of the encoded rows and written as
+/// NULL by the statement itself: fewer values to encode, and fewer for the database to
+/// pick out of each row (SQLite walks a row from its start for each one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Present(u64);
+
+// Every field has its bit below `Present::EXTRA`.
+const _: () = assert!(Field::ALL.len() < 63);
+
+impl Present {
+    /// The bit of `extra`.
+    const EXTRA: u64 = 1 << 63;
+
+    /// What some person of `rows` has.
+    fn of(rows: &[&Person]) -> Self {
+        let all = Self::EXTRA | ((1u64 << Field::ALL.len()) - 1);
+        let mut bits = 0u64;
+        for p in rows {
+            for (i, field) in Field::ALL.iter().enumerate() {
+                if field.spec().kind != FieldKind::Text || p.text(*field).is_some() {
+                    bits |= 1 << i;
+                }
+            }
+            if !p.extra.is_empty() {
+                bits |= Self::EXTRA;
+            }
+            if bits == all {
+                break;
+            }
+        }
+        Present(bits)
+    }
+
+    /// Whether field number `i` (of `Field::ALL`) is in the rows.
+    fn field(self, i: usize) -> bool {
+        self.0 & (1 << i) != 0
+    }
+
+    /// Whether `extra` is in the rows.
+    fn extra(self) -> bool {
+        self.0 & Self::EXTRA != 0
+    }
+}
+
+/// The statement of [`write_rows`] for `backend` and rows with the `present` parts,
+/// built once for each (a tenant's batches mostly share one).
+fn upsert_sql(backend: DbBackend, on_conflict: OnConflict, present: Present) -> Arc<str> {
+    type Key = (bool, OnConflict, Present);
+    static BUILT: Mutex<Option<HashMap<Key, Arc<str>>>> = Mutex::new(None);
     let pg = backend == DbBackend::Postgres;
-    CELLS[usize::from(pg) * 2 + usize::from(on_conflict == OnConflict::Keep)]
-        .get_or_init(|| build_upsert_sql(pg, on_conflict))
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    built
+        .get_or_insert_with(HashMap::new)
+        .entry((pg, on_conflict, present))
+        .or_insert_with(|| build_upsert_sql(pg, on_conflict, present).into())
+        .clone()
 }
 
-fn build_upsert_sql(pg: bool, on_conflict: OnConflict) -> String {
-    let at = |i: usize, cast: &str| {
+fn build_upsert_sql(pg: bool, on_conflict: OnConflict, present: Present) -> String {
+    let mut next = 0usize;
+    let mut at = |cast: &str| {
+        let i = next;
+        next += 1;
         if pg {
             format!("(j.value ->> {i}){cast}")
         } else {
             format!("j.value ->> {i}")
         }
     };
+    let null = if pg { "NULL::text" } else { "NULL" };
     let mut select: Vec<String> = Vec::new();
     let mut active = String::new();
     for (i, field) in Field::ALL.iter().enumerate() {
-        let cast = if field.spec().kind == FieldKind::Active {
-            "::boolean"
-        } else {
-            ""
+        let expr = match field.spec().kind {
+            FieldKind::Active => {
+                active = at("::boolean");
+                active.clone()
+            }
+            _ if present.field(i) => at(""),
+            _ => null.to_owned(),
         };
-        let expr = at(i, cast);
-        if field.spec().kind == FieldKind::Active {
-            active.clone_from(&expr);
-        }
         select.push(expr);
     }
-    let n = Field::ALL.len();
+    let extra = if present.extra() {
+        at("")
+    } else {
+        null.to_owned()
+    };
     // The bookkeeping columns, in `people::BOOKKEEPING` order.
     select.extend([
         "$2".to_owned(),
-        at(n, ""),
-        at(n + 1, "::bigint"),
+        extra,
+        at("::bigint"),
         "$3".to_owned(),
         "$4".to_owned(),
         "$4".to_owned(),
@@ -300,39 +367,42 @@ fn conflict_action(on_conflict: OnConflict) -> String {
     }
 }
 
-/// People as the JSON array [`upsert`] sends: one array per person, its fields in table
-/// order (text or null; the activity as a boolean), then `extra` (a JSON object as text,
-/// or null) and the content hash.
-struct JsonRows<'a>(&'a [&'a Person]);
+/// People as the JSON array [`upsert`] sends: one array per person, its `present` fields
+/// in table order (text or null; the activity as a boolean), then `extra` if present (a
+/// JSON object as text, or null) and the content hash.
+struct JsonRows<'a>(&'a [&'a Person], Present);
 
 impl Serialize for JsonRows<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.0.len()))?;
         for p in self.0 {
-            seq.serialize_element(&JsonRow(p))?;
+            seq.serialize_element(&JsonRow(p, self.1))?;
         }
         seq.end()
     }
 }
 
-struct JsonRow<'a>(&'a Person);
+struct JsonRow<'a>(&'a Person, Present);
 
 impl Serialize for JsonRow<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let p = self.0;
-        let mut seq = s.serialize_seq(Some(Field::ALL.len() + 2))?;
-        for field in Field::ALL {
+        let (p, present) = (self.0, self.1);
+        let mut seq = s.serialize_seq(None)?;
+        for (i, field) in Field::ALL.iter().enumerate() {
             match field.spec().kind {
                 FieldKind::Key => seq.serialize_element(p.key())?,
                 FieldKind::Active => seq.serialize_element(&p.active())?,
-                FieldKind::Text => seq.serialize_element(&p.text(*field))?,
+                FieldKind::Text if present.field(i) => seq.serialize_element(&p.text(*field))?,
+                FieldKind::Text => {}
             }
         }
-        let extra = (!p.extra.is_empty())
-            .then(|| serde_json::to_string(&p.extra))
-            .transpose()
-            .map_err(serde::ser::Error::custom)?;
-        seq.serialize_element(&extra)?;
+        if present.extra() {
+            let extra = (!p.extra.is_empty())
+                .then(|| serde_json::to_string(&p.extra))
+                .transpose()
+                .map_err(serde::ser::Error::custom)?;
+            seq.serialize_element(&extra)?;
+        }
         seq.serialize_element(&p.content_hash())?;
         seq.end()
     }
@@ -403,4 +473,85 @@ pub async fn add_applied<C: ConnectionTrait>(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roster_shared::db::Db;
+    use roster_shared::sea_orm::TransactionTrait;
+
+    fn person(email: &str, fields: &[(Field, &str)], extra: &[(&str, &str)]) -> Person {
+        let mut p = Person::new(email.to_owned());
+        for (field, value) in fields {
+            p.set(*field, value);
+        }
+        for (k, v) in extra {
+            p.extra.insert((*k).to_owned(), (*v).to_owned());
+        }
+        p
+    }
+
+    /// The stored (first name, phone, extra, hash) of `email`.
+    async fn stored(
+        db: &Db,
+        tenant: &TenantId,
+        email: &str,
+    ) -> (Option<String>, Option<String>, Option<String>, i64) {
+        let rows = people::select_by_email(
+            db.conn(),
+            tenant,
+            &[email],
+            "p.first_name, p.phone, p.extra, p.row_hash",
+            false,
+        )
+        .await
+        .unwrap();
+        let row = &rows[0];
+        (
+            row.try_get_by_index(0).unwrap(),
+            row.try_get_by_index(1).unwrap(),
+            row.try_get_by_index(2).unwrap(),
+            row.try_get_by_index(3).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn columns_no_person_of_a_batch_has_are_written_as_nulls() {
+        let db = Db::connect(&"sqlite::memory:".into()).await.unwrap();
+        db.migrate().await.unwrap();
+        let tenant = TenantId::new("present-columns").unwrap();
+        let (run, now) = (RunId::new(), Utc::now());
+        // Only `a` has a first name and an extra attribute; nobody has a phone.
+        let a = person(
+            "a@x.test",
+            &[(Field::FirstName, "Ann \"Q\" O'Neil \\ 😀")],
+            &[("Badge", "7")],
+        );
+        let b = person("b@x.test", &[(Field::LastName, "Bo")], &[]);
+        let rows = Rows::encode(&[&a, &b]).unwrap();
+        let bit = |f: Field| Field::ALL.iter().position(|x| *x == f).unwrap();
+        assert!(rows.present.field(bit(Field::FirstName)));
+        assert!(rows.present.field(bit(Field::LastName)));
+        assert!(!rows.present.field(bit(Field::Phone)) && rows.present.extra());
+        let txn = db.conn().begin().await.unwrap();
+        assert_eq!(insert_new(&txn, &tenant, rows, run, now).await.unwrap(), 2);
+        txn.commit().await.unwrap();
+        let (first, phone, extra, hash) = stored(&db, &tenant, "a@x.test").await;
+        assert_eq!(first.as_deref(), Some("Ann \"Q\" O'Neil \\ 😀"));
+        assert_eq!(phone, None);
+        assert_eq!(extra.as_deref(), Some(r#"{"Badge":"7"}"#));
+        assert_eq!(hash, a.content_hash());
+        assert_eq!(stored(&db, &tenant, "b@x.test").await.0, None);
+
+        // A batch where nobody has a first name or extra clears them; a phone now set.
+        let a2 = person("a@x.test", &[(Field::Phone, "+1 555")], &[]);
+        upsert(db.conn(), &tenant, &[&a2], run, now).await.unwrap();
+        let (first, phone, extra, hash) = stored(&db, &tenant, "a@x.test").await;
+        assert_eq!(
+            (first, phone.as_deref(), extra),
+            (None, Some("+1 555"), None)
+        );
+        assert_eq!(hash, a2.content_hash());
+    }
 }
