@@ -155,8 +155,8 @@ pub struct Rows {
 }
 
 impl Rows {
-    /// Encodes `rows`: of each person the fields some person of `rows` has (see
-    /// [`Present`]), then `extra` if some person has any, then the content hash.
+    /// Encodes `rows`: of each person the fields some person of `rows` has, then `extra`
+    /// if some person has any, then the content hash.
     pub fn encode(rows: &[&Person]) -> Result<Self, DbErr> {
         let present = Present::of(rows);
         let json = serde_json::to_string(&JsonRows(rows, present))
