@@ -374,24 +374,11 @@ pub fn shutdown_on_signals() -> CancellationToken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::envelope::{SnapshotParsed, SyncMode};
+    use crate::model::envelope::{SnapshotParsed, SyncMode, sample_snapshot_parsed};
 
     #[tokio::test]
     async fn a_carried_envelope_is_what_its_bytes_say_and_taken_without_decoding() {
-        let env = Envelope::new(
-            MessageId::new(),
-            TenantId::new("acme").unwrap(),
-            RunId::new(),
-            SnapshotParsed {
-                snapshot_key: "s".into(),
-                rejects_key: "r".into(),
-                rows_read: 3,
-                accepted: 2,
-                rejected: 1,
-                mode: SyncMode::Full,
-                generation: 1,
-            },
-        );
+        let env = sample_snapshot_parsed(SyncMode::Full, 1);
         let mut message = message_carrying(env.clone(), Some("people.csv"));
         assert_eq!(message.header(header::FILE), Some("people.csv"));
         let from_bytes = Envelope::<SnapshotParsed>::from_bytes(&message.payload).unwrap();

@@ -282,27 +282,32 @@ pub struct EventBatch {
     pub events: Vec<DirectoryEvent>,
 }
 
+/// A `snapshot.parsed` envelope of tenant `acme` for tests, in `mode` at `generation`.
+#[cfg(test)]
+pub(crate) fn sample_snapshot_parsed(mode: SyncMode, generation: u32) -> Envelope<SnapshotParsed> {
+    Envelope::new(
+        MessageId::new(),
+        TenantId::new("acme").unwrap(),
+        RunId::new(),
+        SnapshotParsed {
+            snapshot_key: "s".into(),
+            rejects_key: "r".into(),
+            rows_read: 3,
+            accepted: 2,
+            rejected: 1,
+            mode,
+            generation,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn envelopes_round_trip_and_refuse_unknown_versions() {
-        let tenant = TenantId::new("acme").unwrap();
-        let env = Envelope::new(
-            MessageId::new(),
-            tenant,
-            RunId::new(),
-            SnapshotParsed {
-                snapshot_key: "s".into(),
-                rejects_key: "r".into(),
-                rows_read: 3,
-                accepted: 2,
-                rejected: 1,
-                mode: SyncMode::Delta,
-                generation: 2,
-            },
-        );
+        let env = sample_snapshot_parsed(SyncMode::Delta, 2);
         let bytes = env.to_bytes();
         assert_eq!(Envelope::<SnapshotParsed>::from_bytes(&bytes).unwrap(), env);
 
