@@ -20,6 +20,9 @@ pub fn check(data: &[u8], format: Format) {
             max_rows: 100_000,
             ..ParseLimits::default()
         },
+        // Small, so the fuzzer also drives the sort in runs and their merge.
+        sort_memory: 4096,
+        spill_dir: None,
     };
     let Ok(parsed) = parse(Box::new(Cursor::new(data.to_vec())), &options, &NoProgress) else {
         return;

@@ -1,8 +1,13 @@
 //! Gathers mapped rows into a compact arena, then sorts them by email, turns repeated
-//! emails into row errors (the first row wins) and writes the snapshot. Memory holds the
-//! encoded snapshot once plus 32 bytes a row; nothing else grows with the file.
+//! emails into row errors (the first row wins) and writes the snapshot. Memory holds at
+//! most `sort_memory` bytes of encoded rows plus 48 bytes a row of them: a file whose
+//! rows encode to more is sorted in runs of that size, each written to a scratch file,
+//! and the runs are merged into the snapshot (an external merge sort), so a file of any
+//! size is parsed in bounded memory.
 
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
 
 use roster_shared::model::envelope::RowError;
 use roster_shared::model::snapshot::{encode_line, encode_protected, line_email};
@@ -10,6 +15,10 @@ use roster_shared::model::snapshot::{encode_line, encode_protected, line_email};
 use crate::ParseLimits;
 use crate::error::RejectReason;
 use crate::rows::RowOutcome;
+
+/// Bytes of encoded rows sorted in memory at once unless set otherwise: a file of up to
+/// about 1.4 million rows of 120 bytes is sorted without touching the disk.
+pub const DEFAULT_SORT_MEMORY: usize = 192 << 20;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -24,6 +33,10 @@ struct Entry {
     protected: bool,
 }
 
+/// Bytes of an entry's header in a run file: `len`, `email_len`, `ordinal` (u32 each),
+/// `line` (u64), `protected` (u8), little-endian, then the `len` bytes of its line.
+const RUN_HEADER: usize = 21;
+
 /// Offset of the email in an encoded snapshot line (after the hash and the flag).
 const EMAIL_AT: usize = 19;
 
@@ -34,8 +47,21 @@ fn prefix_of(email: &[u8]) -> u128 {
     u128::from_be_bytes(bytes)
 }
 
+/// Sorts `entries` (rows in `arena`) by email, rows that are people before protected
+/// ones (rejected rows that keep their email), then by their order in the file.
+fn sort_entries(arena: &[u8], entries: &mut [Entry]) {
+    let email = |e: &Entry| &arena[e.start + EMAIL_AT..e.start + EMAIL_AT + e.email_len as usize];
+    entries.sort_unstable_by(|a, b| {
+        a.prefix
+            .cmp(&b.prefix)
+            .then_with(|| email(a).cmp(email(b)))
+            .then(a.protected.cmp(&b.protected))
+            .then(a.ordinal.cmp(&b.ordinal))
+    });
+}
+
 /// Collects rows as they are read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Collector {
     limits: ParseLimits,
     arena: Vec<u8>,
@@ -43,14 +69,32 @@ pub struct Collector {
     errors: Vec<RowError>,
     rows_read: u64,
     rejected: u64,
+    /// Encoded bytes sorted in memory at once.
+    sort_memory: usize,
+    /// Where runs are written (`None`: the system's temporary folder).
+    spill_dir: Option<PathBuf>,
+    /// Sorted runs written so far, each an unnamed file read from its start.
+    runs: Vec<File>,
+    /// Why writing a run failed, once it has.
+    spill_error: Option<io::Error>,
 }
 
 impl Collector {
-    /// An empty collector for a file read within `limits`.
-    pub fn new(limits: ParseLimits) -> Self {
+    /// An empty collector for a file read within `limits`, sorting up to `sort_memory`
+    /// bytes of rows in memory and writing larger files' runs to `spill_dir` (`None`:
+    /// the system's temporary folder).
+    pub fn new(limits: ParseLimits, sort_memory: usize, spill_dir: Option<PathBuf>) -> Self {
         Collector {
             limits,
-            ..Collector::default()
+            arena: Vec::new(),
+            entries: Vec::new(),
+            errors: Vec::new(),
+            rows_read: 0,
+            rejected: 0,
+            sort_memory: sort_memory.max(1),
+            spill_dir,
+            runs: Vec::new(),
+            spill_error: None,
         }
     }
 
@@ -59,8 +103,16 @@ impl Collector {
         &self.limits
     }
 
-    /// The refusal of the whole file once it has more rows than the limit allows.
+    /// The refusal of the whole file once it has more rows than the limit allows, or
+    /// once a run of its sorted rows could not be written (a scratch disk full, say:
+    /// [`RejectReason::Scratch`], not the file's fault).
     pub fn over_limit(&self) -> Option<RejectReason> {
+        if let Some(e) = &self.spill_error {
+            return Some(RejectReason::Scratch(io::Error::new(
+                e.kind(),
+                e.to_string(),
+            )));
+        }
         (self.rows_read > self.limits.max_rows).then_some(RejectReason::TooManyRows {
             limit: self.limits.max_rows,
         })
@@ -102,6 +154,38 @@ impl Collector {
             protected,
         });
         self.rows_read += 1;
+        if self.arena.len() >= self.sort_memory
+            && self.spill_error.is_none()
+            && let Err(e) = self.spill()
+        {
+            self.spill_error = Some(e);
+        }
+    }
+
+    /// Sorts the rows held in memory and writes them to a new run, emptying the arena.
+    fn spill(&mut self) -> io::Result<()> {
+        sort_entries(&self.arena, &mut self.entries);
+        let file = match &self.spill_dir {
+            Some(dir) => tempfile::tempfile_in(dir)?,
+            None => tempfile::tempfile()?,
+        };
+        let mut out = BufWriter::with_capacity(RUN_BUFFER, file);
+        for e in &self.entries {
+            let mut header = [0u8; RUN_HEADER];
+            header[0..4].copy_from_slice(&e.len.to_le_bytes());
+            header[4..8].copy_from_slice(&e.email_len.to_le_bytes());
+            header[8..12].copy_from_slice(&e.ordinal.to_le_bytes());
+            header[12..20].copy_from_slice(&e.line.to_le_bytes());
+            header[20] = u8::from(e.protected);
+            out.write_all(&header)?;
+            out.write_all(&self.arena[e.start..e.start + e.len as usize])?;
+        }
+        let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.seek(SeekFrom::Start(0))?;
+        self.runs.push(file);
+        self.arena.clear();
+        self.entries.clear();
+        Ok(())
     }
 
     /// Adds an error that rejects one row on its own terms (a record that is not an
@@ -117,65 +201,250 @@ impl Collector {
         self.rows_read
     }
 
-    /// Sorts and de-duplicates. `email_column` labels duplicate-email errors.
-    pub fn finish(mut self, email_column: impl Fn(u32) -> Option<String>) -> ParsedFile {
-        let arena = std::mem::take(&mut self.arena);
-        let email =
-            |e: &Entry| &arena[e.start + EMAIL_AT..e.start + EMAIL_AT + e.email_len as usize];
-        self.entries.sort_unstable_by(|a, b| {
-            a.prefix
-                .cmp(&b.prefix)
-                .then_with(|| email(a).cmp(email(b)))
-                .then(a.protected.cmp(&b.protected))
-                .then(a.ordinal.cmp(&b.ordinal))
-        });
-        let mut kept: Vec<Entry> = Vec::with_capacity(self.entries.len());
-        let mut protected = 0u64;
-        for entry in &self.entries {
-            match kept.last() {
-                Some(prev) if email(prev) == email(entry) => {
-                    if !entry.protected && !prev.protected {
-                        self.rejected += 1;
-                        let where_first = if prev.line > 0 {
-                            format!("line {}", prev.line)
-                        } else {
-                            format!("record {}", prev.ordinal + 1)
-                        };
-                        self.errors.push(RowError {
-                            line: (entry.line > 0).then_some(entry.line),
-                            column: email_column(entry.ordinal),
-                            message: format!(
-                                "duplicate email {}: already on {where_first}; the first row \
-                                 was kept",
-                                String::from_utf8_lossy(email(entry))
-                            ),
-                        });
-                    }
-                }
-                _ => {
-                    protected += u64::from(entry.protected);
-                    kept.push(*entry);
+    /// Sorts and de-duplicates. `email_column` labels duplicate-email errors. Fails only
+    /// when a run could not be written or read back ([`RejectReason::Scratch`]).
+    pub fn finish(
+        mut self,
+        email_column: impl Fn(u32) -> Option<String>,
+    ) -> Result<ParsedFile, RejectReason> {
+        if let Some(refusal) = self.spill_error.take() {
+            return Err(RejectReason::Scratch(refusal));
+        }
+        let mut dedupe = Dedupe::new(&email_column);
+        let mut runs = 1;
+        let snapshot = if self.runs.is_empty() {
+            let arena = std::mem::take(&mut self.arena);
+            let mut entries = std::mem::take(&mut self.entries);
+            sort_entries(&arena, &mut entries);
+            // De-duplicated in place: a second list of entries would add 48 bytes a row
+            // to the parse's peak.
+            let mut kept = 0usize;
+            for i in 0..entries.len() {
+                let entry = entries[i];
+                let email = &arena[entry.start + EMAIL_AT..][..entry.email_len as usize];
+                if dedupe.keep(&entry, email) {
+                    entries[kept] = entry;
+                    kept += 1;
                 }
             }
-        }
+            entries.truncate(kept);
+            Sorted::Memory { arena, entries }
+        } else {
+            if !self.entries.is_empty() {
+                self.spill().map_err(RejectReason::Scratch)?;
+            }
+            // The arena's memory is not needed by the merge.
+            self.arena = Vec::new();
+            self.entries = Vec::new();
+            let files = std::mem::take(&mut self.runs);
+            runs = files.len();
+            Sorted::Spilled(
+                merge(files, self.spill_dir.as_deref(), &mut dedupe)
+                    .map_err(RejectReason::Scratch)?,
+            )
+        };
+        let Dedupe {
+            errors,
+            kept,
+            protected,
+            ..
+        } = dedupe;
+        self.rejected += errors.len() as u64;
+        self.errors.extend(errors);
         self.errors.sort_by_key(|e| e.line);
-        let accepted = kept.len() as u64 - protected;
-        ParsedFile {
-            arena,
-            entries: kept,
+        Ok(ParsedFile {
+            snapshot,
             errors: self.errors,
             rows_read: self.rows_read,
             rejected: self.rejected,
-            accepted,
+            accepted: kept - protected,
+            runs,
+        })
+    }
+}
+
+/// Write and read buffer of one run file.
+const RUN_BUFFER: usize = 1 << 20;
+
+/// Keeps the first row of each email in a stream sorted by [`sort_entries`]' order, and
+/// makes each later row of that email a row error, unless one of the two is protected (a
+/// rejected row, which has its own error).
+struct Dedupe<'a> {
+    email_column: &'a dyn Fn(u32) -> Option<String>,
+    last: Option<Entry>,
+    last_email: Vec<u8>,
+    errors: Vec<RowError>,
+    kept: u64,
+    protected: u64,
+}
+
+impl<'a> Dedupe<'a> {
+    fn new(email_column: &'a dyn Fn(u32) -> Option<String>) -> Self {
+        Dedupe {
+            email_column,
+            last: None,
+            last_email: Vec::new(),
+            errors: Vec::new(),
+            kept: 0,
+            protected: 0,
         }
     }
+
+    /// Whether `entry`, whose email is `email`, is kept.
+    fn keep(&mut self, entry: &Entry, email: &[u8]) -> bool {
+        match self.last {
+            Some(prev) if self.last_email == email => {
+                if !entry.protected && !prev.protected {
+                    let where_first = if prev.line > 0 {
+                        format!("line {}", prev.line)
+                    } else {
+                        format!("record {}", prev.ordinal + 1)
+                    };
+                    self.errors.push(RowError {
+                        line: (entry.line > 0).then_some(entry.line),
+                        column: (self.email_column)(entry.ordinal),
+                        message: format!(
+                            "duplicate email {}: already on {where_first}; the first row was \
+                             kept",
+                            String::from_utf8_lossy(email)
+                        ),
+                    });
+                }
+                false
+            }
+            _ => {
+                self.last = Some(*entry);
+                self.last_email.clear();
+                self.last_email.extend_from_slice(email);
+                self.kept += 1;
+                self.protected += u64::from(entry.protected);
+                true
+            }
+        }
+    }
+}
+
+/// One run being merged: its next entry and that entry's line.
+struct RunReader {
+    input: BufReader<File>,
+    entry: Option<Entry>,
+    line: Vec<u8>,
+}
+
+impl RunReader {
+    fn new(file: File) -> io::Result<Self> {
+        let mut run = RunReader {
+            input: BufReader::with_capacity(RUN_BUFFER, file),
+            entry: None,
+            line: Vec::new(),
+        };
+        run.advance()?;
+        Ok(run)
+    }
+
+    /// Reads the next entry, or notes the end of the run.
+    fn advance(&mut self) -> io::Result<()> {
+        let mut header = [0u8; RUN_HEADER];
+        match self.input.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.entry = None;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        let u32_at =
+            |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+        let len = u32_at(0);
+        let email_len = u32_at(4);
+        self.line.resize(len as usize, 0);
+        self.input.read_exact(&mut self.line)?;
+        let email = self
+            .line
+            .get(EMAIL_AT..EMAIL_AT + email_len as usize)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a run entry is cut"))?;
+        self.entry = Some(Entry {
+            prefix: prefix_of(email),
+            start: 0,
+            len,
+            email_len,
+            ordinal: u32_at(8),
+            line: u64::from_le_bytes(header[12..20].try_into().expect("8 bytes")),
+            protected: header[20] != 0,
+        });
+        Ok(())
+    }
+
+    fn email(&self) -> &[u8] {
+        let len = self.entry.map_or(0, |e| e.email_len as usize);
+        &self.line[EMAIL_AT..EMAIL_AT + len]
+    }
+}
+
+/// Merges sorted `runs` into one new unnamed file in `dir` (or the system's temporary
+/// folder), keeping what `dedupe` keeps; returns it positioned at its start.
+fn merge(
+    runs: Vec<File>,
+    dir: Option<&std::path::Path>,
+    dedupe: &mut Dedupe<'_>,
+) -> io::Result<File> {
+    let mut runs: Vec<RunReader> = runs
+        .into_iter()
+        .map(RunReader::new)
+        .collect::<Result<_, _>>()?;
+    let file = match dir {
+        Some(dir) => tempfile::tempfile_in(dir)?,
+        None => tempfile::tempfile()?,
+    };
+    let mut out = BufWriter::with_capacity(RUN_BUFFER, file);
+    loop {
+        // Few runs (one per `sort_memory` bytes): a scan finds the least.
+        let mut least: Option<usize> = None;
+        for (i, run) in runs.iter().enumerate() {
+            let Some(e) = run.entry else { continue };
+            let better = match least {
+                None => true,
+                Some(j) => {
+                    let l = runs[j].entry.expect("a run with an entry");
+                    e.prefix
+                        .cmp(&l.prefix)
+                        .then_with(|| run.email().cmp(runs[j].email()))
+                        .then(e.protected.cmp(&l.protected))
+                        .then(e.ordinal.cmp(&l.ordinal))
+                        .is_lt()
+                }
+            };
+            if better {
+                least = Some(i);
+            }
+        }
+        let Some(i) = least else { break };
+        let run = &mut runs[i];
+        let entry = run.entry.expect("the least run has an entry");
+        let email_len = entry.email_len as usize;
+        if dedupe.keep(&entry, &run.line[EMAIL_AT..EMAIL_AT + email_len]) {
+            out.write_all(&run.line)?;
+        }
+        run.advance()?;
+    }
+    let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
+}
+
+/// Where a parsed file's sorted rows are.
+#[derive(Debug)]
+enum Sorted {
+    /// In memory: the rows and their order.
+    Memory { arena: Vec<u8>, entries: Vec<Entry> },
+    /// Merged into an unnamed scratch file.
+    Spilled(File),
 }
 
 /// A parsed file: the sorted snapshot, ready to write, and the rejected rows.
 #[derive(Debug)]
 pub struct ParsedFile {
-    arena: Vec<u8>,
-    entries: Vec<Entry>,
+    snapshot: Sorted,
     /// Every row error, in file order.
     pub errors: Vec<RowError>,
     /// Data rows read (blank rows not counted).
@@ -184,13 +453,25 @@ pub struct ParsedFile {
     pub rejected: u64,
     /// People in the snapshot.
     pub accepted: u64,
+    /// Runs the rows were sorted in: 1 in memory, more when they were written to
+    /// scratch files and merged.
+    pub runs: usize,
 }
 
 impl ParsedFile {
     /// Writes the snapshot (sorted by email, see `roster_shared::model::snapshot`).
     pub fn write_snapshot(&self, mut out: impl Write) -> io::Result<()> {
-        for e in &self.entries {
-            out.write_all(&self.arena[e.start..e.start + e.len as usize])?;
+        match &self.snapshot {
+            Sorted::Memory { arena, entries } => {
+                for e in entries {
+                    out.write_all(&arena[e.start..e.start + e.len as usize])?;
+                }
+            }
+            Sorted::Spilled(file) => {
+                let mut file = file;
+                file.seek(SeekFrom::Start(0))?;
+                io::copy(&mut file, &mut out)?;
+            }
         }
         out.flush()
     }

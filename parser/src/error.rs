@@ -77,6 +77,10 @@ pub enum RejectReason {
     /// Reading the bytes failed.
     #[error("cannot read: {0}")]
     Io(#[source] std::io::Error),
+    /// Sorting the rows of a large file on local disk failed (a full scratch folder,
+    /// say): not the file's fault, so worth trying again.
+    #[error("cannot sort the rows in the scratch folder: {0}")]
+    Scratch(#[source] std::io::Error),
     /// UTF-32 (a byte-order mark says so).
     #[error("the file is UTF-32, which is not supported; save it as UTF-8")]
     Utf32,

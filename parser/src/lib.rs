@@ -9,6 +9,7 @@
 //! long the file.
 
 use std::io::{BufWriter, Read};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -109,7 +110,15 @@ pub struct ParseOptions {
     pub mappings: Vec<(String, MappingTarget)>,
     /// The install's input limits.
     pub limits: ParseLimits,
+    /// Bytes of encoded rows sorted in memory at once ([`DEFAULT_SORT_MEMORY`]); a file
+    /// whose rows take more is sorted in runs written to `spill_dir` and merged.
+    pub sort_memory: usize,
+    /// Where the runs of a large file go (`None`: the system's temporary folder). They
+    /// are unnamed files: nothing is left behind, whatever happens to the process.
+    pub spill_dir: Option<PathBuf>,
 }
+
+pub use collect::DEFAULT_SORT_MEMORY;
 
 /// Reads a whole file into a sorted snapshot and its row errors.
 pub fn parse(
@@ -133,7 +142,11 @@ pub fn parse(
         Format::Auto => Format::Csv,
         other => other,
     };
-    let mut out = collect::Collector::new(options.limits);
+    let mut out = collect::Collector::new(
+        options.limits,
+        options.sort_memory,
+        options.spill_dir.clone(),
+    );
     let email_column = match format {
         Format::Json => {
             json_input::read(decoded, &headers, &mut out, progress).map_err(reject)?;
@@ -147,7 +160,7 @@ pub fn parse(
             csv_input::read(decoded, delimiter, &headers, &mut out, progress).map_err(reject)?
         }
     };
-    Ok(out.finish(|_| email_column.clone()))
+    out.finish(|_| email_column.clone()).map_err(reject)
 }
 
 /// Default of `ROSTER_PARSER_MEMORY_MB`.
@@ -170,6 +183,28 @@ pub struct ParserSettings {
         value_parser = clap::value_parser!(u32).range(16..)
     )]
     pub memory_mb: u32,
+
+    /// Megabytes of rows one file sorts in memory; a file whose rows take more (some
+    /// 1.4 million rows of 120 bytes at the default) is sorted in runs written to the
+    /// data folder's scratch space and merged, so memory stays bounded whatever the
+    /// file's size.
+    #[arg(
+        long,
+        env = "ROSTER_PARSER_SORT_MEMORY_MB",
+        default_value_t = DEFAULT_SORT_MEMORY_MB,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub sort_memory_mb: u32,
+}
+
+/// Default of `ROSTER_PARSER_SORT_MEMORY_MB`.
+pub const DEFAULT_SORT_MEMORY_MB: u32 = (DEFAULT_SORT_MEMORY >> 20) as u32;
+
+impl ParserSettings {
+    /// Bytes of rows one file sorts in memory.
+    pub fn sort_memory(&self) -> usize {
+        (self.sort_memory_mb as usize) << 20
+    }
 }
 
 impl Default for ParserSettings {
@@ -177,6 +212,7 @@ impl Default for ParserSettings {
         ParserSettings {
             limits: ParseLimits::default(),
             memory_mb: DEFAULT_MEMORY_MB,
+            sort_memory_mb: DEFAULT_SORT_MEMORY_MB,
         }
     }
 }
@@ -186,6 +222,8 @@ impl Default for ParserSettings {
 pub struct MemoryBudget {
     permits: Arc<Semaphore>,
     total: u32,
+    /// The most one file needs, in MiB, however large: its sort's memory and entries.
+    most: u32,
 }
 
 /// Bytes of memory a parse takes per byte of its file (the encoded snapshot held for
@@ -193,19 +231,25 @@ pub struct MemoryBudget {
 const MEMORY_PER_FILE_BYTE: u64 = 3;
 
 impl MemoryBudget {
-    /// A budget of `mb` MiB.
-    pub fn new(mb: u32) -> Self {
+    /// A budget of `mb` MiB for files that each sort up to `sort_memory_mb` MiB of rows
+    /// in memory.
+    pub fn new(mb: u32, sort_memory_mb: u32) -> Self {
         MemoryBudget {
             permits: Arc::new(Semaphore::new(mb as usize)),
             total: mb,
+            // The rows, 48 bytes of entry per ~100 bytes of row, and the buffers.
+            most: sort_memory_mb.saturating_mul(3) / 2 + 16,
         }
     }
 
-    /// The MiB a file of `size` bytes is admitted with: its estimated need, at least 1,
-    /// at most the whole budget.
+    /// The MiB a file of `size` bytes is admitted with: its estimated need (at most what
+    /// its sort is allowed), at least 1, at most the whole budget.
     pub fn need(&self, size: u64) -> u32 {
         let mb = (size.saturating_mul(MEMORY_PER_FILE_BYTE)).div_ceil(1 << 20);
-        u32::try_from(mb).unwrap_or(u32::MAX).clamp(1, self.total)
+        u32::try_from(mb)
+            .unwrap_or(u32::MAX)
+            .min(self.most)
+            .clamp(1, self.total)
     }
 
     /// Waits until a file of `size` bytes fits beside the files being parsed; the
@@ -228,6 +272,8 @@ pub struct ParserConfig {
     pub limits: ParseLimits,
     /// The memory shared by files parsed at once.
     pub memory: MemoryBudget,
+    /// Bytes of rows one file sorts in memory.
+    pub sort_memory: usize,
 }
 
 impl ParserConfig {
@@ -236,7 +282,8 @@ impl ParserConfig {
         ParserConfig {
             consume: ConsumeOptions::new(consume, sqlite),
             limits: settings.limits,
-            memory: MemoryBudget::new(settings.memory_mb),
+            memory: MemoryBudget::new(settings.memory_mb, settings.sort_memory_mb),
+            sort_memory: settings.sort_memory(),
         }
     }
 }
@@ -300,6 +347,8 @@ async fn parse_and_store(
         encoding: body.encoding.clone(),
         mappings: tenants::mappings(&services.db, tenant).await?,
         limits: config.limits,
+        sort_memory: config.sort_memory,
+        spill_dir: Some(services.blobs.scratch_dir().to_owned()),
     };
     let parse_config = tenants::parse_config(&options.mappings);
     let file = services.blobs.open(&body.blob_key).await?;
@@ -308,9 +357,14 @@ async fn parse_and_store(
     let progress = services.progress.clone();
     let (snap, rej) = (snapshot_path.clone(), rejects_path.clone());
     let parsed = tokio::task::spawn_blocking(move || -> Result<ParsedFile, StageError> {
-        let parsed =
-            parse(Box::new(file), &options, progress.as_ref()).map_err(StageError::rejected)?;
         let io = |e: std::io::Error| StageError::Blob(e.into());
+        let parsed = parse(Box::new(file), &options, progress.as_ref()).map_err(|r| {
+            match r.reason {
+                // Our disk, not the file: tried again.
+                RejectReason::Scratch(e) => io(e),
+                _ => StageError::rejected(r),
+            }
+        })?;
         parsed
             .write_snapshot(BufWriter::with_capacity(
                 SNAPSHOT_WRITE_BUFFER,
@@ -367,6 +421,7 @@ async fn parse_and_store(
         rows = parsed.rows_read,
         accepted = parsed.accepted,
         rejected = parsed.rejected,
+        runs = parsed.runs,
         ms = elapsed,
         "parsed"
     );
@@ -382,13 +437,19 @@ mod tests {
 
     #[tokio::test]
     async fn files_are_admitted_by_the_memory_they_need() {
-        let budget = MemoryBudget::new(100);
+        let budget = MemoryBudget::new(100, 1000);
         assert_eq!(budget.need(0), 1);
         assert_eq!(budget.need(10 << 20), 30);
         assert_eq!(
             budget.need(1 << 40),
             100,
             "a huge file takes all, and runs alone"
+        );
+        let sorting_little = MemoryBudget::new(100, 20);
+        assert_eq!(
+            sorting_little.need(1 << 40),
+            46,
+            "a huge file sorted in runs needs what one run needs"
         );
         let first = budget.admit(20 << 20).await; // 60 MiB
         let second = budget.admit(10 << 20).await; // 30 MiB: fits beside it

@@ -19,6 +19,8 @@ fn run_limited(bytes: &[u8], format: Format, limits: ParseLimits) -> Result<Pars
         encoding: None,
         mappings: vec![],
         limits,
+        sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
+        spill_dir: None,
     };
     parse(Box::new(Cursor::new(bytes.to_vec())), &options, &NoProgress)
 }
@@ -212,6 +214,8 @@ fn declared_encoding_is_used_for_bomless_files() {
         encoding: Some("windows-1252".into()),
         mappings: vec![],
         limits: ParseLimits::default(),
+        sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
+        spill_dir: None,
     };
     let parsed = parse(
         Box::new(Cursor::new(b"Email,Name\na@x.com,Ren\xE9 Roy\n".to_vec())),
@@ -259,6 +263,8 @@ fn tenant_mappings_rescue_unknown_headers() {
         encoding: None,
         mappings: vec![("courriel".into(), MappingTarget::Field(Field::Email))],
         limits: ParseLimits::default(),
+        sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
+        spill_dir: None,
     };
     let parsed = parse(
         Box::new(Cursor::new(b"Courriel,Nom\na@x.com,A\n".to_vec())),
@@ -537,4 +543,102 @@ fn a_formula_is_not_an_email() {
     )
     .unwrap();
     assert_eq!((parsed.accepted, parsed.rejected), (1, 1));
+}
+
+/// A CRLF file mixing repeated emails (spread over the whole file), rows rejected
+/// with their email kept, rows with no usable email and blank lines.
+fn mixed_file(rows: usize) -> Vec<u8> {
+    let mut csv = String::from("Email,Name,Title\r\n");
+    for i in 0..rows {
+        let n = (i * 7919) % (rows / 2);
+        match i % 37 {
+            0 => csv.push_str(&format!("p{n}@x.com,too few fields\r\n")),
+            1 => csv.push_str("not an email,Nobody,T\r\n"),
+            2 => csv.push_str("\r\n"),
+            _ => csv.push_str(&format!("P{n}@X.com,Person {i},T{}\r\n", i % 5)),
+        }
+    }
+    csv.into_bytes()
+}
+
+fn parse_sorting_in(bytes: &[u8], sort_memory: usize, dir: &std::path::Path) -> ParsedFile {
+    let options = ParseOptions {
+        file_name: "people.csv".into(),
+        format: Format::Auto,
+        encoding: None,
+        mappings: vec![],
+        limits: ParseLimits::default(),
+        sort_memory,
+        spill_dir: Some(dir.to_owned()),
+    };
+    parse(Box::new(Cursor::new(bytes.to_vec())), &options, &NoProgress).unwrap()
+}
+
+#[test]
+fn a_file_sorted_in_runs_on_disk_matches_one_sorted_in_memory() {
+    let file = mixed_file(3000);
+    let scratch = tempfile::tempdir().unwrap();
+    let in_memory = parse_sorting_in(&file, roster_parser::DEFAULT_SORT_MEMORY, scratch.path());
+    let in_runs = parse_sorting_in(&file, 4096, scratch.path());
+    assert_eq!(in_memory.runs, 1);
+    assert!(in_runs.runs > 10, "sorted in {} runs", in_runs.runs);
+    let snapshot = |p: &ParsedFile| {
+        let mut out = Vec::new();
+        p.write_snapshot(&mut out).unwrap();
+        out
+    };
+    assert_eq!(snapshot(&in_runs), snapshot(&in_memory));
+    assert_eq!(in_runs.errors, in_memory.errors);
+    assert_eq!(
+        (in_runs.rows_read, in_runs.rejected, in_runs.accepted),
+        (in_memory.rows_read, in_memory.rejected, in_memory.accepted)
+    );
+    // The file has what the comparison is meant to cover.
+    assert!(in_memory.accepted > 1000);
+    let duplicates = in_memory
+        .errors
+        .iter()
+        .filter(|e| e.message.starts_with("duplicate email"))
+        .count();
+    assert!(duplicates > 1000, "{duplicates} duplicates");
+    assert!(
+        in_memory
+            .errors
+            .iter()
+            .any(|e| e.message.contains("fields"))
+    );
+    // The first readable row of an email wins, wherever its run: p0's is the 1501st
+    // row (its 1st, on line 2, lacks a field), its later ones are duplicates of it.
+    let first = entries(&in_runs)[0].person().unwrap();
+    assert_eq!(first.email, "p0@x.com");
+    assert!(
+        format!("{first:?}").contains("\"Person 1500\""),
+        "{first:?}"
+    );
+    // Runs are unnamed files: nothing is left in the scratch folder.
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_scratch_folder_that_cannot_take_a_run_refuses_the_parse_as_scratch_trouble() {
+    let options = ParseOptions {
+        file_name: "people.csv".into(),
+        format: Format::Auto,
+        encoding: None,
+        mappings: vec![],
+        limits: ParseLimits::default(),
+        sort_memory: 1024,
+        spill_dir: Some("/nonexistent/roster-scratch".into()),
+    };
+    let err = parse(
+        Box::new(Cursor::new(mixed_file(500))),
+        &options,
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err.reason, roster_parser::RejectReason::Scratch(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("scratch folder"), "{err}");
 }

@@ -64,6 +64,11 @@ impl BlobStore {
         })
     }
 
+    /// The local folder for staging large blobs and other scratch files.
+    pub fn scratch_dir(&self) -> &Path {
+        &self.scratch
+    }
+
     /// Key of a raw file's bytes: content-addressed, so one file stored twice is one blob.
     pub fn raw_key(tenant: &TenantId, sha256: &str) -> String {
         format!("raw/{tenant}/{sha256}")

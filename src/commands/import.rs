@@ -186,6 +186,8 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
         encoding: file.encoding.clone(),
         mappings: tenants::mappings(db, tenant).await?,
         limits: file.pipeline.parser.limits,
+        sort_memory: file.pipeline.parser.sort_memory(),
+        spill_dir: None,
     };
     let bar = Arc::new(Bar::new());
     let path = file.path.to_owned();
