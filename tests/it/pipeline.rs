@@ -259,6 +259,35 @@ fn create(person: &Person) -> Change {
 async fn a_creating_batch_meeting_stored_people_is_checked_person_by_person() {
     let dir = tempfile::tempdir().unwrap();
     let (app, memory) = app(&dir).await;
+    creating_batch_meeting_stored_people(app, memory).await;
+}
+
+/// The same on PostgreSQL, where the insert of a creating batch fails on a stored key
+/// (rather than skipping it) and its savepoint is rolled back.
+#[tokio::test]
+async fn on_postgres_a_creating_batch_meeting_stored_people_is_checked_person_by_person() {
+    let install = crate::harness::Install::on_broker(&[], "postgres");
+    let store = StoreSettings {
+        database_url: install
+            .env("ROSTER_DATABASE_URL")
+            .expect("a database")
+            .into(),
+        data_dir: install.path().join("data"),
+        push_root: None,
+    };
+    let mut app = App::open(store, BrokerSettings::default(), Arc::new(NoProgress), true)
+        .await
+        .unwrap();
+    let memory = MemoryTransport::new(8);
+    app.services.transport = Arc::new(memory.clone());
+    creating_batch_meeting_stored_people(app, memory).await;
+    // Dropping the install drops its database and queues, which blocks.
+    tokio::task::spawn_blocking(move || drop(install))
+        .await
+        .unwrap();
+}
+
+async fn creating_batch_meeting_stored_people(app: App, memory: MemoryTransport) {
     let t = TenantId::new("t-create").unwrap();
     let run = planned_run(&app, &t, 2).await;
     let mut a = Person::new("a@x.com".to_owned());

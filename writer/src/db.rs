@@ -12,7 +12,7 @@ use roster_shared::model::ids::{RunId, TenantId};
 use roster_shared::model::person::{Field, Person};
 use roster_shared::model::record::{FieldKind, Record, RecordField};
 use roster_shared::model::run::RunState;
-use roster_shared::sea_orm::{ConnectionTrait, DbBackend, DbErr, Value};
+use roster_shared::sea_orm::{ConnectionTrait, DbBackend, DbErr, SqlErr, Value};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
 /// One batch of a run's planning generation.
@@ -132,8 +132,16 @@ pub async fn upsert<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Inserts those of `rows` whose (tenant, email) is not stored yet and leaves the stored
-/// ones alone; returns how many it inserted. As [`upsert`] otherwise.
+/// Inserts `rows`, none of whose (tenant, email) should be stored yet; returns how many
+/// it inserted: all of them, or fewer when some key is stored already. Then SQLite has
+/// inserted the others (the stored rows are left alone), while on PostgreSQL the
+/// statement failed as a whole (reported as 0 inserted) and left the transaction
+/// unusable: call it inside a savepoint, and roll that back when fewer were inserted
+/// than sent. As [`upsert`] otherwise.
+///
+/// On PostgreSQL this is a plain insert: `ON CONFLICT DO NOTHING` would insert each row
+/// speculatively (a token, then a second WAL record confirming the row), a cost paid by
+/// every row of a first import for a conflict that almost never comes.
 pub async fn insert_new<C: ConnectionTrait>(
     conn: &C,
     tenant: &TenantId,
@@ -141,7 +149,13 @@ pub async fn insert_new<C: ConnectionTrait>(
     run: RunId,
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
-    write_rows(conn, tenant, rows, run, now, OnConflict::Keep).await
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return write_rows(conn, tenant, rows, run, now, OnConflict::Keep).await;
+    }
+    match write_rows(conn, tenant, rows, run, now, OnConflict::Fail).await {
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(0),
+        written => written,
+    }
 }
 
 /// People encoded for the inserts (see [`upsert`]), ahead of the transaction that writes
@@ -184,8 +198,10 @@ impl Rows {
 enum OnConflict {
     /// Replace the stored row ([`upsert`]).
     Replace,
-    /// Keep the stored row ([`insert_new`]).
+    /// Keep the stored row ([`insert_new`] on SQLite).
     Keep,
+    /// Fail the statement ([`insert_new`] on PostgreSQL).
+    Fail,
 }
 
 /// Runs the insert of `rows`; returns the rows the database reports written.
@@ -320,13 +336,19 @@ fn build_upsert_sql(pg: bool, on_conflict: OnConflict, present: Present) -> Stri
     } else {
         "jsonb_each($1)"
     };
+    let on_conflict = match on_conflict {
+        OnConflict::Fail => String::new(),
+        other => format!(
+            " ON CONFLICT (tenant_id, email) DO {}",
+            conflict_action(other)
+        ),
+    };
     format!(
-        "INSERT INTO {table} ({columns}) SELECT {select} FROM {source} AS j WHERE true \
-         ON CONFLICT (tenant_id, email) DO {action}",
+        "INSERT INTO {table} ({columns}) SELECT {select} FROM {source} AS j WHERE \
+         true{on_conflict}",
         table = people::TABLE,
         columns = column_list(),
         select = select.join(", "),
-        action = conflict_action(on_conflict),
     )
 }
 
@@ -344,7 +366,7 @@ fn column_list() -> String {
 fn conflict_action(on_conflict: OnConflict) -> String {
     let table = people::TABLE;
     match on_conflict {
-        OnConflict::Keep => "NOTHING".to_owned(),
+        OnConflict::Keep | OnConflict::Fail => "NOTHING".to_owned(),
         OnConflict::Replace => {
             let kept = [
                 "tenant_id",

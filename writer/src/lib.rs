@@ -241,10 +241,11 @@ pub fn creating_rows(changes: &[Change]) -> Result<Option<db::Rows>, DbErr> {
 /// Applies `changes` through `conn` (a transaction) where the stored rows allow it.
 ///
 /// A batch creating people only (all of a tenant's first import), whose people come
-/// encoded as `new_rows` ([`creating_rows`]), is first tried as one insert that skips
-/// stored keys, with no reading of stored rows: when the database inserted every row,
-/// each change met the state it expected (no row). Otherwise that attempt is undone (a
-/// savepoint) and the batch is checked row by row as any other.
+/// encoded as `new_rows` ([`creating_rows`]), is first tried as one insert
+/// ([`db::insert_new`]), with no reading of stored rows: when the database inserted
+/// every row, each change met the state it expected (no row). Otherwise (a key stored
+/// meanwhile) that attempt is undone (a savepoint) and the batch is checked row by row
+/// as any other.
 pub async fn apply(
     conn: &DatabaseTransaction,
     tenant: &TenantId,
