@@ -19,7 +19,8 @@ use crate::health::{self, Readiness};
 use crate::stage::{NoProgress, Progress, Services, shutdown_on_signals};
 use crate::transport::TransportConfig;
 
-/// Messages an in-memory queue holds before publishers wait.
+/// Change batches the in-memory queue of the writer holds before the differ waits (the
+/// other in-memory queues, of references, are not bounded).
 pub const MEMORY_QUEUE_CAPACITY: usize = 8;
 
 /// Why services could not be opened.

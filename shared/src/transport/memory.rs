@@ -70,7 +70,12 @@ fn dlq_name(queue: Queue) -> String {
 }
 
 impl MemoryTransport {
-    /// A transport whose queues hold at most `capacity` messages before publishers wait.
+    /// A transport whose queue of change batches (`roster.changes`, the one whose messages
+    /// carry thousands of changes each) holds at most `capacity` messages before
+    /// publishers wait. The other queues carry references (a file, a snapshot) and take
+    /// whatever comes: bounding them too would close a cycle of waits, the writer
+    /// waiting for room in the differ's queue (a run planned again, a tenant's next run)
+    /// while the differ waits for room in the writer's.
     pub fn new(capacity: usize) -> Self {
         MemoryTransport {
             inner: Arc::new(Inner {
@@ -179,6 +184,10 @@ impl Settle for MemSettle {
 impl Transport for MemoryTransport {
     async fn publish(&self, queue: Queue, messages: Vec<Message>) -> Result<(), TransportError> {
         let q = self.queue(queue.name());
+        let capacity = match queue {
+            Queue::Changes => self.inner.capacity,
+            Queue::Fetched | Queue::Parsed => usize::MAX,
+        };
         for mut message in messages {
             let attempt = message
                 .header(header::ATTEMPT)
@@ -194,7 +203,7 @@ impl Transport for MemoryTransport {
                 writable.as_mut().enable();
                 {
                     let mut items = q.items.lock().expect("queue lock");
-                    if items.len() < self.inner.capacity {
+                    if items.len() < capacity {
                         items.push_back(it);
                         drop(items);
                         q.readable.notify_one();
@@ -341,5 +350,22 @@ mod tests {
         next(&mut d).await.ack().await.unwrap();
         publisher.await.unwrap().unwrap();
         assert_eq!(next(&mut d).await.message().payload, [3]);
+    }
+
+    /// The queues of references never make a publisher wait: the writer, whose own
+    /// queue may be full, publishes to the differ's (a run planned again), and must not
+    /// wait there while the differ waits for room in the writer's.
+    #[tokio::test]
+    async fn queues_of_references_never_make_publishers_wait() {
+        let t = MemoryTransport::new(1);
+        t.publish(Queue::Changes, vec![msg(1)]).await.unwrap();
+        for queue in [Queue::Parsed, Queue::Fetched] {
+            let many = (0..50).map(msg).collect();
+            tokio::time::timeout(Duration::from_secs(5), t.publish(queue, many))
+                .await
+                .expect("published without waiting")
+                .unwrap();
+            assert_eq!(t.len(queue), 50);
+        }
     }
 }

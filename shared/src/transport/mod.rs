@@ -374,7 +374,8 @@ pub trait Transport: Send + Sync + fmt::Debug {
 pub enum TransportConfig {
     /// In this process only; for the embedded `roster` binary and tests.
     Memory {
-        /// Messages a queue holds before publishers wait (back-pressure).
+        /// Change batches the writer's queue holds before the differ waits
+        /// (back-pressure); the queues of references are not bounded.
         capacity: usize,
     },
     /// RabbitMQ.
