@@ -73,8 +73,10 @@ pub struct Collector {
     sort_memory: usize,
     /// Where runs are written (`None`: the system's temporary folder).
     spill_dir: Option<PathBuf>,
-    /// Sorted runs written so far, each an unnamed file read from its start.
+    /// Sorted runs not merged yet, each an unnamed file read from its start.
     runs: Vec<File>,
+    /// Runs written so far.
+    spilled: usize,
     /// Why writing a run failed, once it has.
     spill_error: Option<io::Error>,
 }
@@ -94,6 +96,7 @@ impl Collector {
             sort_memory: sort_memory.max(1),
             spill_dir,
             runs: Vec::new(),
+            spilled: 0,
             spill_error: None,
         }
     }
@@ -171,20 +174,21 @@ impl Collector {
         };
         let mut out = BufWriter::with_capacity(RUN_BUFFER, file);
         for e in &self.entries {
-            let mut header = [0u8; RUN_HEADER];
-            header[0..4].copy_from_slice(&e.len.to_le_bytes());
-            header[4..8].copy_from_slice(&e.email_len.to_le_bytes());
-            header[8..12].copy_from_slice(&e.ordinal.to_le_bytes());
-            header[12..20].copy_from_slice(&e.line.to_le_bytes());
-            header[20] = u8::from(e.protected);
-            out.write_all(&header)?;
-            out.write_all(&self.arena[e.start..e.start + e.len as usize])?;
+            write_run_entry(&mut out, e, &self.arena[e.start..e.start + e.len as usize])?;
         }
         let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
         file.seek(SeekFrom::Start(0))?;
         self.runs.push(file);
+        self.spilled += 1;
         self.arena.clear();
         self.entries.clear();
+        if self.runs.len() >= MAX_RUNS {
+            // Merged into one run, so a huge file (or a tiny sort memory) neither holds
+            // a file open per run nor makes the final merge scan hundreds of them.
+            let runs = std::mem::take(&mut self.runs);
+            let merged = merge(runs, self.spill_dir.as_deref(), Merged::Run)?;
+            self.runs.push(merged);
+        }
         Ok(())
     }
 
@@ -237,10 +241,14 @@ impl Collector {
             self.arena = Vec::new();
             self.entries = Vec::new();
             let files = std::mem::take(&mut self.runs);
-            runs = files.len();
+            runs = self.spilled;
             Sorted::Spilled(
-                merge(files, self.spill_dir.as_deref(), &mut dedupe)
-                    .map_err(RejectReason::Scratch)?,
+                merge(
+                    files,
+                    self.spill_dir.as_deref(),
+                    Merged::Snapshot(&mut dedupe),
+                )
+                .map_err(RejectReason::Scratch)?,
             )
         };
         let Dedupe {
@@ -265,6 +273,29 @@ impl Collector {
 
 /// Write and read buffer of one run file.
 const RUN_BUFFER: usize = 1 << 20;
+
+/// Runs kept before they are merged into one.
+const MAX_RUNS: usize = 32;
+
+/// Writes one entry of a run: its header, then its line.
+fn write_run_entry(out: &mut impl Write, e: &Entry, line: &[u8]) -> io::Result<()> {
+    let mut header = [0u8; RUN_HEADER];
+    header[0..4].copy_from_slice(&e.len.to_le_bytes());
+    header[4..8].copy_from_slice(&e.email_len.to_le_bytes());
+    header[8..12].copy_from_slice(&e.ordinal.to_le_bytes());
+    header[12..20].copy_from_slice(&e.line.to_le_bytes());
+    header[20] = u8::from(e.protected);
+    out.write_all(&header)?;
+    out.write_all(line)
+}
+
+/// What a merge makes.
+enum Merged<'d, 'a> {
+    /// One run holding every entry of the runs merged, duplicates included.
+    Run,
+    /// The snapshot: the lines `dedupe` keeps.
+    Snapshot(&'d mut Dedupe<'a>),
+}
 
 /// Keeps the first row of each email in a stream sorted by [`sort_entries`]' order, and
 /// makes each later row of that email a row error, unless one of the two is protected (a
@@ -382,11 +413,11 @@ impl RunReader {
 }
 
 /// Merges sorted `runs` into one new unnamed file in `dir` (or the system's temporary
-/// folder), keeping what `dedupe` keeps; returns it positioned at its start.
+/// folder), a run or the snapshot as `into` says; returns it positioned at its start.
 fn merge(
     runs: Vec<File>,
     dir: Option<&std::path::Path>,
-    dedupe: &mut Dedupe<'_>,
+    mut into: Merged<'_, '_>,
 ) -> io::Result<File> {
     let mut runs: Vec<RunReader> = runs
         .into_iter()
@@ -422,8 +453,13 @@ fn merge(
         let run = &mut runs[i];
         let entry = run.entry.expect("the least run has an entry");
         let email_len = entry.email_len as usize;
-        if dedupe.keep(&entry, &run.line[EMAIL_AT..EMAIL_AT + email_len]) {
-            out.write_all(&run.line)?;
+        match &mut into {
+            Merged::Run => write_run_entry(&mut out, &entry, &run.line)?,
+            Merged::Snapshot(dedupe) => {
+                if dedupe.keep(&entry, &run.line[EMAIL_AT..EMAIL_AT + email_len]) {
+                    out.write_all(&run.line)?;
+                }
+            }
         }
         run.advance()?;
     }
