@@ -561,7 +561,11 @@ fn mixed_file(rows: usize) -> Vec<u8> {
     csv.into_bytes()
 }
 
-fn parse_sorting_in(bytes: &[u8], sort_memory: usize, dir: &std::path::Path) -> ParsedFile {
+fn parse_sorting_in(
+    bytes: &[u8],
+    sort_memory: usize,
+    dir: &std::path::Path,
+) -> Result<ParsedFile, Rejection> {
     let options = ParseOptions {
         file_name: "people.csv".into(),
         format: Format::Auto,
@@ -571,15 +575,16 @@ fn parse_sorting_in(bytes: &[u8], sort_memory: usize, dir: &std::path::Path) -> 
         sort_memory,
         spill_dir: Some(dir.to_owned()),
     };
-    parse(Box::new(Cursor::new(bytes.to_vec())), &options, &NoProgress).unwrap()
+    parse(Box::new(Cursor::new(bytes.to_vec())), &options, &NoProgress)
 }
 
 #[test]
 fn a_file_sorted_in_runs_on_disk_matches_one_sorted_in_memory() {
     let file = mixed_file(3000);
     let scratch = tempfile::tempdir().unwrap();
-    let in_memory = parse_sorting_in(&file, roster_parser::DEFAULT_SORT_MEMORY, scratch.path());
-    let in_runs = parse_sorting_in(&file, 2048, scratch.path());
+    let in_memory =
+        parse_sorting_in(&file, roster_parser::DEFAULT_SORT_MEMORY, scratch.path()).unwrap();
+    let in_runs = parse_sorting_in(&file, 2048, scratch.path()).unwrap();
     assert_eq!(in_memory.runs, 1);
     // Enough runs that some are merged into one before the end (32 at a time).
     assert!(in_runs.runs > 64, "sorted in {} runs", in_runs.runs);
@@ -622,21 +627,8 @@ fn a_file_sorted_in_runs_on_disk_matches_one_sorted_in_memory() {
 
 #[test]
 fn a_scratch_folder_that_cannot_take_a_run_refuses_the_parse_as_scratch_trouble() {
-    let options = ParseOptions {
-        file_name: "people.csv".into(),
-        format: Format::Auto,
-        encoding: None,
-        mappings: vec![],
-        limits: ParseLimits::default(),
-        sort_memory: 1024,
-        spill_dir: Some("/nonexistent/roster-scratch".into()),
-    };
-    let err = parse(
-        Box::new(Cursor::new(mixed_file(500))),
-        &options,
-        &NoProgress,
-    )
-    .unwrap_err();
+    let missing = std::path::Path::new("/nonexistent/roster-scratch");
+    let err = parse_sorting_in(&mixed_file(500), 1024, missing).unwrap_err();
     assert!(
         matches!(err.reason, roster_parser::RejectReason::Scratch(_)),
         "{err}"
