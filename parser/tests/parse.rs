@@ -625,6 +625,47 @@ fn a_file_sorted_in_runs_on_disk_matches_one_sorted_in_memory() {
     assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
 }
 
+/// The web-service JSON shape sorted in runs: repeated emails, records that are not
+/// objects, records without an email and a bad status, as the CSV above.
+#[test]
+fn a_json_file_sorted_in_runs_matches_one_sorted_in_memory() {
+    let records: Vec<String> = (0..2000)
+        .map(|i| {
+            let n = (i * 7919) % 1000;
+            match i % 41 {
+                0 => "7".to_owned(),
+                1 => format!(r#"{{"name": "No Mail {i}"}}"#),
+                2 => format!(r#"{{"email": "p{n}@x.com", "status": "??"}}"#),
+                _ => format!(r#"{{"email": "P{n}@x.com", "name": "Person {i}"}}"#),
+            }
+        })
+        .collect();
+    let file = format!("{{\"employees\": [\n{}\n]}}", records.join(",\n")).into_bytes();
+    let scratch = tempfile::tempdir().unwrap();
+    let in_memory =
+        parse_sorting_in(&file, roster_parser::DEFAULT_SORT_MEMORY, scratch.path()).unwrap();
+    let in_runs = parse_sorting_in(&file, 2048, scratch.path()).unwrap();
+    assert!(in_runs.runs > 32, "sorted in {} runs", in_runs.runs);
+    let snapshot = |p: &ParsedFile| {
+        let mut out = Vec::new();
+        p.write_snapshot(&mut out).unwrap();
+        out
+    };
+    assert_eq!(snapshot(&in_runs), snapshot(&in_memory));
+    assert_eq!(in_runs.errors, in_memory.errors);
+    assert_eq!(
+        (in_runs.rows_read, in_runs.rejected, in_runs.accepted),
+        (in_memory.rows_read, in_memory.rejected, in_memory.accepted)
+    );
+    assert!(in_memory.accepted > 900);
+    assert!(
+        in_memory
+            .errors
+            .iter()
+            .any(|e| e.message.starts_with("duplicate email"))
+    );
+}
+
 #[test]
 fn a_scratch_folder_that_cannot_take_a_run_refuses_the_parse_as_scratch_trouble() {
     let missing = std::path::Path::new("/nonexistent/roster-scratch");
