@@ -264,8 +264,12 @@ async fn a_creating_batch_meeting_stored_people_is_checked_person_by_person() {
 
 /// The same on PostgreSQL, where the insert of a creating batch fails on a stored key
 /// (rather than skipping it) and its savepoint is rolled back.
-#[tokio::test]
-async fn on_postgres_a_creating_batch_meeting_stored_people_is_checked_person_by_person() {
+///
+/// A plain test driving its own runtime: the install (its database and queues) is
+/// dropped outside any runtime, which dropping it needs, whether the body passed or
+/// panicked.
+#[test]
+fn on_postgres_a_creating_batch_meeting_stored_people_is_checked_person_by_person() {
     let install = crate::harness::Install::on_broker(&[], "postgres");
     let store = StoreSettings {
         database_url: install
@@ -275,16 +279,14 @@ async fn on_postgres_a_creating_batch_meeting_stored_people_is_checked_person_by
         data_dir: install.path().join("data"),
         push_root: None,
     };
-    let mut app = App::open(store, BrokerSettings::default(), Arc::new(NoProgress), true)
-        .await
-        .unwrap();
-    let memory = MemoryTransport::new(8);
-    app.services.transport = Arc::new(memory.clone());
-    creating_batch_meeting_stored_people(app, memory).await;
-    // Dropping the install drops its database and queues, which blocks.
-    tokio::task::spawn_blocking(move || drop(install))
-        .await
-        .unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut app = App::open(store, BrokerSettings::default(), Arc::new(NoProgress), true)
+            .await
+            .unwrap();
+        let memory = MemoryTransport::new(8);
+        app.services.transport = Arc::new(memory.clone());
+        creating_batch_meeting_stored_people(app, memory).await;
+    });
 }
 
 async fn creating_batch_meeting_stored_people(app: App, memory: MemoryTransport) {
