@@ -659,6 +659,43 @@ fn a_json_file_sorted_in_runs_matches_one_sorted_in_memory() {
     );
 }
 
+/// What Excel saves as "Unicode text" with semicolons: UTF-16LE with a BOM, CRLF line
+/// ends and a quoted value spanning two lines, sorted in runs as in memory (the same
+/// line numbers in the row errors).
+#[test]
+fn a_utf16_semicolon_file_sorted_in_runs_matches_one_sorted_in_memory() {
+    let mut text = String::from("Email;Name;Title\r\n");
+    for i in 0..1500 {
+        let n = (i * 7919) % 700;
+        match i % 29 {
+            0 => text.push_str(&format!("p{n}@x.com;\"Two\r\nLines {i}\";T\r\n")),
+            1 => text.push_str(&format!("p{n}@x.com;only two\r\n")),
+            _ => text.push_str(&format!("p{n}@x.com;Person {i};T{}\r\n", i % 3)),
+        }
+    }
+    let mut file = vec![0xFF, 0xFE];
+    file.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    let scratch = tempfile::tempdir().unwrap();
+    let (in_memory, in_runs) = sorted_both_ways(&file, scratch.path());
+    assert!(in_runs.runs > 32, "sorted in {} runs", in_runs.runs);
+    assert_eq!(in_memory.rows_read, 1500);
+    assert!(
+        in_memory
+            .errors
+            .iter()
+            .any(|e| e.message.contains("fields"))
+    );
+    // The row after the first two-line value starts one line further down.
+    assert!(
+        in_memory
+            .errors
+            .iter()
+            .any(|e| e.line == Some(4) && e.message.contains("fields")),
+        "{:?}",
+        &in_memory.errors[..3]
+    );
+}
+
 #[test]
 fn a_scratch_folder_that_cannot_take_a_run_refuses_the_parse_as_scratch_trouble() {
     let missing = std::path::Path::new("/nonexistent/roster-scratch");
