@@ -69,6 +69,12 @@ pub struct BenchArgs {
     /// People of each small tenant.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub small_rows: u64,
+    /// With `--peer` (one tenant, no small ones): after each distributed round, also time
+    /// PostgreSQL's own floor for the first import, a bare `COPY` of the rows Roster
+    /// stored for that tenant into an empty copy of its directory table (same columns and
+    /// index), with nothing else running. Printed under the table.
+    #[arg(long, requires = "peer")]
+    pub floor: bool,
 }
 
 /// One phase's figures.
@@ -419,6 +425,67 @@ fn peer_sql_once(url: &str, script: &Path, tenant: &str, file: &Path) -> anyhow:
     })
 }
 
+/// PostgreSQL's floor under a first import of `tenant`: the rows Roster stored for it
+/// are written to a file (untimed), an empty table like the directory (`people`, with its
+/// index) is made, and a bare `COPY ... FROM STDIN` of that file into it is timed, after
+/// [`quiesce`]. The table is dropped after. What no way of storing the same rows in
+/// PostgreSQL can beat on this machine.
+fn copy_floor_once(url: &str, dir: &Path, tenant: &TenantId) -> anyhow::Result<f64> {
+    let rows = dir.join("floor-rows.csv");
+    let psql = |args: &[&str], stdin: Option<&Path>| -> anyhow::Result<std::process::Output> {
+        let mut cmd = std::process::Command::new("psql");
+        cmd.arg(url)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .args(args);
+        if let Some(path) = stdin {
+            cmd.stdin(std::fs::File::open(path)?);
+        }
+        let out = cmd
+            .output()
+            .context("running psql (apt install postgresql-client)")?;
+        ensure!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(out)
+    };
+    let export = dir.join("floor-export.sql");
+    std::fs::write(
+        &export,
+        "COPY (SELECT * FROM people WHERE tenant_id = :'tenant') TO STDOUT (FORMAT csv)\n",
+    )?;
+    let out = psql(
+        &[
+            "-v",
+            &format!("tenant={tenant}"),
+            "-f",
+            &export.to_string_lossy(),
+        ],
+        None,
+    )?;
+    std::fs::write(&rows, &out.stdout)?;
+    psql(
+        &[
+            "-c",
+            "DROP TABLE IF EXISTS roster_floor",
+            "-c",
+            "CREATE TABLE roster_floor (LIKE people INCLUDING ALL)",
+        ],
+        None,
+    )?;
+    quiesce(url)?;
+    let started = Instant::now();
+    psql(
+        &["-c", "COPY roster_floor FROM STDIN (FORMAT csv)"],
+        Some(&rows),
+    )?;
+    let secs = started.elapsed().as_secs_f64();
+    psql(&["-c", "DROP TABLE roster_floor"], None)?;
+    std::fs::remove_file(&rows)?;
+    Ok(secs)
+}
+
 /// Lets no round pay for the writes an earlier one deferred: before each round (untimed),
 /// PostgreSQL (when the database is one) writes out what earlier rounds left in its
 /// buffers (`CHECKPOINT`), and the file system flushes its dirty pages (`sync`). Without
@@ -479,8 +546,9 @@ impl Distributed {
         })
     }
 
-    /// One repetition's phases for a new tenant (an empty directory).
-    async fn round(&self, mix: &Mix<'_>) -> anyhow::Result<Vec<Sample>> {
+    /// One repetition's phases for a new tenant (an empty directory), and the main
+    /// tenants it made.
+    async fn round(&self, mix: &Mix<'_>) -> anyhow::Result<(Vec<Sample>, Vec<TenantId>)> {
         let (main, small) = mix.new_tenants()?;
         let mut pids = self.stages.pids();
         pids.push("self".into());
@@ -499,7 +567,7 @@ impl Distributed {
                 by_process: names.iter().copied().zip(each.iter().copied()).collect(),
             });
         }
-        Ok(out)
+        Ok((out, main))
     }
 
     async fn stop(self) -> anyhow::Result<()> {
@@ -669,6 +737,11 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
     let url = store.database_url.expose().to_owned();
     // samples[system][phase]: one per repetition.
     let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); PHASES.len()]; systems.len()];
+    let floor = args.floor && args.tenants == 1 && args.small == 0;
+    if args.floor && !floor {
+        eprintln!("  --floor measures one tenant alone: left out with --tenants or --small");
+    }
+    let mut floor_s = Vec::new();
     for rep in 0..args.repeat {
         // Alternating: every repetition runs each system once, in turn.
         for (s, system) in systems.iter().enumerate() {
@@ -677,11 +750,17 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
                 System::Sql => sql_round(&url, &files, args.tenants)?,
                 System::Embedded => embedded_round(&dir.join(format!("rep{rep}")), &mix).await?,
                 System::Distributed => {
-                    distributed
+                    let (round, main) = distributed
                         .as_ref()
                         .expect("started above")
                         .round(&mix)
-                        .await?
+                        .await?;
+                    if floor {
+                        let secs = copy_floor_once(&url, &dir, &main[0])?;
+                        eprintln!("  rep {} PostgreSQL COPY floor: {secs:.2} s", rep + 1);
+                        floor_s.push(secs);
+                    }
+                    round
                 }
             };
             for (p, sample) in round.into_iter().enumerate() {
@@ -740,6 +819,21 @@ pub async fn run(store: StoreSettings, args: BenchArgs) -> anyhow::Result<ExitCo
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else if args.peer {
         print_peer_table(&results, args.rows, args.tenants);
+        if !floor_s.is_empty() {
+            let runs = floor_s.len();
+            let copy = median(floor_s);
+            let sql = results
+                .iter()
+                .find(|r| r.system == System::Sql && r.phase == PHASES[0])
+                .map_or(f64::NAN, |r| r.median_s);
+            println!(
+                "\nPostgreSQL floor of the first import (bare COPY of the rows Roster stored, \
+                 median of {}): {:.2} s, {:.1}x the SQL's first import",
+                runs,
+                copy,
+                sql / copy
+            );
+        }
     } else {
         println!(
             "{:<22} {:>10} {:>10} {:>12} {:>14} {:>14}",
