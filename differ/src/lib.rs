@@ -15,6 +15,7 @@
 //!   ignores batches of older ones.
 
 use std::fs::File;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,9 @@ use roster_shared::config::ConsumeSettings;
 use roster_shared::db::{Db, runs};
 use roster_shared::error::StageError;
 use roster_shared::model::change::{Change, ChangeKind, FieldChange, RowState};
-use roster_shared::model::envelope::{ChangesReady, Envelope, SnapshotParsed, SyncMode};
+use roster_shared::model::envelope::{
+    ChangesReady, Envelope, SnapshotParsed, SnapshotSlice, SyncMode,
+};
 use roster_shared::model::ids::{MessageId, RunId, TenantId};
 use roster_shared::model::run::RunState;
 use roster_shared::model::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
@@ -286,6 +289,51 @@ fn produce(
     Ok(())
 }
 
+/// A tenant's first import (an empty directory: every person of the snapshot is new):
+/// hands `sink` the byte ranges of the snapshot that make each batch, cut exactly as
+/// [`produce`] (and the plan's summary) cut them, without decoding or copying a record.
+/// Protected rows inside a range create no one (the writer skips them, as [`produce`]
+/// does).
+fn produce_slices(file: File, mut sink: impl FnMut(Range<u64>) -> bool) -> Result<(), StageError> {
+    let mut reader = SnapshotReader::new(file);
+    let mut batcher = plan::Batcher::default();
+    // The open batch: where it starts, and where its last creation ends.
+    let mut open: Option<u64> = None;
+    let mut end = 0u64;
+    loop {
+        let before = reader.offset();
+        let Some(entry) = reader.next_ref().map_err(corrupt)? else {
+            break;
+        };
+        if entry.protected {
+            continue;
+        }
+        let size = plan::creation_size(entry.encoded_len(), entry.email.len());
+        if batcher.starts_batch(size) {
+            if let Some(start) = open.take()
+                && !sink(start..end)
+            {
+                return Ok(());
+            }
+            open = Some(before);
+        }
+        end = reader.offset();
+    }
+    if let Some(start) = open {
+        sink(start..end);
+    }
+    Ok(())
+}
+
+/// One batch as planned.
+#[derive(Debug)]
+enum Planned<T> {
+    /// Changes, carried in the message.
+    Changes(T),
+    /// Creations by reference: this byte range of the snapshot.
+    Slice(Range<u64>),
+}
+
 /// Decodes pending changes into full changes, reading the stored records of modified
 /// people (for their changed fields) in one query.
 async fn resolve<C: roster_shared::sea_orm::ConnectionTrait>(
@@ -362,19 +410,29 @@ async fn resolve<C: roster_shared::sea_orm::ConnectionTrait>(
 
 /// The planned changes of a snapshot against an index, decoded batch by batch, in email
 /// order. The merge runs on a blocking thread, at most two batches ahead.
+/// With `by_reference`, against an empty directory (a first import) the batches are
+/// snapshot ranges ([`produce_slices`]) instead.
 struct Batches {
     index: Arc<Vec<IndexEntry>>,
-    rx: mpsc::Receiver<Vec<Pending>>,
+    rx: mpsc::Receiver<Planned<Vec<Pending>>>,
     producer: Option<tokio::task::JoinHandle<Result<(), StageError>>>,
 }
 
 impl Batches {
-    fn start(index: Arc<Vec<IndexEntry>>, file: File, mode: SyncMode) -> Self {
-        let (tx, rx) = mpsc::channel::<Vec<Pending>>(2);
+    fn start(index: Arc<Vec<IndexEntry>>, file: File, mode: SyncMode, by_reference: bool) -> Self {
+        let (tx, rx) = mpsc::channel::<Planned<Vec<Pending>>>(2);
         let producer = {
             let index = index.clone();
             tokio::task::spawn_blocking(move || {
-                produce(&index, file, mode, |batch| tx.blocking_send(batch).is_ok())
+                if by_reference && index.is_empty() {
+                    produce_slices(file, |range| {
+                        tx.blocking_send(Planned::Slice(range)).is_ok()
+                    })
+                } else {
+                    produce(&index, file, mode, |batch| {
+                        tx.blocking_send(Planned::Changes(batch)).is_ok()
+                    })
+                }
             })
         };
         Batches {
@@ -389,9 +447,12 @@ impl Batches {
         &mut self,
         conn: &C,
         tenant: &TenantId,
-    ) -> Result<Option<Vec<Change>>, StageError> {
+    ) -> Result<Option<Planned<Vec<Change>>>, StageError> {
         match self.rx.recv().await {
-            Some(pending) => Ok(Some(resolve(conn, tenant, &self.index, pending).await?)),
+            Some(Planned::Changes(pending)) => Ok(Some(Planned::Changes(
+                resolve(conn, tenant, &self.index, pending).await?,
+            ))),
+            Some(Planned::Slice(range)) => Ok(Some(Planned::Slice(range))),
             None => {
                 if let Some(producer) = self.producer.take() {
                     producer.await.map_err(join_failed)??;
@@ -411,11 +472,22 @@ async fn publish_batches(
     file: File,
 ) -> Result<u32, StageError> {
     let run = env.run_id.to_string();
-    let mut batches = Batches::start(index, file, env.body.mode);
+    let mut batches = Batches::start(index, file, env.body.mode, true);
     let mut n = 0u32;
     let mut waited = Instant::now();
-    while let Some(changes) = batches.next(services.db.conn(), &env.tenant).await? {
+    while let Some(planned) = batches.next(services.db.conn(), &env.tenant).await? {
         n += 1;
+        let (changes, creates_from) = match planned {
+            Planned::Changes(changes) => (changes, None),
+            Planned::Slice(range) => (
+                Vec::new(),
+                Some(SnapshotSlice {
+                    key: env.body.snapshot_key.clone(),
+                    start: range.start,
+                    end: range.end,
+                }),
+            ),
+        };
         let produced_ms = waited.elapsed().as_millis() as u64;
         let out = Envelope::new(
             MessageId::derived(&[
@@ -431,6 +503,7 @@ async fn publish_batches(
                 batch: n,
                 of,
                 changes,
+                creates_from,
             },
         );
         // The generation rides in a header too, so a dead letter of this batch fails its
@@ -499,9 +572,11 @@ pub async fn dry_run(
     let active = index.iter().filter(|e| e.state.active).count() as u64;
     let held = brake.check(summary.counts.deactivated, active);
     if let Some(sink) = changes {
-        let mut batches = Batches::start(index, open()?, mode);
-        while let Some(batch) = batches.next(db.conn(), tenant).await? {
-            sink(batch);
+        let mut batches = Batches::start(index, open()?, mode, false);
+        while let Some(planned) = batches.next(db.conn(), tenant).await? {
+            if let Planned::Changes(batch) = planned {
+                sink(batch);
+            }
         }
     }
     Ok(DryRun {
@@ -509,4 +584,101 @@ pub async fn dry_run(
         held,
         refused,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Seek, Write};
+
+    use roster_shared::model::person::{Field, Person};
+    use roster_shared::model::snapshot::{encode_line, encode_protected};
+
+    use super::*;
+
+    /// A snapshot of `n` people, every seventh line a protected row, and some wide.
+    fn snapshot(n: usize) -> (File, Vec<bool>) {
+        let mut bytes = Vec::new();
+        let mut protected = Vec::new();
+        for i in 0..n {
+            let email = format!("p{i:06}@x.com");
+            if i % 7 == 3 {
+                encode_protected(&email, &mut bytes);
+                protected.push(true);
+            } else {
+                let mut p = Person::new(email);
+                // Every tenth wide, so batches are cut by bytes as well as by count.
+                let name = if i % 10 == 0 {
+                    "w".repeat(10_000)
+                } else {
+                    "Ann".into()
+                };
+                p.set(Field::FirstName, &name);
+                encode_line(&p, &mut bytes);
+                protected.push(false);
+            }
+        }
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        file.rewind().unwrap();
+        (file, protected)
+    }
+
+    #[test]
+    fn a_first_import_is_cut_into_the_same_batches_by_reference() {
+        let (file, protected) = snapshot(12_345);
+        let planned = plan::summarize(
+            &[],
+            &mut SnapshotReader::new(file.try_clone().unwrap()),
+            SyncMode::Full,
+        )
+        .unwrap();
+        // (A clone shares the file's offset.)
+        let mut file = file;
+        file.rewind().unwrap();
+        let mut ranges = Vec::new();
+        produce_slices(file.try_clone().unwrap(), |r| {
+            ranges.push(r);
+            true
+        })
+        .unwrap();
+        assert_eq!(ranges.len() as u32, planned.batches);
+        assert!(ranges.len() >= 3, "{} batches", ranges.len());
+        // Every person to create is in exactly one range, in order; no range holds more
+        // than a batch; the ranges are whole lines.
+        let mut bytes = Vec::new();
+        let mut f = file;
+        f.rewind().unwrap();
+        std::io::Read::read_to_end(&mut f, &mut bytes).unwrap();
+        let mut seen = Vec::new();
+        for r in &ranges {
+            let part = &bytes[r.start as usize..r.end as usize];
+            assert!(r.start == 0 || bytes[r.start as usize - 1] == b'\n');
+            assert!(part.ends_with(b"\n"));
+            let mut reader = SnapshotReader::new(part);
+            let mut in_batch = 0;
+            while let Some(e) = reader.next_ref().unwrap() {
+                if let Some(change) = e.creation().unwrap() {
+                    assert_eq!(change.kind, ChangeKind::Created);
+                    assert!(change.person.is_some());
+                    seen.push(change.email);
+                    in_batch += 1;
+                }
+            }
+            assert!(in_batch <= CHANGE_BATCH_SIZE);
+        }
+        let expected: Vec<String> = (0..protected.len())
+            .filter(|i| !protected[*i])
+            .map(|i| format!("p{i:06}@x.com"))
+            .collect();
+        assert_eq!(seen, expected);
+        // A sink that stops takes no more.
+        let mut taken = 0;
+        let (file, _) = snapshot(12_345);
+        produce_slices(file, |_| {
+            taken += 1;
+            false
+        })
+        .unwrap();
+        assert_eq!(taken, 1);
+    }
 }

@@ -56,11 +56,17 @@ const CHANGE_OVERHEAD: usize = 256;
 /// record at most.
 pub fn change_size(step: &Step, index: &[IndexEntry]) -> Option<usize> {
     Some(match step {
-        Step::Create(entry) => entry.encoded_len() + entry.email.len() + CHANGE_OVERHEAD,
+        Step::Create(entry) => creation_size(entry.encoded_len(), entry.email.len()),
         Step::Modify { entry, .. } => 2 * entry.encoded_len() + entry.email.len() + CHANGE_OVERHEAD,
         Step::DeactivateAbsent(i) => index[*i].email.len() + CHANGE_OVERHEAD,
         Step::Unchanged | Step::AlreadyApplied | Step::Skip => return None,
     })
+}
+
+/// [`change_size`] of the creation of a person whose record is `encoded_len` bytes and
+/// email `email_len`.
+pub fn creation_size(encoded_len: usize, email_len: usize) -> usize {
+    encoded_len + email_len + CHANGE_OVERHEAD
 }
 
 /// Cuts changes into `changes.ready` batches of at most [`CHANGE_BATCH_SIZE`] changes

@@ -5,6 +5,7 @@
 //! `snapshots/<tenant>/<run>.snap`, `rejects/<tenant>/<run>.jsonl`.
 
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -165,6 +166,16 @@ impl BlobStore {
                 std::fs::remove_file(&path)?;
                 Ok(file)
             }
+        }
+    }
+
+    /// Reads bytes `range` of `key` (a ranged read: nothing else of the blob is
+    /// fetched).
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, BlobError> {
+        match self.store.get_range(&ObjectPath::from(key), range).await {
+            Ok(bytes) => Ok(bytes),
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(key.to_owned())),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -150,6 +150,7 @@ fn batch(
             batch: n,
             of,
             changes,
+            creates_from: None,
         },
     )
 }
@@ -1017,4 +1018,146 @@ async fn events_of_a_batch_with_conflicts_survive_a_failed_publish() {
         [("employee.updated".to_owned(), "a@x.com".to_owned())],
         "the applied change is announced, once"
     );
+}
+
+/// A tenant's first import carries its creations by reference to the run's snapshot: the
+/// batch holds no changes, the writer reads its lines (skipping a rejected row's
+/// protecting line), a redelivery after the run finished (its snapshot discarded) is
+/// recognised as applied before, and a batch whose lines are gone before it was applied
+/// fails instead of creating nobody.
+#[tokio::test]
+async fn a_first_import_creates_people_from_the_snapshot_by_reference() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, memory) = app(&dir).await;
+    let db = &app.services.db;
+    let t = TenantId::new("t1").unwrap();
+    let csv = "Email,Status\na@x.com,active\nb@x.com,maybe\nc@x.com,inactive\nd@x.com,active\n";
+    let parsed = roster_parser::parse(
+        Box::new(std::io::Cursor::new(csv.as_bytes().to_vec())),
+        &roster_parser::ParseOptions {
+            file_name: "people.csv".into(),
+            format: Format::Csv,
+            encoding: None,
+            mappings: vec![],
+            limits: Default::default(),
+            sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
+            spill_dir: None,
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!((parsed.accepted, parsed.rejected), (3, 1));
+    let mut snapshot = Vec::new();
+    parsed.write_snapshot(&mut snapshot).unwrap();
+    let run = RunId::new();
+    roster_fetcher::db::create_run(
+        db,
+        &NewRun {
+            tenant: t.clone(),
+            id: run,
+            source: "test".into(),
+            file_name: "people.csv".into(),
+            blob_key: "none".into(),
+            sha256: "0".into(),
+            size: csv.len() as u64,
+            format: Format::Csv,
+            mode: SyncMode::Full,
+            encoding: None,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let snapshot_key = BlobStore::snapshot_key(&t, run);
+    app.services
+        .blobs
+        .put_bytes(&snapshot_key, snapshot)
+        .await
+        .unwrap();
+    let body = SnapshotParsed {
+        snapshot_key: snapshot_key.clone(),
+        rejects_key: "none".into(),
+        rows_read: 4,
+        accepted: 3,
+        rejected: 1,
+        mode: SyncMode::Full,
+        generation: 0,
+    };
+    let recorded = roster_parser::db::Parsed {
+        body: &body,
+        errors: &[],
+        parse_ms: 0,
+        parse_config: "test",
+    };
+    assert!(
+        roster_parser::db::mark_parsed(db, &t, run, &recorded)
+            .await
+            .unwrap()
+    );
+    roster_differ::handle(
+        &app.services,
+        &differ_config(),
+        Envelope::new(MessageId::new(), t.clone(), run, body),
+    )
+    .await
+    .unwrap();
+    assert_eq!(memory.len(Queue::Changes), 1);
+    let mut deliveries = app
+        .services
+        .transport
+        .consume(Queue::Changes, 1)
+        .await
+        .unwrap();
+    let delivery = deliveries.next().await.unwrap();
+    let env = Envelope::<ChangesReady>::from_bytes(&delivery.message().payload).unwrap();
+    let slice = env
+        .body
+        .creates_from
+        .clone()
+        .expect("a first import by reference");
+    assert!(env.body.changes.is_empty());
+    assert_eq!(
+        (slice.key.as_str(), slice.start),
+        (snapshot_key.as_str(), 0)
+    );
+    roster_writer::handle(&app.services, env.clone())
+        .await
+        .unwrap();
+    let done = runs::get(db, &t, run).await.unwrap().unwrap();
+    assert_eq!((done.state.name(), done.created), ("applied", 3));
+    let stored = differ_db::fetch(db.conn(), &t, &["a@x.com", "b@x.com", "c@x.com", "d@x.com"])
+        .await
+        .unwrap();
+    let mut emails: Vec<&String> = stored.keys().collect();
+    emails.sort();
+    assert_eq!(
+        emails,
+        ["a@x.com", "c@x.com", "d@x.com"],
+        "b's row was rejected"
+    );
+    assert!(!stored["c@x.com"].active);
+    // The run is applied, so its snapshot is gone; the batch delivered again is a batch
+    // applied before, not an error.
+    assert!(!app.services.blobs.exists(&snapshot_key).await.unwrap());
+    roster_writer::handle(&app.services, env).await.unwrap();
+    let again = runs::get(db, &t, run).await.unwrap().unwrap();
+    assert_eq!((again.state.name(), again.created), ("applied", 3));
+
+    // A batch whose lines are gone before it was applied is an error, and creates no one.
+    let t2 = TenantId::new("t2").unwrap();
+    let run2 = planned_run(&app, &t2, 1).await;
+    let mut lost = batch(&t2, run2, 1, 1, vec![]);
+    lost.body.creates_from = Some(roster_shared::model::envelope::SnapshotSlice {
+        key: BlobStore::snapshot_key(&t2, run2),
+        start: 0,
+        end: 100,
+    });
+    let err = roster_writer::handle(&app.services, lost)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is gone"), "{err}");
+    let still = runs::get(db, &t2, run2).await.unwrap().unwrap();
+    assert_eq!((still.state.name(), still.created), ("diffed", 0));
 }

@@ -16,6 +16,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use roster_shared::CHANGE_BATCH_SIZE;
+use roster_shared::blob::BlobError;
 use roster_shared::config::ConsumeSettings;
 use roster_shared::db::runs;
 use roster_shared::error::StageError;
@@ -24,6 +26,7 @@ use roster_shared::model::envelope::{ChangesReady, DirectoryEvent, Envelope, Eve
 use roster_shared::model::ids::{MessageId, RunId, TenantId};
 use roster_shared::model::person::Person;
 use roster_shared::model::run::RunState;
+use roster_shared::model::snapshot::{SnapshotError, SnapshotReader};
 use roster_shared::outbox;
 use roster_shared::sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, TransactionTrait,
@@ -91,10 +94,31 @@ pub struct Applied {
 /// other this process is writing (one at a time), so two batches taken at once overlap
 /// only in reading their messages and encoding the rows of a creating batch, never in
 /// SQLite's write lock.
-pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<(), StageError> {
-    // Encoded before the transaction (and off this task, which other batches share).
+pub async fn handle(
+    services: &Services,
+    mut env: Envelope<ChangesReady>,
+) -> Result<(), StageError> {
+    // Creations by reference: the lines of the run's snapshot. Gone only once the run
+    // finished, so a batch applied before may find it gone (the claim below says so).
+    let slice = match &env.body.creates_from {
+        Some(s) => match services.blobs.get_range(&s.key, s.start..s.end).await {
+            Ok(bytes) => Some(bytes),
+            Err(BlobError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    let slice_missing = env.body.creates_from.is_some() && slice.is_none();
+    // Read and encoded before the transaction (and off this task, which other batches
+    // share).
     let (env, new_rows) = tokio::task::spawn_blocking(move || {
-        let rows = creating_rows(&env.body.changes);
+        if let Some(bytes) = slice {
+            match creations(&bytes) {
+                Ok(mut created) => env.body.changes.append(&mut created),
+                Err(e) => return (env, Err(e)),
+            }
+        }
+        let rows = creating_rows(&env.body.changes).map_err(StageError::from);
         (env, rows)
     })
     .await
@@ -120,6 +144,19 @@ pub async fn handle(services: &Services, env: Envelope<ChangesReady>) -> Result<
     let Some(run) = runs::get_in(&txn, tenant, run_id).await? else {
         return Err(StageError::internal(format!("run {run_id} is unknown")));
     };
+    if slice_missing
+        && run.generation == id.generation
+        && matches!(run.state, RunState::Diffed | RunState::Applying)
+    {
+        txn.rollback().await?;
+        return Err(StageError::internal(format!(
+            "the snapshot part this batch creates people from is gone ({})",
+            env.body
+                .creates_from
+                .as_ref()
+                .map_or("", |s| s.key.as_str())
+        )));
+    }
     if run.generation != id.generation
         || !matches!(run.state, RunState::Diffed | RunState::Applying)
     {
@@ -224,6 +261,24 @@ async fn refresh_statistics(
         );
     }
     Ok(())
+}
+
+/// The creations a batch carries by reference: every line of `slice` (whole lines of a
+/// run's snapshot) that is not a protected row.
+fn creations(slice: &[u8]) -> Result<Vec<Change>, StageError> {
+    let mut reader = SnapshotReader::new(slice);
+    let mut out = Vec::with_capacity(CHANGE_BATCH_SIZE);
+    while let Some(entry) = reader.next_ref().map_err(corrupt_slice)? {
+        if let Some(change) = entry.creation().map_err(corrupt_slice)? {
+            out.push(change);
+        }
+    }
+    Ok(out)
+}
+
+/// A snapshot Roster wrote itself does not read: a bug or corruption, not bad input.
+fn corrupt_slice(e: SnapshotError) -> StageError {
+    StageError::internal(format!("the batch's part of the snapshot: {e}"))
 }
 
 /// The people of a batch that only creates people (every batch of a tenant's first

@@ -206,6 +206,24 @@ pub struct ChangesReady {
     pub of: u32,
     /// The changes, at most `CHANGE_BATCH_SIZE` (5000).
     pub changes: Vec<Change>,
+    /// Creations carried by reference instead (a tenant's first import, where every
+    /// person of the snapshot is new): every line of this part of the run's snapshot
+    /// that is not a protected row is the creation of its person. The writer reads the
+    /// lines from the blob store, so a million new people do not travel through the
+    /// broker as encoded changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creates_from: Option<SnapshotSlice>,
+}
+
+/// Whole lines of a snapshot in the blob store: bytes `start..end` of blob `key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSlice {
+    /// The snapshot's blob key.
+    pub key: String,
+    /// Offset of the first line.
+    pub start: u64,
+    /// Offset just past the last line's line feed.
+    pub end: u64,
 }
 
 /// One error attached to one input row.

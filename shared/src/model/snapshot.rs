@@ -14,7 +14,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use crate::model::change::RowState;
+use crate::model::change::{Change, ChangeKind, RowState};
 use crate::model::person::Person;
 use crate::model::record::{Record, RecordField};
 
@@ -104,34 +104,41 @@ impl SnapshotEntry {
 
     /// Decodes the full record.
     pub fn record<R: Record>(&self) -> Result<R, SnapshotError> {
-        let malformed = |why: String| SnapshotError::Malformed {
-            line: self.line,
-            why,
-        };
-        let (texts, extras) = match self.record.iter().position(|&b| b == b'\t') {
-            Some(tab) => (&self.record[..tab], Some(&self.record[tab + 1..])),
-            None => (&self.record[..], None),
-        };
-        let texts: Vec<Option<String>> =
-            serde_json::from_slice(texts).map_err(|e| malformed(format!("fields: {e}")))?;
-        if texts.len() > R::Field::TEXT.len() {
-            return Err(malformed(format!(
-                "{} fields, at most {} expected",
-                texts.len(),
-                R::Field::TEXT.len()
-            )));
-        }
-        let mut record = R::with_key(self.email.clone());
-        record.set_active(self.state.active);
-        for (field, value) in R::Field::TEXT.iter().zip(texts) {
-            record.put(*field, value);
-        }
-        if let Some(extras) = extras {
-            *record.extra_mut() = serde_json::from_slice(extras)
-                .map_err(|e| malformed(format!("extra attributes: {e}")))?;
-        }
-        Ok(record)
+        decode(&self.email, self.state.active, &self.record, self.line)
     }
+}
+
+/// The record of line `line` keyed `email`, from its encoded fields and extras.
+fn decode<R: Record>(
+    email: &str,
+    active: bool,
+    encoded: &[u8],
+    line: u64,
+) -> Result<R, SnapshotError> {
+    let malformed = |why: String| SnapshotError::Malformed { line, why };
+    let (texts, extras) = match encoded.iter().position(|&b| b == b'\t') {
+        Some(tab) => (&encoded[..tab], Some(&encoded[tab + 1..])),
+        None => (encoded, None),
+    };
+    let texts: Vec<Option<String>> =
+        serde_json::from_slice(texts).map_err(|e| malformed(format!("fields: {e}")))?;
+    if texts.len() > R::Field::TEXT.len() {
+        return Err(malformed(format!(
+            "{} fields, at most {} expected",
+            texts.len(),
+            R::Field::TEXT.len()
+        )));
+    }
+    let mut record = R::with_key(email.to_owned());
+    record.set_active(active);
+    for (field, value) in R::Field::TEXT.iter().zip(texts) {
+        record.put(*field, value);
+    }
+    if let Some(extras) = extras {
+        *record.extra_mut() = serde_json::from_slice(extras)
+            .map_err(|e| malformed(format!("extra attributes: {e}")))?;
+    }
+    Ok(record)
 }
 
 /// Reads a snapshot line by line, checking its order as it goes.
@@ -140,6 +147,7 @@ pub struct SnapshotReader<R> {
     buf: Vec<u8>,
     line: u64,
     last_email: String,
+    offset: u64,
 }
 
 impl<R: Read> SnapshotReader<R> {
@@ -150,16 +158,25 @@ impl<R: Read> SnapshotReader<R> {
             buf: Vec::with_capacity(512),
             line: 0,
             last_email: String::new(),
+            offset: 0,
         }
+    }
+
+    /// Bytes of the snapshot read so far: the offset just past the last entry returned
+    /// (where the next line starts).
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
     /// The next entry, borrowed from the reader's buffer (no allocation), `None` at the
     /// end. Use [`EntryRef::to_owned`] to keep it.
     pub fn next_ref(&mut self) -> Result<Option<EntryRef<'_>>, SnapshotError> {
         self.buf.clear();
-        if self.input.read_until(b'\n', &mut self.buf)? == 0 {
+        let read = self.input.read_until(b'\n', &mut self.buf)?;
+        if read == 0 {
             return Ok(None);
         }
+        self.offset += read as u64;
         self.line += 1;
         let line = self.line;
         let malformed = |why: &str| SnapshotError::Malformed {
@@ -218,6 +235,33 @@ pub struct EntryRef<'a> {
 }
 
 impl EntryRef<'_> {
+    /// The size of the encoded record (its fields and extras), in bytes: as
+    /// [`SnapshotEntry::encoded_len`] of its owned copy.
+    pub fn encoded_len(&self) -> usize {
+        self.record.len()
+    }
+
+    /// The creation of this entry's person, for a directory that does not hold it
+    /// (`None` for a protected row, which creates no one).
+    pub fn creation(&self) -> Result<Option<Change>, SnapshotError> {
+        if self.protected {
+            return Ok(None);
+        }
+        Ok(Some(Change {
+            kind: ChangeKind::Created,
+            email: self.email.to_owned(),
+            expected: None,
+            target: self.state,
+            person: Some(decode(
+                self.email,
+                self.state.active,
+                self.record,
+                self.line,
+            )?),
+            changed: vec![],
+        }))
+    }
+
     /// An owned copy.
     pub fn to_owned(&self) -> SnapshotEntry {
         SnapshotEntry {
