@@ -433,7 +433,7 @@ fn peer_sql_once(url: &str, script: &Path, tenant: &str, file: &Path) -> anyhow:
 /// at once), are timed after [`quiesce`]. The table is dropped after. What no way of
 /// storing the same rows in this PostgreSQL can beat on this machine.
 fn copy_floor_once(url: &str, dir: &Path, tenant: &TenantId) -> anyhow::Result<f64> {
-    let sessions = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let sessions = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let psql = |args: &[&str]| {
         let mut cmd = std::process::Command::new("psql");
         cmd.arg(url)
