@@ -114,6 +114,7 @@ pub async fn handle(
     let (env, new_rows) = tokio::task::spawn_blocking(move || {
         if let Some(bytes) = slice {
             match creations(&bytes) {
+                Ok(created) if env.body.changes.is_empty() => env.body.changes = created,
                 Ok(mut created) => env.body.changes.append(&mut created),
                 Err(e) => return (env, Err(e)),
             }
