@@ -97,28 +97,29 @@ async fn person(app: &App, tenant: &TenantId, email: &str) -> Person {
         .unwrap()
 }
 
+/// A new run of `tenant` from a test source, as the fetcher records it.
+fn new_run(tenant: &TenantId, id: RunId, file_name: &str, mode: SyncMode) -> NewRun {
+    NewRun {
+        tenant: tenant.clone(),
+        id,
+        source: "test".into(),
+        file_name: file_name.into(),
+        blob_key: "none".into(),
+        sha256: "0".into(),
+        size: 0,
+        format: Format::Csv,
+        mode,
+        encoding: None,
+    }
+}
+
 /// A run planned as generation 1 with `batches` batches, as the differ would leave it.
 async fn planned_run(app: &App, tenant: &TenantId, batches: u32) -> RunId {
     let db = &app.services.db;
     let id = RunId::new();
-    roster_fetcher::db::create_run(
-        db,
-        &NewRun {
-            tenant: tenant.clone(),
-            id,
-            source: "test".into(),
-            file_name: "hand-made".into(),
-            blob_key: "none".into(),
-            sha256: "0".into(),
-            size: 0,
-            format: Format::Csv,
-            mode: SyncMode::Delta,
-            encoding: None,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    roster_fetcher::db::create_run(db, &new_run(tenant, id, "hand-made", SyncMode::Delta), None)
+        .await
+        .unwrap();
     mark_parsed_by_hand(db, tenant, id).await;
     assert_eq!(
         differ_db::begin_plan(db, tenant, id, 0, MessageId::new())
@@ -412,18 +413,7 @@ async fn a_later_run_waits_until_the_earlier_one_ends() {
     let stuck = RunId::new();
     roster_fetcher::db::create_run(
         &app.services.db,
-        &NewRun {
-            tenant: t.clone(),
-            id: stuck,
-            source: "test".into(),
-            file_name: "stuck.csv".into(),
-            blob_key: "none".into(),
-            sha256: "0".into(),
-            size: 0,
-            format: Format::Csv,
-            mode: SyncMode::Full,
-            encoding: None,
-        },
+        &new_run(&t, stuck, "stuck.csv", SyncMode::Full),
         None,
     )
     .await
@@ -702,24 +692,9 @@ async fn mark_parsed_by_hand(db: &roster_shared::db::Db, tenant: &TenantId, id: 
 async fn parsed_run(app: &App, tenant: &TenantId) -> RunId {
     let db = &app.services.db;
     let id = RunId::new();
-    roster_fetcher::db::create_run(
-        db,
-        &NewRun {
-            tenant: tenant.clone(),
-            id,
-            source: "test".into(),
-            file_name: "hand-made".into(),
-            blob_key: "none".into(),
-            sha256: "0".into(),
-            size: 0,
-            format: Format::Csv,
-            mode: SyncMode::Delta,
-            encoding: None,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    roster_fetcher::db::create_run(db, &new_run(tenant, id, "hand-made", SyncMode::Delta), None)
+        .await
+        .unwrap();
     mark_parsed_by_hand(db, tenant, id).await;
     id
 }
@@ -1051,24 +1026,9 @@ async fn a_first_import_creates_people_from_the_snapshot_by_reference() {
     let mut snapshot = Vec::new();
     parsed.write_snapshot(&mut snapshot).unwrap();
     let run = RunId::new();
-    roster_fetcher::db::create_run(
-        db,
-        &NewRun {
-            tenant: t.clone(),
-            id: run,
-            source: "test".into(),
-            file_name: "people.csv".into(),
-            blob_key: "none".into(),
-            sha256: "0".into(),
-            size: csv.len() as u64,
-            format: Format::Csv,
-            mode: SyncMode::Full,
-            encoding: None,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    roster_fetcher::db::create_run(db, &new_run(&t, run, "people.csv", SyncMode::Full), None)
+        .await
+        .unwrap();
     let snapshot_key = BlobStore::snapshot_key(&t, run);
     app.services
         .blobs
