@@ -1104,9 +1104,22 @@ async fn a_first_import_creates_people_from_the_snapshot_by_reference() {
     let again = runs::get(db, &t, run).await.unwrap().unwrap();
     assert_eq!((again.state.name(), again.created), ("applied", 3));
 
-    // A batch whose lines are gone before it was applied is an error, and creates no one.
+    // A batch naming a snapshot other than its run's (here t1's, from t2) is refused.
     let t2 = TenantId::new("t2").unwrap();
     let run2 = planned_run(&app, &t2, 1).await;
+    let mut foreign = batch(&t2, run2, 1, 1, vec![]);
+    foreign.body.creates_from = Some(roster_shared::model::envelope::SnapshotSlice {
+        key: snapshot_key.clone(),
+        start: 0,
+        end: 10,
+    });
+    let err = roster_writer::handle(&app.services, foreign)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not its run's snapshot"), "{err}");
+
+    // A batch whose lines are gone before it was applied is an error, and creates no one.
     let mut lost = batch(&t2, run2, 1, 1, vec![]);
     lost.body.creates_from = Some(roster_shared::model::envelope::SnapshotSlice {
         key: BlobStore::snapshot_key(&t2, run2),

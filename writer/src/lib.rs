@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use roster_shared::CHANGE_BATCH_SIZE;
-use roster_shared::blob::BlobError;
+use roster_shared::blob::{BlobError, BlobStore};
 use roster_shared::config::ConsumeSettings;
 use roster_shared::db::runs;
 use roster_shared::error::StageError;
@@ -101,6 +101,14 @@ pub async fn handle(
     // Creations by reference: the lines of the run's snapshot. Gone only once the run
     // finished, so a batch applied before may find it gone (the claim below says so).
     let slice = match &env.body.creates_from {
+        // Only this run's own snapshot: a batch must never create people from another
+        // run's, let alone another tenant's.
+        Some(s) if s.key != BlobStore::snapshot_key(&env.tenant, env.run_id) => {
+            return Err(StageError::internal(format!(
+                "the batch creates people from {}, which is not its run's snapshot",
+                s.key
+            )));
+        }
         Some(s) => match services.blobs.get_range(&s.key, s.start..s.end).await {
             Ok(bytes) => Some(bytes),
             Err(BlobError::NotFound(_)) => None,
