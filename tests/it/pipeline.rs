@@ -1104,32 +1104,29 @@ async fn a_first_import_creates_people_from_the_snapshot_by_reference() {
     let again = runs::get(db, &t, run).await.unwrap().unwrap();
     assert_eq!((again.state.name(), again.created), ("applied", 3));
 
-    // A batch naming a snapshot other than its run's (here t1's, from t2) is refused.
+    // A t2 batch creating from `key`: the writer's error.
     let t2 = TenantId::new("t2").unwrap();
     let run2 = planned_run(&app, &t2, 1).await;
-    let mut foreign = batch(&t2, run2, 1, 1, vec![]);
-    foreign.body.creates_from = Some(roster_shared::model::envelope::SnapshotSlice {
-        key: snapshot_key.clone(),
-        start: 0,
-        end: 10,
-    });
-    let err = roster_writer::handle(&app.services, foreign)
-        .await
-        .unwrap_err()
-        .to_string();
+    let refusal = |key: String| {
+        let mut env = batch(&t2, run2, 1, 1, vec![]);
+        env.body.creates_from = Some(roster_shared::model::envelope::SnapshotSlice {
+            key,
+            start: 0,
+            end: 100,
+        });
+        let services = app.services.clone();
+        async move {
+            roster_writer::handle(&services, env)
+                .await
+                .unwrap_err()
+                .to_string()
+        }
+    };
+    // A batch naming a snapshot other than its run's (here t1's) is refused.
+    let err = refusal(snapshot_key.clone()).await;
     assert!(err.contains("not its run's snapshot"), "{err}");
-
     // A batch whose lines are gone before it was applied is an error, and creates no one.
-    let mut lost = batch(&t2, run2, 1, 1, vec![]);
-    lost.body.creates_from = Some(roster_shared::model::envelope::SnapshotSlice {
-        key: BlobStore::snapshot_key(&t2, run2),
-        start: 0,
-        end: 100,
-    });
-    let err = roster_writer::handle(&app.services, lost)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = refusal(BlobStore::snapshot_key(&t2, run2)).await;
     assert!(err.contains("is gone"), "{err}");
     let still = runs::get(db, &t2, run2).await.unwrap().unwrap();
     assert_eq!((still.state.name(), still.created), ("diffed", 0));
