@@ -294,19 +294,71 @@ fn on_postgres_a_creating_batch_meeting_stored_people_is_checked_person_by_perso
 async fn creating_batch_meeting_stored_people(app: App, memory: MemoryTransport) {
     let t = TenantId::new("t-create").unwrap();
     let run = planned_run(&app, &t, 2).await;
+    // Every kind of value the insert (a binary COPY on PostgreSQL) must carry exactly:
+    // quotes, backslashes, a tab, non-ASCII, extra attributes, absent fields, and a new
+    // person who is inactive.
     let mut a = Person::new("a@x.com".to_owned());
     a.set(Field::JobTitle, "Engineer");
+    a.set(Field::FirstName, "Ann \"Q\" O'Neil \\N \t 😀 Zoë");
+    a.extra.insert("Badge".into(), "7\\\"".into());
     let mut b = Person::new("b@x.com".to_owned());
     b.set(Field::JobTitle, "Analyst");
+    let mut d = Person::new("d@x.com".to_owned());
+    d.set(Field::LastName, "Dee");
+    d.active = false;
     roster_writer::handle(
         &app.services,
-        batch(&t, run, 1, 2, vec![create(&a), create(&b)]),
+        batch(&t, run, 1, 2, vec![create(&a), create(&b), create(&d)]),
     )
     .await
     .unwrap();
     let r = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
-    assert_eq!((r.created, r.conflicts), (2, 0));
+    assert_eq!((r.created, r.conflicts), (3, 0));
     assert_eq!(person(&app, &t, "a@x.com").await, a);
+    assert_eq!(person(&app, &t, "d@x.com").await, d);
+    // The bookkeeping columns: the run, one moment, the hash, and the start of an
+    // inactive streak for the inactive one alone.
+    let db = &app.services.db;
+    let rows = roster_shared::sea_orm::ConnectionTrait::query_all_raw(
+        db.conn(),
+        roster_shared::db::raw(
+            db.backend(),
+            "SELECT email, last_run_id, row_hash, created_at = updated_at, \
+             deactivated_at IS NULL, deactivated_at = created_at OR deactivated_at IS NULL \
+             FROM people WHERE tenant_id = $1 ORDER BY email",
+            vec![t.as_str().into()],
+        ),
+    )
+    .await
+    .unwrap();
+    let stored: Vec<(String, String, i64, bool, bool, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+                r.try_get_by_index(2).unwrap(),
+                r.try_get_by_index(3).unwrap(),
+                r.try_get_by_index(4).unwrap(),
+                r.try_get_by_index(5).unwrap(),
+            )
+        })
+        .collect();
+    let run_text = run.to_string();
+    assert_eq!(
+        stored,
+        [&a, &b, &d]
+            .iter()
+            .map(|p| (
+                p.email.clone(),
+                run_text.clone(),
+                p.content_hash(),
+                true,
+                p.active,
+                true
+            ))
+            .collect::<Vec<_>>()
+    );
 
     let mut b_other = b.clone();
     b_other.set(Field::JobTitle, "Boss");
@@ -319,7 +371,7 @@ async fn creating_batch_meeting_stored_people(app: App, memory: MemoryTransport)
     let r = runs::get(&app.services.db, &t, run).await.unwrap().unwrap();
     assert_eq!(
         (r.created, r.conflicts),
-        (3, 1),
+        (4, 1),
         "a: already applied, not counted; b: a conflict; c: created"
     );
     assert_eq!(
@@ -332,7 +384,7 @@ async fn creating_batch_meeting_stored_people(app: App, memory: MemoryTransport)
         roster_shared::db::people::count(app.services.db.conn(), &t)
             .await
             .unwrap(),
-        (3, 3)
+        (3, 4)
     );
     assert_eq!(memory.len(Queue::Parsed), 1, "re-planning requested");
 }

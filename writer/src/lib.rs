@@ -28,9 +28,8 @@ use roster_shared::model::person::Person;
 use roster_shared::model::run::RunState;
 use roster_shared::model::snapshot::{SnapshotError, SnapshotReader};
 use roster_shared::outbox;
-use roster_shared::sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, TransactionTrait,
-};
+use roster_shared::db::Txn;
+use roster_shared::sea_orm::{ConnectionTrait, DbBackend, DbErr};
 use roster_shared::stage::{self, ConsumeOptions, Services};
 use roster_shared::transport::Message;
 use roster_shared::transport::Stage;
@@ -117,6 +116,9 @@ pub async fn handle(
         None => None,
     };
     let slice_missing = env.body.creates_from.is_some() && slice.is_none();
+    // The moment of every change of the batch: the rows of a creating batch carry it.
+    let now = Utc::now();
+    let copy = services.db.backend() == DbBackend::Postgres;
     // Read and encoded before the transaction (and off this task, which other batches
     // share).
     let (env, new_rows) = tokio::task::spawn_blocking(move || {
@@ -127,7 +129,8 @@ pub async fn handle(
                 Err(e) => return (env, Err(e)),
             }
         }
-        let rows = creating_rows(&env.body.changes).map_err(StageError::from);
+        let target = copy.then_some((&env.tenant, env.run_id, now));
+        let rows = creating_rows(&env.body.changes, target).map_err(StageError::from);
         (env, rows)
     })
     .await
@@ -142,8 +145,7 @@ pub async fn handle(
         None
     };
     let started = std::time::Instant::now();
-    let now = Utc::now();
-    let txn = services.db.conn().begin().await?;
+    let txn = services.db.begin_txn().await?;
     // Claim the batch first: a write, so SQLite takes its write lock before we read.
     if !db::claim_batch(&txn, tenant, id, now).await? {
         txn.rollback().await?;
@@ -291,16 +293,26 @@ fn corrupt_slice(e: SnapshotError) -> StageError {
 }
 
 /// The people of a batch that only creates people (every batch of a tenant's first
-/// import), encoded for [`db::insert_new`]; `None` for any other batch.
-pub fn creating_rows(changes: &[Change]) -> Result<Option<db::Rows>, DbErr> {
+/// import), encoded for [`db::insert_new`]; `None` for any other batch. With `copy`
+/// (PostgreSQL), encoded for `COPY` as new people of that tenant, run and moment.
+pub fn creating_rows(
+    changes: &[Change],
+    copy: Option<(&TenantId, RunId, DateTime<Utc>)>,
+) -> Result<Option<db::Rows>, DbErr> {
     let new: Option<Vec<&Person>> = changes
         .iter()
         .map(|c| c.person.as_ref().filter(|_| c.expected.is_none()))
         .collect();
     new.filter(|rows| !rows.is_empty())
-        .map(|rows| db::Rows::encode(&rows))
+        .map(|rows| match copy {
+            Some((tenant, run, now)) => db::Rows::encode_copy(&rows, tenant, run, now),
+            None => db::Rows::encode(&rows),
+        })
         .transpose()
 }
+
+/// The savepoint a creating batch's insert is tried in.
+const CREATE_SAVEPOINT: &str = "roster_create";
 
 /// Applies `changes` through `conn` (a transaction) where the stored rows allow it.
 ///
@@ -311,7 +323,7 @@ pub fn creating_rows(changes: &[Change]) -> Result<Option<db::Rows>, DbErr> {
 /// meanwhile) that attempt is undone (a savepoint) and the batch is checked row by row
 /// as any other.
 pub async fn apply(
-    conn: &DatabaseTransaction,
+    conn: &Txn,
     tenant: &TenantId,
     run: RunId,
     changes: &[Change],
@@ -320,9 +332,9 @@ pub async fn apply(
 ) -> Result<Applied, DbErr> {
     if let Some(rows) = new_rows {
         let sent = rows.len() as u64;
-        let attempt = conn.begin().await?;
-        if db::insert_new(&attempt, tenant, rows, run, now).await? == sent {
-            attempt.commit().await?;
+        conn.savepoint(CREATE_SAVEPOINT).await?;
+        if db::insert_new(conn, tenant, rows, run, now).await? == sent {
+            conn.release(CREATE_SAVEPOINT).await?;
             let mut out = Applied::default();
             for change in changes {
                 out.counts.add(change.kind);
@@ -330,7 +342,7 @@ pub async fn apply(
             out.applied = (0..changes.len()).collect();
             return Ok(out);
         }
-        attempt.rollback().await?;
+        conn.rollback_to(CREATE_SAVEPOINT).await?;
         debug!("some people of a creating batch are stored already: checking each");
     }
     let emails: Vec<&str> = changes.iter().map(|c| c.email.as_str()).collect();

@@ -23,6 +23,9 @@ pub mod migration;
 pub mod people;
 pub mod runs;
 pub mod tenants;
+pub mod txn;
+
+pub use txn::Txn;
 
 /// How often [`Db::migrate`] tries again when another process is migrating too.
 const MIGRATE_ATTEMPTS: u32 = 10;
