@@ -164,10 +164,7 @@ impl ConsumeOptions {
 
 /// Builds the transport message for `envelope`, with the routing headers set and, when
 /// the envelope carries no trace context yet, the current span's.
-pub fn message<T: Serialize + DeserializeOwned>(
-    envelope: &Envelope<T>,
-    file_name: Option<&str>,
-) -> Message {
+pub fn message<T: Serialize>(envelope: &Envelope<T>, file_name: Option<&str>) -> Message {
     let payload = if envelope.trace.traceparent.is_none() {
         envelope.to_bytes_traced(&crate::telemetry::current_trace_context())
     } else {

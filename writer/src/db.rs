@@ -368,12 +368,7 @@ async fn write_rows<C: ConnectionTrait>(
             "rows encoded for COPY given to an insert statement".to_owned(),
         ));
     };
-    let values = vec![
-        json.into(),
-        tv(tenant),
-        run.to_string().into(),
-        now.into(),
-    ];
+    let values = vec![json.into(), tv(tenant), run.to_string().into(), now.into()];
     exec(conn, raw(backend, &sql, values)).await
 }
 

@@ -14,21 +14,24 @@
 //!   tenant (`acme.employee.created`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use roster_shared::CHANGE_BATCH_SIZE;
 use roster_shared::blob::{BlobError, BlobStore};
 use roster_shared::config::ConsumeSettings;
+use roster_shared::db::Txn;
 use roster_shared::db::runs;
 use roster_shared::error::StageError;
 use roster_shared::model::change::{Applicability, Change, ChangeCounts, ChangeKind};
-use roster_shared::model::envelope::{ChangesReady, DirectoryEvent, Envelope, EventBatch};
+use roster_shared::model::envelope::{
+    ChangesReady, DirectoryEvent, Envelope, EventBatchOf, TraceContext,
+};
 use roster_shared::model::ids::{MessageId, RunId, TenantId};
 use roster_shared::model::person::Person;
 use roster_shared::model::run::RunState;
 use roster_shared::model::snapshot::{SnapshotError, SnapshotReader};
 use roster_shared::outbox;
-use roster_shared::db::Txn;
 use roster_shared::sea_orm::{ConnectionTrait, DbBackend, DbErr};
 use roster_shared::stage::{self, ConsumeOptions, Services};
 use roster_shared::transport::Message;
@@ -136,6 +139,8 @@ pub async fn handle(
     .await
     .map_err(|e| StageError::internal(format!("encoding the batch's rows: {e}")))?;
     let new_rows = new_rows?;
+    // Shared with the thread that builds the batch's events.
+    let env = Arc::new(env);
     let (tenant, run_id) = (&env.tenant, env.run_id);
     let batch = &env.body;
     let id = batch_id(&env);
@@ -184,9 +189,18 @@ pub async fn handle(
     // Events for a broker go into the outbox with the changes: committed together or not
     // at all. Events that stay in this process need no outbox: they go out after commit.
     // Nobody to receive them (an embedded install without subscribers): not built.
+    // Built on a blocking thread: thousands of events take milliseconds the other
+    // batches this stage works on (one task) should not wait for.
     let events = if services.transport.events_wanted() {
-        let changes: Vec<&Change> = applied.applied.iter().map(|&i| &batch.changes[i]).collect();
-        events(&env, &changes, now)
+        let (env, applied) = (Arc::clone(&env), applied.applied.clone());
+        // The thread is outside this batch's span: its trace goes along by hand.
+        let trace = roster_shared::telemetry::current_trace_context();
+        tokio::task::spawn_blocking(move || {
+            let changes: Vec<&Change> = applied.iter().map(|&i| &env.body.changes[i]).collect();
+            events(&env, &changes, now, &trace)
+        })
+        .await
+        .map_err(|e| StageError::internal(format!("building the batch's events: {e}")))?
     } else {
         Vec::new()
     };
@@ -381,23 +395,28 @@ fn events(
     env: &Envelope<ChangesReady>,
     changes: &[&Change],
     at: DateTime<Utc>,
+    trace: &TraceContext,
 ) -> Vec<(String, Message)> {
-    let mut by_kind: BTreeMap<ChangeKind, Vec<DirectoryEvent>> = BTreeMap::new();
+    let mut by_kind: BTreeMap<ChangeKind, Vec<&Change>> = BTreeMap::new();
     for change in changes {
-        by_kind
-            .entry(change.kind)
-            .or_default()
-            .push(DirectoryEvent::of(change, &env.tenant, env.run_id, at));
+        by_kind.entry(change.kind).or_default().push(change);
     }
     by_kind
         .into_iter()
-        .map(|(kind, events)| {
-            let out = Envelope::new(
+        .map(|(kind, changes)| {
+            let mut out = Envelope::new(
                 event_id(env, kind),
                 env.tenant.clone(),
                 env.run_id,
-                EventBatch { kind, events },
+                EventBatchOf {
+                    kind,
+                    changes: &changes,
+                    tenant: &env.tenant,
+                    run: env.run_id,
+                    at,
+                },
             );
+            out.trace = trace.clone();
             (
                 DirectoryEvent::routing_key(&env.tenant, kind.event_name()),
                 stage::message(&out, None),

@@ -18,6 +18,9 @@ use tokio::sync::Mutex;
 
 use super::Db;
 
+/// Bytes of `COPY` input sent in one message.
+const COPY_CHUNK: usize = 64 * 1024;
+
 /// A transaction of [`Db`] ([`Db::begin_txn`]): rolled back when dropped uncommitted.
 pub struct Txn(Inner);
 
@@ -47,7 +50,10 @@ fn query_err(e: sqlx::Error) -> DbErr {
 }
 
 fn query(stmt: &Statement) -> sqlx::query::Query<'_, Postgres, SqlxValues> {
-    let values = stmt.values.clone().unwrap_or(sea_orm::sea_query::Values(Vec::new()));
+    let values = stmt
+        .values
+        .clone()
+        .unwrap_or(sea_orm::sea_query::Values(Vec::new()));
     sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values))
 }
 
@@ -102,7 +108,11 @@ impl Txn {
         // On an error the copy is dropped unfinished: sqlx then aborts it, and the
         // server's own error (a unique key, say) is what the caller sees from `finish`
         // or `send`.
-        copy.send(data).await.map_err(exec_err)?;
+        // In messages of COPY_CHUNK bytes: the server reads each whole into memory, and
+        // one of a megabyte is a fresh allocation each time, page-faulted in as it fills.
+        for chunk in data.chunks(COPY_CHUNK) {
+            copy.send(chunk).await.map_err(exec_err)?;
+        }
         copy.finish().await.map_err(exec_err)
     }
 

@@ -47,7 +47,7 @@ pub struct Envelope<T> {
     pub body: T,
 }
 
-impl<T: Serialize + DeserializeOwned> Envelope<T> {
+impl<T: Serialize> Envelope<T> {
     /// A first-attempt envelope. Its trace context is that of the span it is published
     /// from (set at publishing time).
     pub fn new(message_id: MessageId, tenant: TenantId, run_id: RunId, body: T) -> Self {
@@ -92,7 +92,9 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
         })
         .expect("envelopes always serialise")
     }
+}
 
+impl<T: Serialize + DeserializeOwned> Envelope<T> {
     /// Reads an envelope, refusing unknown schema versions.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         #[derive(Deserialize)]
@@ -271,15 +273,8 @@ impl DirectoryEvent {
 
     /// The event announcing `change`, made in `run` of `tenant` at `at`.
     pub fn of(change: &Change, tenant: &TenantId, run: RunId, at: DateTime<Utc>) -> Self {
-        let run_text = run.to_string();
         DirectoryEvent {
-            event_id: MessageId::derived(&[
-                "event",
-                tenant.as_str(),
-                &run_text,
-                change.kind.name(),
-                &change.email,
-            ]),
+            event_id: Self::id_of(change, tenant, &run.to_string()),
             event: change.kind.event_name().to_owned(),
             tenant: tenant.clone(),
             run_id: run,
@@ -288,6 +283,90 @@ impl DirectoryEvent {
             changed: change.changed.clone(),
             at,
         }
+    }
+}
+
+impl DirectoryEvent {
+    /// The id of the event announcing `change` of `tenant`, made in the run `run`.
+    fn id_of(change: &Change, tenant: &TenantId, run: &str) -> MessageId {
+        MessageId::derived(&[
+            "event",
+            tenant.as_str(),
+            run,
+            change.kind.name(),
+            &change.email,
+        ])
+    }
+}
+
+/// The events announcing `changes` (all of `kind`), made in `run` of `tenant` at `at`:
+/// serialises exactly as the [`EventBatch`] of their [`DirectoryEvent::of`], without
+/// building those (a copy of every person). What the writer publishes.
+#[derive(Debug, Clone, Copy)]
+pub struct EventBatchOf<'a> {
+    /// The kind every change has.
+    pub kind: ChangeKind,
+    /// The changes.
+    pub changes: &'a [&'a Change],
+    /// Whose.
+    pub tenant: &'a TenantId,
+    /// The run that made them.
+    pub run: RunId,
+    /// When they were stored.
+    pub at: DateTime<Utc>,
+}
+
+impl Serialize for EventBatchOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq, SerializeStruct};
+
+        /// A [`DirectoryEvent`], borrowed; `at` as its JSON text, made once a batch.
+        #[derive(Serialize)]
+        struct View<'a> {
+            event_id: MessageId,
+            event: &'static str,
+            tenant: &'a TenantId,
+            run_id: RunId,
+            email: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            person: Option<&'a Person>,
+            #[serde(skip_serializing_if = "<[FieldChange]>::is_empty")]
+            changed: &'a [FieldChange],
+            at: &'a str,
+        }
+
+        struct Events<'a>(&'a EventBatchOf<'a>, &'a str);
+
+        impl Serialize for Events<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let (batch, at) = (self.0, self.1);
+                let run = batch.run.to_string();
+                let mut seq = s.serialize_seq(Some(batch.changes.len()))?;
+                for change in batch.changes {
+                    seq.serialize_element(&View {
+                        event_id: DirectoryEvent::id_of(change, batch.tenant, &run),
+                        event: change.kind.event_name(),
+                        tenant: batch.tenant,
+                        run_id: batch.run,
+                        email: &change.email,
+                        person: change.person.as_ref(),
+                        changed: &change.changed,
+                        at,
+                    })?;
+                }
+                seq.end()
+            }
+        }
+
+        // The time as `DateTime` writes it, once.
+        let at = serde_json::to_value(self.at).map_err(S::Error::custom)?;
+        let at = at
+            .as_str()
+            .ok_or_else(|| S::Error::custom("a time serialises as a string"))?;
+        let mut out = s.serialize_struct("EventBatch", 2)?;
+        out.serialize_field("kind", &self.kind)?;
+        out.serialize_field("events", &Events(self, at))?;
+        out.end()
     }
 }
 
@@ -341,5 +420,65 @@ mod tests {
             Envelope::<SnapshotParsed>::from_bytes(b"{}"),
             Err(EnvelopeError::Malformed(_))
         ));
+    }
+
+    /// What the writer publishes reads back as the events consumers expect, byte for byte
+    /// what serialising those events gives.
+    #[test]
+    fn a_batch_of_events_serialises_as_the_events_it_stands_for() {
+        use crate::model::change::RowState;
+        use crate::model::person::Field;
+        let mut p = Person::new("a@x.com".into());
+        p.set(Field::FirstName, "Ann \"Q\" \\ 😀");
+        p.extra.insert("Badge".into(), "7".into());
+        let updated = Change {
+            kind: ChangeKind::Updated,
+            email: p.email.clone(),
+            expected: Some(RowState {
+                hash: 1,
+                active: true,
+            }),
+            target: RowState::of(&p),
+            person: Some(p.clone()),
+            changed: vec![FieldChange {
+                field: "first_name".into(),
+                old: None,
+                new: Some("Ann".into()),
+            }],
+        };
+        let gone = Change {
+            kind: ChangeKind::Updated,
+            email: "b@x.com".into(),
+            expected: Some(RowState {
+                hash: 2,
+                active: true,
+            }),
+            target: RowState {
+                hash: 2,
+                active: false,
+            },
+            person: None,
+            changed: Vec::new(),
+        };
+        let (tenant, run) = (TenantId::new("acme").unwrap(), RunId::new());
+        let at = Utc::now();
+        let changes = [&updated, &gone];
+        let by_ref = serde_json::to_string(&EventBatchOf {
+            kind: ChangeKind::Updated,
+            changes: &changes,
+            tenant: &tenant,
+            run,
+            at,
+        })
+        .unwrap();
+        let owned = EventBatch {
+            kind: ChangeKind::Updated,
+            events: changes
+                .iter()
+                .map(|c| DirectoryEvent::of(c, &tenant, run, at))
+                .collect(),
+        };
+        assert_eq!(by_ref, serde_json::to_string(&owned).unwrap());
+        assert_eq!(serde_json::from_str::<EventBatch>(&by_ref).unwrap(), owned);
     }
 }
