@@ -155,14 +155,24 @@ pub async fn handle(
     let index = Arc::new(db::load_index(db, tenant, run_id).await?);
     let index_ms = started.elapsed().as_millis() as u64;
     let file = services.blobs.open(&env.body.snapshot_key).await?;
-    let summary = {
+    // A first import (nobody stored) is counted and cut into batches of creations by
+    // reference in one pass; any other run is counted here and planned again below.
+    let (summary, slices) = {
         let index = index.clone();
         tokio::task::spawn_blocking(move || {
-            plan::summarize(&index, &mut SnapshotReader::new(file), mode)
+            if index.is_empty() {
+                let (summary, ranges) = cut_first_import(file)?;
+                Ok::<_, StageError>((summary, Some(ranges)))
+            } else {
+                let reader = &mut SnapshotReader::new(file);
+                Ok((
+                    plan::summarize(&index, reader, mode).map_err(corrupt)?,
+                    None,
+                ))
+            }
         })
         .await
-        .map_err(join_failed)?
-        .map_err(corrupt)?
+        .map_err(join_failed)??
     };
     if !run.approved {
         // Every mode: a delta marking everyone inactive deactivates as surely as a full
@@ -192,8 +202,14 @@ pub async fn handle(
     if batches == 0 {
         services.finish_run(tenant, run_id, generation).await?;
     } else {
-        let file = services.blobs.open(&env.body.snapshot_key).await?;
-        let published = publish_batches(services, &env, generation, batches, index, file).await?;
+        let source = match slices {
+            Some(ranges) => Batches::slices(ranges, index),
+            None => {
+                let file = services.blobs.open(&env.body.snapshot_key).await?;
+                Batches::start(index, file, mode)
+            }
+        };
+        let published = publish_batches(services, &env, generation, batches, source).await?;
         if published != batches {
             return Err(StageError::internal(format!(
                 "planned {batches} batches but produced {published}"
@@ -290,13 +306,16 @@ fn produce(
 }
 
 /// A tenant's first import (an empty directory: every person of the snapshot is new):
-/// hands `sink` the byte ranges of the snapshot that make each batch, cut exactly as
-/// [`produce`] (and the plan's summary) cut them, without decoding or copying a record.
+/// in one pass over the snapshot, the plan's summary (as [`plan::summarize`] makes it
+/// against an empty index) and the byte ranges of the snapshot that make each batch, cut
+/// exactly as [`produce`] would cut them, without decoding or copying a record.
 /// Protected rows inside a range create no one (the writer skips them, as [`produce`]
 /// does).
-fn produce_slices(file: File, mut sink: impl FnMut(Range<u64>) -> bool) -> Result<(), StageError> {
+fn cut_first_import(file: File) -> Result<(PlanSummary, Vec<Range<u64>>), StageError> {
     let mut reader = SnapshotReader::new(file);
     let mut batcher = plan::Batcher::default();
+    let mut summary = PlanSummary::default();
+    let mut ranges = Vec::new();
     // The open batch: where it starts, and where its last creation ends.
     let mut open: Option<u64> = None;
     let mut end = 0u64;
@@ -308,21 +327,21 @@ fn produce_slices(file: File, mut sink: impl FnMut(Range<u64>) -> bool) -> Resul
         if entry.protected {
             continue;
         }
+        summary.counts.add(ChangeKind::Created);
         let size = plan::creation_size(entry.encoded_len(), entry.email.len());
         if batcher.starts_batch(size) {
-            if let Some(start) = open.take()
-                && !sink(start..end)
-            {
-                return Ok(());
+            if let Some(start) = open.take() {
+                ranges.push(start..end);
             }
             open = Some(before);
         }
         end = reader.offset();
     }
     if let Some(start) = open {
-        sink(start..end);
+        ranges.push(start..end);
     }
-    Ok(())
+    summary.batches = batcher.batches();
+    Ok((summary, ranges))
 }
 
 /// One batch as planned.
@@ -419,26 +438,34 @@ struct Batches {
 }
 
 impl Batches {
-    fn start(index: Arc<Vec<IndexEntry>>, file: File, mode: SyncMode, by_reference: bool) -> Self {
+    fn start(index: Arc<Vec<IndexEntry>>, file: File, mode: SyncMode) -> Self {
         let (tx, rx) = mpsc::channel::<Planned<Vec<Pending>>>(2);
         let producer = {
             let index = index.clone();
             tokio::task::spawn_blocking(move || {
-                if by_reference && index.is_empty() {
-                    produce_slices(file, |range| {
-                        tx.blocking_send(Planned::Slice(range)).is_ok()
-                    })
-                } else {
-                    produce(&index, file, mode, |batch| {
-                        tx.blocking_send(Planned::Changes(batch)).is_ok()
-                    })
-                }
+                produce(&index, file, mode, |batch| {
+                    tx.blocking_send(Planned::Changes(batch)).is_ok()
+                })
             })
         };
         Batches {
             index,
             rx,
             producer: Some(producer),
+        }
+    }
+
+    /// The batches of a first import, cut already ([`cut_first_import`]).
+    fn slices(ranges: Vec<Range<u64>>, index: Arc<Vec<IndexEntry>>) -> Self {
+        let (tx, rx) = mpsc::channel(ranges.len().max(1));
+        for range in ranges {
+            tx.try_send(Planned::Slice(range))
+                .expect("room for every range");
+        }
+        Batches {
+            index,
+            rx,
+            producer: None,
         }
     }
 
@@ -468,11 +495,9 @@ async fn publish_batches(
     env: &Envelope<SnapshotParsed>,
     generation: i32,
     of: u32,
-    index: Arc<Vec<IndexEntry>>,
-    file: File,
+    mut batches: Batches,
 ) -> Result<u32, StageError> {
     let run = env.run_id.to_string();
-    let mut batches = Batches::start(index, file, env.body.mode, true);
     let mut n = 0u32;
     let mut waited = Instant::now();
     while let Some(planned) = batches.next(services.db.conn(), &env.tenant).await? {
@@ -572,7 +597,7 @@ pub async fn dry_run(
     let active = index.iter().filter(|e| e.state.active).count() as u64;
     let held = brake.check(summary.counts.deactivated, active);
     if let Some(sink) = changes {
-        let mut batches = Batches::start(index, open()?, mode, false);
+        let mut batches = Batches::start(index, open()?, mode);
         while let Some(planned) = batches.next(db.conn(), tenant).await? {
             if let Planned::Changes(batch) = planned {
                 sink(batch);
@@ -635,14 +660,21 @@ mod tests {
         // (A clone shares the file's offset.)
         let mut file = file;
         file.rewind().unwrap();
-        let mut ranges = Vec::new();
-        produce_slices(file.try_clone().unwrap(), |r| {
-            ranges.push(r);
-            true
-        })
-        .unwrap();
+        let (summary, ranges) = cut_first_import(file.try_clone().unwrap()).unwrap();
+        assert_eq!(summary, planned, "the plan's own summary, in the same pass");
         assert_eq!(ranges.len() as u32, planned.batches);
         assert!(ranges.len() >= 3, "{} batches", ranges.len());
+        file.rewind().unwrap();
+        let delta = plan::summarize(
+            &[],
+            &mut SnapshotReader::new(file.try_clone().unwrap()),
+            SyncMode::Delta,
+        )
+        .unwrap();
+        assert_eq!(
+            summary, delta,
+            "a delta into an empty directory creates the same"
+        );
         // Every person to create is in exactly one range, in order; no range holds more
         // than a batch; the ranges are whole lines.
         let mut bytes = Vec::new();
@@ -670,15 +702,7 @@ mod tests {
             .filter(|i| !protected[*i])
             .map(|i| format!("p{i:06}@x.com"))
             .collect();
+        assert_eq!(summary.counts.created, expected.len() as u64);
         assert_eq!(seen, expected);
-        // A sink that stops takes no more.
-        let mut taken = 0;
-        let (file, _) = snapshot(12_345);
-        produce_slices(file, |_| {
-            taken += 1;
-            false
-        })
-        .unwrap();
-        assert_eq!(taken, 1);
     }
 }
