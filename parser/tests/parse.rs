@@ -540,6 +540,34 @@ fn more_rows_than_the_limit_reject_the_file() {
     assert!(run_limited(json.as_bytes(), Format::Json, limits).is_err());
 }
 
+/// Rows are collected on a thread of their own, thousands at a time: a long file still
+/// stops at the row over the limit, and a broken row before that row is what refuses it.
+#[test]
+fn a_long_file_is_refused_at_the_first_problem_whoever_finds_it() {
+    let limits = ParseLimits {
+        max_rows: 3000,
+        ..ParseLimits::default()
+    };
+    let long = hundred("\r\n", 9000);
+    let r = run_limited(long.as_bytes(), Format::Auto, limits).unwrap_err();
+    assert!(r.to_string().contains("more than 3000 rows"), "{r}");
+    // An unclosed quote at row 2500 (line 2501): refused for it, not for the rows.
+    let broken = long.replace(
+        "p2499@x.com,Person 2499,Paris",
+        "p2499@x.com,Person 2499,\"Boston",
+    );
+    let r = run_limited(broken.as_bytes(), Format::Auto, limits).unwrap_err();
+    assert!(r.to_string().contains("line 2501"), "{r}");
+    assert!(!r.to_string().contains("rows"), "{r}");
+    // Within the limit, every row arrives, in order, with its line.
+    let parsed = run(hundred("\r\n", 9000).as_bytes(), Format::Auto).unwrap();
+    assert_eq!((parsed.accepted, parsed.rejected), (9000, 0));
+    let bad = hundred("\r\n", 9000).replace("p7000@x.com", "not-an-email");
+    let parsed = run(bad.as_bytes(), Format::Auto).unwrap();
+    assert_eq!((parsed.accepted, parsed.rejected), (8999, 1));
+    assert_eq!(parsed.errors[0].line, Some(7002));
+}
+
 #[test]
 fn a_formula_is_not_an_email() {
     let parsed = run(
