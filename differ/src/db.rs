@@ -33,27 +33,22 @@ const INDEX_PAGE: i64 = 10_000;
 /// The tenant's whole directory as an index sorted by email (byte order). `run` marks
 /// rows last changed by that run.
 ///
-/// This is the differ's hot read (a million rows for a large tenant). Rows are fetched in
-/// key-ordered pages, each page aggregated by the database into one text value
+/// This is the differ's hot read (a million rows for a large tenant). On PostgreSQL it is
+/// one `COPY` in key order (one walk of the primary key: 1M people in ~0.5 s, where a
+/// hundred pages of aggregated text took 1.4 s and a streamed query, decoding each row
+/// into a result object, 1.0 s). On SQLite rows are
+/// fetched in key-ordered pages, each page aggregated by the database into one text value
 /// (`email TAB hash TAB active TAB changed-by-run`, one person per line): a row per person
 /// would cost a thread hand-over each in sqlx's SQLite driver, twice the whole query.
 pub async fn load_index(db: &Db, tenant: &TenantId, run: RunId) -> Result<Vec<IndexEntry>, DbErr> {
-    let sql = match db.backend() {
-        DbBackend::Postgres => {
-            "SELECT count(*), max(email), string_agg(email || E'\\t' || row_hash::text || E'\\t' \
-             || (CASE WHEN active THEN 1 ELSE 0 END)::text || E'\\t' \
-             || (CASE WHEN last_run_id = $3 THEN 1 ELSE 0 END)::text, E'\\n' ORDER BY email) \
-             FROM (SELECT email, row_hash, active, last_run_id FROM people \
-             WHERE tenant_id = $1 AND email > $2 ORDER BY email LIMIT $4) page"
-        }
-        _ => {
-            "SELECT count(*), max(email), group_concat(email || char(9) || row_hash || char(9) \
-             || active || char(9) || (last_run_id = $3), char(10)) \
-             FROM (SELECT email, row_hash, active, last_run_id FROM people \
-             WHERE tenant_id = $1 AND email > $2 ORDER BY email LIMIT $4)"
-        }
-    };
     let run = run.to_string();
+    if db.backend() == DbBackend::Postgres {
+        return load_index_copied(db, tenant, &run).await;
+    }
+    let sql = "SELECT count(*), max(email), group_concat(email || char(9) || row_hash \
+               || char(9) || active || char(9) || (last_run_id = $3), char(10)) \
+               FROM (SELECT email, row_hash, active, last_run_id FROM people \
+               WHERE tenant_id = $1 AND email > $2 ORDER BY email LIMIT $4)";
     let bad = |what: &str| DbErr::Custom(format!("loading the directory index: bad {what}"));
     let mut out = Vec::new();
     let mut after = String::new();
@@ -98,10 +93,154 @@ pub async fn load_index(db: &Db, tenant: &TenantId, run: RunId) -> Result<Vec<In
             break;
         }
     }
-    if !out.is_sorted_by(|a, b| a.email < b.email) {
-        out.sort_unstable_by(|a, b| a.email.cmp(&b.email));
+    Ok(sorted(out))
+}
+
+/// [`load_index`] on PostgreSQL: one `COPY` of the tenant's rows in key order, in
+/// PostgreSQL's binary format (no per-row result objects, no text to parse). `COPY`
+/// takes no parameters: the tenant id (letters, digits, `.`, `_`, `-`) and the run id (a
+/// UUID) are written into it as literals.
+async fn load_index_copied(
+    db: &Db,
+    tenant: &TenantId,
+    run: &str,
+) -> Result<Vec<IndexEntry>, DbErr> {
+    let sql = format!(
+        "COPY (SELECT email, row_hash, active, last_run_id = {run} FROM people \
+         WHERE tenant_id = {tenant} ORDER BY email) TO STDOUT (FORMAT binary)",
+        run = literal(run),
+        tenant = literal(tenant.as_str()),
+    );
+    let mut out = Vec::new();
+    let mut reader = BinaryIndex::default();
+    db.copy_out(&sql, |piece| reader.read(piece, &mut out))
+        .await?;
+    reader.finish()?;
+    Ok(sorted(out))
+}
+
+/// `value` as an SQL string literal.
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// Reads the index rows of [`load_index_copied`] from `COPY`'s binary output: a header,
+/// then per row a field count and the fields (email, row hash, active, changed by the
+/// run), each length-prefixed, then a trailer.
+#[derive(Debug, Default)]
+struct BinaryIndex {
+    /// Bytes of an incomplete row (or header) carried to the next piece.
+    pending: Vec<u8>,
+    header_read: bool,
+    ended: bool,
+}
+
+/// The binary `COPY` header: signature, flags, header extension length.
+const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+impl BinaryIndex {
+    fn read(&mut self, piece: &[u8], out: &mut Vec<IndexEntry>) -> Result<(), DbErr> {
+        let carried = !self.pending.is_empty();
+        if carried {
+            self.pending.extend_from_slice(piece);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let bytes = if carried { &pending[..] } else { piece };
+        let used = self.read_complete(bytes, out)?;
+        self.pending = bytes[used..].to_vec();
+        Ok(())
     }
-    Ok(out)
+
+    /// Reads every complete part of `bytes`; returns how many bytes that was.
+    fn read_complete(&mut self, bytes: &[u8], out: &mut Vec<IndexEntry>) -> Result<usize, DbErr> {
+        let bad = |what: &str| DbErr::Custom(format!("loading the directory index: {what}"));
+        let mut at = 0usize;
+        if !self.header_read {
+            let fixed = COPY_SIGNATURE.len() + 8;
+            let seen = bytes.len().min(COPY_SIGNATURE.len());
+            if bytes[..seen] != COPY_SIGNATURE[..seen] {
+                return Err(bad("not PostgreSQL's binary COPY output"));
+            }
+            if bytes.len() < fixed {
+                return Ok(0);
+            }
+            let extension = be_i32(&bytes[fixed - 4..fixed]);
+            let skip = fixed + usize::try_from(extension).map_err(|_| bad("a bad header"))?;
+            if bytes.len() < skip {
+                return Ok(0);
+            }
+            self.header_read = true;
+            at = skip;
+        }
+        loop {
+            let rest = &bytes[at..];
+            if rest.len() < 2 || self.ended {
+                return Ok(at);
+            }
+            let fields = i16::from_be_bytes([rest[0], rest[1]]);
+            if fields == -1 {
+                self.ended = true;
+                return Ok(at + 2);
+            }
+            if fields != 4 {
+                return Err(bad("a row of other columns"));
+            }
+            let mut cursor = 2usize;
+            let mut values: [&[u8]; 4] = [&[]; 4];
+            for value in &mut values {
+                if rest.len() < cursor + 4 {
+                    return Ok(at);
+                }
+                let len = be_i32(&rest[cursor..cursor + 4]);
+                let len = usize::try_from(len).map_err(|_| bad("a NULL"))?;
+                cursor += 4;
+                if rest.len() < cursor + len {
+                    return Ok(at);
+                }
+                *value = &rest[cursor..cursor + len];
+                cursor += len;
+            }
+            let [email, hash, active, by_run] = values;
+            let email = std::str::from_utf8(email).map_err(|_| bad("an email"))?;
+            let hash: [u8; 8] = hash.try_into().map_err(|_| bad("a hash"))?;
+            let (&[active], &[by_run]) = (active, by_run) else {
+                return Err(bad("a flag"));
+            };
+            out.push(IndexEntry {
+                email: email.into(),
+                state: RowState {
+                    hash: i64::from_be_bytes(hash),
+                    active: active != 0,
+                },
+                changed_by_run: by_run != 0,
+            });
+            at += cursor;
+        }
+    }
+
+    /// Checks that the output ended as `COPY`'s does.
+    fn finish(&self) -> Result<(), DbErr> {
+        if self.ended && self.pending.is_empty() {
+            Ok(())
+        } else {
+            Err(DbErr::Custom(
+                "loading the directory index: the COPY output ended early".to_owned(),
+            ))
+        }
+    }
+}
+
+fn be_i32(bytes: &[u8]) -> i32 {
+    i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// `index` in byte order of the emails (as the database gives it, unless its collation
+/// says otherwise).
+fn sorted(mut index: Vec<IndexEntry>) -> Vec<IndexEntry> {
+    if !index.is_sorted_by(|a, b| a.email < b.email) {
+        index.sort_unstable_by(|a, b| a.email.cmp(&b.email));
+    }
+    index
 }
 
 /// The stored people among `emails`, by email (their old values, for the changed
@@ -261,4 +400,74 @@ pub async fn set_plan(
     )
     .await?;
     Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `COPY`'s binary output of `rows` (email, hash, active, changed by the run).
+    fn copy_output(rows: &[(&str, i64, bool, bool)]) -> Vec<u8> {
+        let mut out = COPY_SIGNATURE.to_vec();
+        out.extend_from_slice(&0i32.to_be_bytes());
+        out.extend_from_slice(&4i32.to_be_bytes());
+        out.extend_from_slice(b"ext!");
+        for (email, hash, active, by_run) in rows {
+            out.extend_from_slice(&4i16.to_be_bytes());
+            out.extend_from_slice(&(email.len() as i32).to_be_bytes());
+            out.extend_from_slice(email.as_bytes());
+            out.extend_from_slice(&8i32.to_be_bytes());
+            out.extend_from_slice(&hash.to_be_bytes());
+            for flag in [active, by_run] {
+                out.extend_from_slice(&1i32.to_be_bytes());
+                out.push(u8::from(*flag));
+            }
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn the_binary_index_reads_however_its_output_is_cut() {
+        let rows = [
+            ("a@x.com", -7, true, false),
+            ("b\\'\t@x.com", i64::MAX, false, true),
+            ("é@x.com", 0, true, true),
+        ];
+        let bytes = copy_output(&rows);
+        let expected: Vec<IndexEntry> = rows
+            .iter()
+            .map(|(email, hash, active, by_run)| IndexEntry {
+                email: (*email).into(),
+                state: RowState {
+                    hash: *hash,
+                    active: *active,
+                },
+                changed_by_run: *by_run,
+            })
+            .collect();
+        for piece in 1..=bytes.len() {
+            let mut reader = BinaryIndex::default();
+            let mut out = Vec::new();
+            for chunk in bytes.chunks(piece) {
+                reader.read(chunk, &mut out).unwrap();
+            }
+            reader.finish().unwrap();
+            assert_eq!(out, expected, "in pieces of {piece} bytes");
+        }
+        // Cut short: an error, not a shorter index.
+        let mut reader = BinaryIndex::default();
+        let mut out = Vec::new();
+        reader.read(&bytes[..bytes.len() - 5], &mut out).unwrap();
+        assert!(reader.finish().is_err());
+        // Something else entirely: an error.
+        let mut reader = BinaryIndex::default();
+        assert!(reader.read(b"email\thash\n.......", &mut out).is_err());
+    }
+
+    #[test]
+    fn literals_are_quoted() {
+        assert_eq!(literal("acme"), "'acme'");
+        assert_eq!(literal("o'neil"), "'o''neil'");
+    }
 }

@@ -1,4 +1,5 @@
-//! A transaction that can also bulk-load with PostgreSQL's `COPY ... FROM STDIN`.
+//! A transaction that can also bulk-load with PostgreSQL's `COPY ... FROM STDIN`, and
+//! bulk reads with `COPY ... TO STDOUT` ([`Db::copy_out`]).
 //!
 //! sea-orm's own transaction runs ordinary statements only: it does not expose the
 //! connection it holds, and `COPY` needs that connection's copy protocol. So on
@@ -70,6 +71,32 @@ impl Db {
             .await
             .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))))?;
         Ok(Txn(Inner::Pg(Mutex::new(txn))))
+    }
+}
+
+impl Db {
+    /// Runs `statement`, a `COPY ... TO STDOUT`, on PostgreSQL, handing `each` its output
+    /// as it arrives, in the pieces the server sends (a row each). On SQLite: an error.
+    pub async fn copy_out(
+        &self,
+        statement: &str,
+        mut each: impl FnMut(&[u8]) -> Result<(), DbErr>,
+    ) -> Result<(), DbErr> {
+        use futures::TryStreamExt;
+        if self.backend() != DbBackend::Postgres {
+            return Err(DbErr::Custom("COPY needs PostgreSQL".to_owned()));
+        }
+        let mut conn = self
+            .conn
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))))?;
+        let mut out = conn.copy_out_raw(statement).await.map_err(query_err)?;
+        while let Some(piece) = out.try_next().await.map_err(query_err)? {
+            each(&piece)?;
+        }
+        Ok(())
     }
 }
 
