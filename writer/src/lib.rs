@@ -206,6 +206,13 @@ pub async fn handle(
     };
     let outboxed = services.transport.events_leave_process();
     if outboxed {
+        if txn.get_database_backend() == DbBackend::Postgres && !events.is_empty() {
+            // PostgreSQL: the outbox insert planned generically, its megabytes of events
+            // a parameter rather than a constant the planner copies (this install's
+            // connections plan with real values, see `shared::db`). Until commit.
+            txn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
+                .await?;
+        }
         outbox::record(&txn, tenant, run_id, &events).await?;
     }
     if applied.conflicts > 0 {
