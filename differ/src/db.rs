@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use roster_shared::db::entity::run;
-use roster_shared::db::{Db, exec, people, raw, runs, tv};
+use roster_shared::db::{COPY_SIGNATURE, Db, exec, people, raw, runs, tv};
 use roster_shared::model::change::RowState;
 use roster_shared::model::envelope::SyncMode;
 use roster_shared::model::ids::{MessageId, RunId, TenantId};
@@ -134,9 +134,6 @@ struct BinaryIndex {
     header_read: bool,
     ended: bool,
 }
-
-/// The binary `COPY` header: signature, flags, header extension length.
-const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 impl BinaryIndex {
     fn read(&mut self, piece: &[u8], out: &mut Vec<IndexEntry>) -> Result<(), DbErr> {
@@ -404,27 +401,26 @@ pub async fn set_plan(
 
 #[cfg(test)]
 mod tests {
+    use roster_shared::db::CopyWriter;
+
     use super::*;
 
-    /// `COPY`'s binary output of `rows` (email, hash, active, changed by the run).
+    /// `COPY`'s binary output of `rows` (email, hash, active, changed by the run), with
+    /// a header extension (which a reader must skip).
     fn copy_output(rows: &[(&str, i64, bool, bool)]) -> Vec<u8> {
-        let mut out = COPY_SIGNATURE.to_vec();
-        out.extend_from_slice(&0i32.to_be_bytes());
-        out.extend_from_slice(&4i32.to_be_bytes());
-        out.extend_from_slice(b"ext!");
+        let mut out = CopyWriter::new(0);
         for (email, hash, active, by_run) in rows {
-            out.extend_from_slice(&4i16.to_be_bytes());
-            out.extend_from_slice(&(email.len() as i32).to_be_bytes());
-            out.extend_from_slice(email.as_bytes());
-            out.extend_from_slice(&8i32.to_be_bytes());
-            out.extend_from_slice(&hash.to_be_bytes());
-            for flag in [active, by_run] {
-                out.extend_from_slice(&1i32.to_be_bytes());
-                out.push(u8::from(*flag));
-            }
+            out.tuple(4);
+            out.text(Some(email));
+            out.value(&hash.to_be_bytes());
+            out.value(&[u8::from(*active)]);
+            out.value(&[u8::from(*by_run)]);
         }
-        out.extend_from_slice(&(-1i16).to_be_bytes());
-        out
+        let mut bytes = out.finish();
+        let header = COPY_SIGNATURE.len() + 8;
+        bytes[header - 4..header].copy_from_slice(&4i32.to_be_bytes());
+        bytes.splice(header..header, *b"ext!");
+        bytes
     }
 
     #[test]

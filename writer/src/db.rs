@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use roster_shared::db::{Txn, exec, people, raw, tv};
+use roster_shared::db::{CopyWriter, Txn, exec, people, raw, tv};
 use roster_shared::model::change::{ChangeCounts, RowState};
 use roster_shared::model::ids::{RunId, TenantId};
 use roster_shared::model::person::{Field, Person};
@@ -268,47 +268,6 @@ impl Rows {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-}
-
-/// PostgreSQL's binary `COPY` input being written: a header, tuples of length-prefixed
-/// values, a trailer.
-struct CopyWriter(Vec<u8>);
-
-impl CopyWriter {
-    fn new(capacity: usize) -> Self {
-        let mut out = Vec::with_capacity(capacity + 32);
-        out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-        out.extend_from_slice(&0i32.to_be_bytes()); // flags
-        out.extend_from_slice(&0i32.to_be_bytes()); // header extension length
-        CopyWriter(out)
-    }
-
-    fn tuple(&mut self, columns: i16) {
-        self.0.extend_from_slice(&columns.to_be_bytes());
-    }
-
-    fn value(&mut self, bytes: &[u8]) {
-        // A value is at most a row's bytes (ROSTER_MAX_ROW_BYTES), far below 2 GiB.
-        let len = i32::try_from(bytes.len()).expect("a value under 2 GiB");
-        self.0.extend_from_slice(&len.to_be_bytes());
-        self.0.extend_from_slice(bytes);
-    }
-
-    fn text(&mut self, value: Option<&str>) {
-        match value {
-            Some(v) => self.value(v.as_bytes()),
-            None => self.null(),
-        }
-    }
-
-    fn null(&mut self) {
-        self.0.extend_from_slice(&(-1i32).to_be_bytes());
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.0.extend_from_slice(&(-1i16).to_be_bytes());
-        self.0
     }
 }
 

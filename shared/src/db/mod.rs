@@ -25,7 +25,7 @@ pub mod runs;
 pub mod tenants;
 pub mod txn;
 
-pub use txn::Txn;
+pub use txn::{COPY_SIGNATURE, CopyWriter, Txn};
 
 /// How often [`Db::migrate`] tries again when another process is migrating too.
 const MIGRATE_ATTEMPTS: u32 = 10;

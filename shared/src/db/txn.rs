@@ -19,6 +19,58 @@ use tokio::sync::Mutex;
 
 use super::Db;
 
+/// The signature that starts PostgreSQL's binary `COPY` format, in and out.
+pub const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// PostgreSQL's binary `COPY` format being written (the input of [`Txn::copy_in`], and
+/// what a `COPY ... TO STDOUT (FORMAT binary)` gives): a header, tuples of
+/// length-prefixed values in big-endian, a trailer.
+#[derive(Debug)]
+pub struct CopyWriter(Vec<u8>);
+
+impl CopyWriter {
+    /// The header, with room for `capacity` bytes of tuples.
+    pub fn new(capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity + 32);
+        out.extend_from_slice(COPY_SIGNATURE);
+        out.extend_from_slice(&0i32.to_be_bytes()); // flags
+        out.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        CopyWriter(out)
+    }
+
+    /// Starts a tuple of `columns` values.
+    pub fn tuple(&mut self, columns: i16) {
+        self.0.extend_from_slice(&columns.to_be_bytes());
+    }
+
+    /// One value, in the binary form of its column's type.
+    pub fn value(&mut self, bytes: &[u8]) {
+        // A value is at most a row's bytes (ROSTER_MAX_ROW_BYTES), far below 2 GiB.
+        let len = i32::try_from(bytes.len()).expect("a value under 2 GiB");
+        self.0.extend_from_slice(&len.to_be_bytes());
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// A text value, or NULL.
+    pub fn text(&mut self, value: Option<&str>) {
+        match value {
+            Some(v) => self.value(v.as_bytes()),
+            None => self.null(),
+        }
+    }
+
+    /// NULL.
+    pub fn null(&mut self) {
+        self.0.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+
+    /// The whole, trailer included.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.0.extend_from_slice(&(-1i16).to_be_bytes());
+        self.0
+    }
+}
+
 /// Bytes of `COPY` input sent in one message.
 const COPY_CHUNK: usize = 64 * 1024;
 
@@ -50,6 +102,10 @@ fn query_err(e: sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)))
 }
 
+fn conn_err(e: sqlx::Error) -> DbErr {
+    DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e)))
+}
+
 fn query(stmt: &Statement) -> sqlx::query::Query<'_, Postgres, SqlxValues> {
     let values = stmt
         .values
@@ -69,12 +125,10 @@ impl Db {
             .get_postgres_connection_pool()
             .begin()
             .await
-            .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))))?;
+            .map_err(conn_err)?;
         Ok(Txn(Inner::Pg(Mutex::new(txn))))
     }
-}
 
-impl Db {
     /// Runs `statement`, a `COPY ... TO STDOUT`, on PostgreSQL, handing `each` its output
     /// as it arrives, in the pieces the server sends (a row each). On SQLite: an error.
     pub async fn copy_out(
@@ -91,7 +145,7 @@ impl Db {
             .get_postgres_connection_pool()
             .acquire()
             .await
-            .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))))?;
+            .map_err(conn_err)?;
         let mut out = conn.copy_out_raw(statement).await.map_err(query_err)?;
         while let Some(piece) = out.try_next().await.map_err(query_err)? {
             each(&piece)?;
@@ -115,11 +169,6 @@ impl Txn {
             Inner::Orm(t) => t.rollback().await,
             Inner::Pg(t) => t.into_inner().rollback().await.map_err(exec_err),
         }
-    }
-
-    /// Whether [`Txn::copy_in`] works here (PostgreSQL).
-    pub fn can_copy(&self) -> bool {
-        matches!(self.0, Inner::Pg(_))
     }
 
     /// Runs `statement` (a `COPY ... FROM STDIN`) with `data` as its input; returns the
