@@ -8,7 +8,7 @@ use std::fmt;
 use roster_shared::db::entity::run;
 use roster_shared::db::runs;
 use roster_shared::model::change::ChangeCounts;
-use roster_shared::model::envelope::{RowError, SyncMode};
+use roster_shared::model::envelope::{RowError, Severity, SyncMode};
 use roster_shared::model::ids::TenantId;
 use roster_shared::model::run::RunState;
 use serde::{Serialize, Serializer};
@@ -65,6 +65,28 @@ impl From<RowError> for ErrorLine {
     }
 }
 
+/// Where a row error or note points: `line 7, column "Manager"`.
+fn place(e: &ErrorLine) -> String {
+    let mut place = Vec::new();
+    if let Some(line) = e.line {
+        place.push(format!("line {line}"));
+    }
+    if let Some(column) = &e.column {
+        place.push(format!("column {column:?}"));
+    }
+    place.join(", ")
+}
+
+/// Row errors and notes, apart.
+fn split(rows: Vec<RowError>) -> (Vec<ErrorLine>, Vec<ErrorLine>) {
+    let (notes, errors): (Vec<RowError>, Vec<RowError>) =
+        rows.into_iter().partition(|e| e.severity == Severity::Note);
+    (
+        errors.into_iter().map(ErrorLine::from).collect(),
+        notes.into_iter().map(ErrorLine::from).collect(),
+    )
+}
+
 /// The summary of an import (or a dry run).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Summary {
@@ -88,8 +110,12 @@ pub struct Summary {
     pub unchanged: u64,
     /// Rows rejected alone.
     pub rejected: u64,
+    /// Rows skipped on purpose (Active Directory accounts without an email).
+    pub skipped: u64,
     /// The row errors (the first ones, when there are very many), or the whole-file error.
     pub errors: Vec<ErrorLine>,
+    /// Notes on rows skipped or read with something left out (the first ones).
+    pub notes: Vec<ErrorLine>,
     /// Why the run was rejected, held, failed or superseded.
     pub reason: Option<String>,
     /// The file's name.
@@ -103,7 +129,7 @@ impl Summary {
     pub fn of_run(run: &run::Model, errors: Vec<RowError>) -> Summary {
         let state = run.state;
         let counts = runs::counts(run);
-        let mut errors: Vec<ErrorLine> = errors.into_iter().map(ErrorLine::from).collect();
+        let (mut errors, notes) = split(errors);
         if state == RunState::Rejected {
             errors.insert(
                 0,
@@ -125,7 +151,9 @@ impl Summary {
             reactivated: counts.reactivated,
             unchanged: run.unchanged as u64,
             rejected: run.rejected as u64,
+            skipped: run.skipped as u64,
             errors,
+            notes,
             reason: run.reason.clone(),
             file: run.file_name.clone(),
             mode: run.mode,
@@ -140,11 +168,13 @@ impl Summary {
         mode: SyncMode,
         rows_read: u64,
         rejected: u64,
+        skipped: u64,
         counts: ChangeCounts,
         unchanged: u64,
         errors: Vec<RowError>,
         reason: Option<String>,
     ) -> Summary {
+        let (errors, notes) = split(errors);
         Summary {
             run_id: None,
             tenant: tenant.to_string(),
@@ -156,7 +186,9 @@ impl Summary {
             reactivated: counts.reactivated,
             unchanged,
             rejected,
-            errors: errors.into_iter().map(ErrorLine::from).collect(),
+            skipped,
+            errors,
+            notes,
             reason,
             file: file.to_owned(),
             mode,
@@ -176,6 +208,8 @@ impl Summary {
             reactivated: 0,
             unchanged: 0,
             rejected: 0,
+            skipped: 0,
+            notes: Vec::new(),
             errors: vec![ErrorLine {
                 line: None,
                 column: None,
@@ -221,6 +255,9 @@ impl Summary {
         ] {
             writeln!(out, "  {name:<12} {value}")?;
         }
+        if self.skipped > 0 {
+            writeln!(out, "  {:<12} {}", "skipped", self.skipped)?;
+        }
         let row_errors: Vec<&ErrorLine> = self
             .errors
             .iter()
@@ -229,14 +266,7 @@ impl Summary {
         if !row_errors.is_empty() {
             writeln!(out, "rejected rows:")?;
             for e in row_errors.iter().take(50) {
-                let mut place = Vec::new();
-                if let Some(line) = e.line {
-                    place.push(format!("line {line}"));
-                }
-                if let Some(column) = &e.column {
-                    place.push(format!("column {column:?}"));
-                }
-                writeln!(out, "  {}: {}", place.join(", "), e.message)?;
+                writeln!(out, "  {}: {}", place(e), e.message)?;
             }
             if row_errors.len() > 50 || self.rejected as usize > row_errors.len() {
                 writeln!(
@@ -244,6 +274,15 @@ impl Summary {
                     "  ... {} rows rejected in all (see `roster runs --json`)",
                     self.rejected
                 )?;
+            }
+        }
+        if !self.notes.is_empty() {
+            writeln!(out, "notes:")?;
+            for e in self.notes.iter().take(20) {
+                writeln!(out, "  {}: {}", place(e), e.message)?;
+            }
+            if self.notes.len() > 20 {
+                writeln!(out, "  ... {} notes in all", self.notes.len())?;
             }
         }
         Ok(())

@@ -212,6 +212,7 @@ async fn insert_run(
         rows_read: Set(repeat.map_or(0, |r| r.rows_read)),
         accepted: Set(repeat.map_or(0, |r| r.accepted)),
         rejected: Set(repeat.map_or(0, |r| r.rejected)),
+        skipped: Set(repeat.map_or(0, |r| r.skipped)),
         created: Set(0),
         updated: Set(0),
         deactivated: Set(0),
@@ -239,8 +240,8 @@ async fn insert_run(
             &txn,
             raw(
                 backend,
-                "INSERT INTO run_errors (tenant_id, run_id, line, \"column\", message) \
-                 SELECT tenant_id, $1, line, \"column\", message FROM run_errors \
+                "INSERT INTO run_errors (tenant_id, run_id, line, \"column\", message, severity) \
+                 SELECT tenant_id, $1, line, \"column\", message, severity FROM run_errors \
                  WHERE tenant_id = $2 AND run_id = $3",
                 vec![
                     new.id.to_string().into(),

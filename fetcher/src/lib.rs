@@ -288,6 +288,7 @@ pub async fn store_copied(
         && of.parse_config.as_deref()
             == Some(&*tenants::parse_config(
                 &tenants::mappings(&services.db, &sub.tenant).await?,
+                &tenants::organizations(&services.db, &sub.tenant).await?,
             ))
     {
         db::create_repeat_run(&services.db, &new, sub.seen.as_ref(), &of).await?;

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use roster_shared::model::envelope::RowError;
+use roster_shared::model::envelope::{RowError, Severity};
 use roster_shared::model::snapshot::{encode_line, encode_protected, line_email};
 
 use crate::ParseLimits;
@@ -69,6 +69,7 @@ pub struct Collector {
     errors: Vec<RowError>,
     rows_read: u64,
     rejected: u64,
+    skipped: u64,
     /// Encoded bytes sorted in memory at once.
     sort_memory: usize,
     /// Where runs are written (`None`: the system's temporary folder).
@@ -93,6 +94,7 @@ impl Collector {
             errors: Vec::new(),
             rows_read: 0,
             rejected: 0,
+            skipped: 0,
             sort_memory: sort_memory.max(1),
             spill_dir,
             runs: Vec::new(),
@@ -126,7 +128,18 @@ impl Collector {
         let start = self.arena.len();
         let (protected, email_len) = match outcome {
             RowOutcome::Blank => return,
+            RowOutcome::Skipped(note) => {
+                self.rows_read += 1;
+                self.skipped += 1;
+                self.errors.push(note);
+                return;
+            }
             RowOutcome::Person(p) => {
+                encode_line(&p, &mut self.arena);
+                (false, p.email.len())
+            }
+            RowOutcome::Noted(p, note) => {
+                self.errors.push(note);
                 encode_line(&p, &mut self.arena);
                 (false, p.email.len())
             }
@@ -265,6 +278,7 @@ impl Collector {
             errors: self.errors,
             rows_read: self.rows_read,
             rejected: self.rejected,
+            skipped: self.skipped,
             accepted: kept - protected,
             runs,
         })
@@ -339,6 +353,7 @@ impl<'a> Dedupe<'a> {
                              kept",
                             String::from_utf8_lossy(email)
                         ),
+                        severity: Severity::Error,
                     });
                 }
                 false
@@ -481,12 +496,14 @@ enum Sorted {
 #[derive(Debug)]
 pub struct ParsedFile {
     snapshot: Sorted,
-    /// Every row error, in file order.
+    /// Every row error, and the note of every skipped row, in file order.
     pub errors: Vec<RowError>,
     /// Data rows read (blank rows not counted).
     pub rows_read: u64,
     /// Rows rejected alone.
     pub rejected: u64,
+    /// Rows skipped on purpose, each with a note among `errors`.
+    pub skipped: u64,
     /// People in the snapshot.
     pub accepted: u64,
     /// Runs the rows were sorted in: 1 in memory, more when they were written to

@@ -1,21 +1,27 @@
 //! Delimited text with a header row: comma, semicolon or tab, quoted fields, CRLF or LF.
 
-use roster_shared::model::envelope::RowError;
+use roster_shared::model::envelope::{RowError, Severity};
 use roster_shared::model::person::Field;
 use roster_shared::stage::Progress;
 
+use crate::ad::is_type_line;
 use crate::collect::Collector;
 use crate::decode::Decoded;
 use crate::error::RejectReason;
-use crate::headers::{HeaderMap, Role};
-use crate::rows;
+use crate::headers::{HeaderMap, Role, is_ad_export};
+use crate::rows::{self, RowRules};
 use crate::rules::normalize_email;
 use crate::scan::{QuoteTrouble, Scanner};
 
-/// Picks the delimiter of a header line: whichever of `,` `;` `\t` occurs most outside
+/// Picks the delimiter of a header line (the one after PowerShell's `#TYPE` line, if
+/// the file starts with one): whichever of `,` `;` `\t` occurs most outside
 /// quotes (comma on a tie or when none occurs).
 pub fn sniff_delimiter(head: &[u8]) -> u8 {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or(head);
+    let mut lines = head.split(|&b| b == b'\n');
+    let mut line = lines.next().unwrap_or(head);
+    if is_type_line(line) {
+        line = lines.next().unwrap_or(line);
+    }
     let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0)];
     let mut quoted = false;
     for &b in line {
@@ -55,18 +61,20 @@ fn text<'a>(
     })
 }
 
-/// Reads every row into `out`; returns the email column's header. `Err` rejects the
-/// whole file, with the reason. Line numbers are the physical lines a text editor shows
-/// (see [`crate::scan`]), and a quote left open, or a file cut mid-record, refuses the
-/// file instead of swallowing or dropping the rows after it.
+/// Reads every row into `out` by `rules`; returns the email column's header. `Err`
+/// rejects the whole file, with the reason. Line numbers are the physical lines a text
+/// editor shows (see [`crate::scan`]), and a quote left open, or a file cut mid-record,
+/// refuses the file instead of swallowing or dropping the rows after it. A `#TYPE` line
+/// above the header (PowerShell's `Export-Csv`) is passed over, and a header that is an
+/// Active Directory export's is read by its rules ([`HeaderMap::roles`]).
 pub fn read(
     decoded: Decoded,
     delimiter: u8,
     headers: &HeaderMap,
+    rules: &RowRules,
     out: &mut Collector,
     progress: &dyn Progress,
 ) -> Result<Option<String>, RejectReason> {
-    let limits = *out.limits();
     // The rows go to the collector on a thread of its own: encoding each row into the
     // snapshot takes about as long as reading and checking it, and two cores are
     // there. Rows travel in order, in batches, and are moved, not copied.
@@ -90,7 +98,7 @@ pub fn read(
             tx: Some(tx),
             batch: Vec::with_capacity(HAND_OVER_ROWS),
         };
-        let read = read_rows(decoded, delimiter, headers, &limits, &mut sink, progress);
+        let read = read_rows(decoded, delimiter, headers, rules, &mut sink, progress);
         sink.close();
         let collected = collector
             .join()
@@ -155,12 +163,11 @@ fn read_rows(
     decoded: Decoded,
     delimiter: u8,
     headers: &HeaderMap,
-    limits: &crate::ParseLimits,
+    rules: &RowRules,
     sink: &mut Sink,
     progress: &dyn Progress,
 ) -> Result<Option<String>, RejectReason> {
-    let limits = *limits;
-    let (scanner, watch) = Scanner::new(decoded.reader, delimiter, limits.max_record_lines);
+    let (scanner, watch) = Scanner::new(decoded.reader, delimiter, rules.limits.max_record_lines);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(false)
@@ -204,6 +211,11 @@ fn read_rows(
     if !reader.read_byte_record(&mut record).map_err(csv_error)? {
         return Err(RejectReason::Empty);
     }
+    if record.get(0).is_some_and(is_type_line)
+        && !reader.read_byte_record(&mut record).map_err(csv_error)?
+    {
+        return Err(RejectReason::Empty);
+    }
     let header_line = line_of(record.position());
     let names: Vec<String> = record
         .iter()
@@ -212,6 +224,10 @@ fn read_rows(
         .collect::<Result<_, _>>()?;
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let roles = headers.roles(&name_refs)?;
+    let rules = RowRules {
+        ad: is_ad_export(&name_refs),
+        ..rules.clone()
+    };
     let email_index = roles
         .iter()
         .position(|r| *r == Role::Field(Field::Email))
@@ -266,6 +282,7 @@ fn read_rows(
                     roles.len(),
                     values.len()
                 ),
+                severity: Severity::Error,
             };
             let item = match values.get(email_index).map(|e| normalize_email(e)) {
                 Some(Ok(email)) => Item::Row(
@@ -287,7 +304,7 @@ fn read_rows(
                 .zip(names.iter())
                 .zip(values.iter())
                 .map(|((r, n), v)| (r, n.as_str(), *v));
-            if !sink.put(Item::Row(rows::build(cells, Some(line), &limits), line)) {
+            if !sink.put(Item::Row(rows::build(cells, Some(line), &rules), line)) {
                 return Ok(None);
             }
         }
@@ -315,5 +332,10 @@ mod tests {
         assert_eq!(sniff_delimiter(b"a\tb\tc"), b'\t');
         assert_eq!(sniff_delimiter(b"\"a;b\",c"), b',');
         assert_eq!(sniff_delimiter(b"email"), b',');
+        assert_eq!(
+            sniff_delimiter(b"#TYPE Selected.Microsoft.ActiveDirectory;x\nMail;Name;Title\n"),
+            b';',
+            "the header under a #TYPE line decides"
+        );
     }
 }

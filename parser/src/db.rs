@@ -13,8 +13,10 @@ use roster_shared::sea_orm::{ActiveValue::Set, DbErr, EntityTrait, TransactionTr
 pub struct Parsed<'a> {
     /// The result announced to the differ.
     pub body: &'a SnapshotParsed,
-    /// The rejected rows kept with the run.
+    /// The rejected rows (and the notes of skipped ones) kept with the run.
     pub errors: &'a [RowError],
+    /// Rows skipped on purpose, each with a note.
+    pub skipped: u64,
     /// Milliseconds parsing took.
     pub parse_ms: i64,
     /// What shaped the parse ([`roster_shared::db::tenants::parse_config`]).
@@ -32,6 +34,7 @@ pub async fn mark_parsed(
     let Parsed {
         body: parsed,
         errors,
+        skipped,
         parse_ms,
         parse_config,
     } = *parsed;
@@ -43,7 +46,7 @@ pub async fn mark_parsed(
             db.backend(),
             "UPDATE runs SET state = $10, snapshot_key = $1, rejects_key = $2, \
              rows_read = $3, accepted = $4, rejected = $5, parsed_at = $6, parse_ms = $7, \
-             updated_at = $6, parse_config = $12 \
+             updated_at = $6, parse_config = $12, skipped = $13 \
              WHERE id = $8 AND tenant_id = $9 AND state = $11",
             vec![
                 parsed.snapshot_key.clone().into(),
@@ -58,6 +61,7 @@ pub async fn mark_parsed(
                 RunState::Parsed.into(),
                 RunState::Fetched.into(),
                 parse_config.into(),
+                (skipped as i64).into(),
             ],
         ),
     )
@@ -82,6 +86,7 @@ pub async fn mark_parsed(
             line: Set(e.line.map(|l| l as i64)),
             column: Set(e.column.clone()),
             message: Set(e.message.clone()),
+            severity: Set(e.severity.name().to_owned()),
             ..Default::default()
         }))
         .exec(&txn)

@@ -15,6 +15,16 @@ pub enum Role {
     /// A full name: split into first and last name (unless those have columns of their
     /// own) and kept as the display name (unless that has a column of its own).
     Name,
+    /// `Disabled`: a true value makes the person inactive (the opposite of `Active`).
+    Disabled,
+    /// Active Directory's `userAccountControl` flags: ACCOUNTDISABLE (0x2) set makes the
+    /// person inactive.
+    AccountControl,
+    /// The manager: an email, or (in an Active Directory export) a distinguished name
+    /// resolved to that person's email from the same file.
+    Manager,
+    /// The row's own distinguished name (Active Directory), which managers refer to.
+    Dn,
     /// An extra attribute under this key.
     Extra(String),
     /// Not used (a column without a header).
@@ -96,6 +106,7 @@ const ALIASES: &[(Field, &[&str])] = &[
             "mobilenumber",
             "workphone",
             "businessphone",
+            "officephone",
         ],
     ),
     (
@@ -148,6 +159,100 @@ const ALIASES: &[(Field, &[&str])] = &[
     ),
 ];
 
+/// What a role feeds, for finding two columns that feed the same thing: the activity
+/// roles all feed `active`, the manager roles `manager_email`.
+fn target(role: &Role) -> Option<Role> {
+    match role {
+        Role::Disabled | Role::AccountControl => Some(Role::Field(Field::Active)),
+        Role::Manager => Some(Role::Field(Field::ManagerEmail)),
+        Role::Ignore => None,
+        other => Some(other.clone()),
+    }
+}
+
+/// Headers (normalised) that mark a file as an Active Directory export: `Get-ADUser |
+/// Export-Csv` always writes the first ones, `csvde` writes `DN`.
+const AD_MARKERS: &[&str] = &[
+    "distinguishedname",
+    "dn",
+    "samaccountname",
+    "useraccountcontrol",
+    "objectguid",
+    "userprincipalname",
+];
+
+/// Active Directory attributes that say nothing about the person and change on their
+/// own (logons, password and replication bookkeeping, PowerShell's own properties): kept
+/// as extra attributes they would make every person look changed on every sync, so an
+/// Active Directory export drops them.
+const AD_IGNORED: &[&str] = &[
+    "objectguid",
+    "sid",
+    "objectsid",
+    "objectclass",
+    "objectcategory",
+    "whencreated",
+    "whenchanged",
+    "created",
+    "modified",
+    "createtimestamp",
+    "modifytimestamp",
+    "usncreated",
+    "usnchanged",
+    "lastlogon",
+    "lastlogondate",
+    "lastlogontimestamp",
+    "lastlogoff",
+    "logoncount",
+    "badlogoncount",
+    "badpwdcount",
+    "badpasswordtime",
+    "lastbadpasswordattempt",
+    "pwdlastset",
+    "passwordlastset",
+    "passwordexpired",
+    "passwordneverexpires",
+    "passwordnotrequired",
+    "cannotchangepassword",
+    "accountexpires",
+    "accountexpirationdate",
+    "accountlockouttime",
+    "lockouttime",
+    "lockedout",
+    "dscorepropagationdata",
+    "instancetype",
+    "iscriticalsystemobject",
+    "samaccounttype",
+    "primarygroupid",
+    "primarygroup",
+    "codepage",
+    "countrycode",
+    "ntsecuritydescriptor",
+    "protectedfromaccidentaldeletion",
+    "propertynames",
+    "addedproperties",
+    "removedproperties",
+    "modifiedproperties",
+    "propertycount",
+    "memberof",
+    "sidhistory",
+    "msdsuseraccountcontrolcomputed",
+    "msdsuserpasswordexpirytimecomputed",
+    "msdssupportedencryptiontypes",
+    "certificates",
+    "usercertificate",
+    "thumbnailphoto",
+    "cn",
+    "canonicalname",
+];
+
+/// Whether a header row (as written) is that of an Active Directory export.
+pub fn is_ad_export(headers: &[&str]) -> bool {
+    headers
+        .iter()
+        .any(|h| AD_MARKERS.contains(&normalize_header(h).as_str()))
+}
+
 /// Header names accepted for `field`, as people write them (for error messages).
 pub fn spelled_aliases(field: Field) -> &'static str {
     match field {
@@ -182,8 +287,14 @@ impl HeaderMap {
         HeaderMap { tenant }
     }
 
-    /// The role of a column headed `header`.
+    /// The role of a column headed `header` in a file that is not an Active Directory
+    /// export.
     pub fn role(&self, header: &str) -> Role {
+        self.role_in(header, false)
+    }
+
+    /// The role of a column headed `header`; `ad`: in an Active Directory export.
+    pub fn role_in(&self, header: &str, ad: bool) -> Role {
         let trimmed = header.trim();
         let key = normalize_header(trimmed);
         if key.is_empty() {
@@ -194,6 +305,14 @@ impl HeaderMap {
                 Role::Extra(_) => Role::Extra(trimmed.to_owned()),
                 other => other.clone(),
             };
+        }
+        match key.as_str() {
+            "disabled" | "isdisabled" | "accountdisabled" => return Role::Disabled,
+            "manager" => return Role::Manager,
+            "useraccountcontrol" if ad => return Role::AccountControl,
+            "distinguishedname" | "dn" if ad => return Role::Dn,
+            _ if ad && AD_IGNORED.contains(&key.as_str()) => return Role::Ignore,
+            _ => {}
         }
         if let Some(field) = Field::ALL
             .iter()
@@ -214,19 +333,29 @@ impl HeaderMap {
 
     /// Roles for a whole header row, checked: there must be an email column, and no two
     /// columns may feed the same field. The error says which columns and what to do.
+    ///
+    /// An Active Directory export ([`is_ad_export`]) is read with its own rules: it
+    /// names one attribute several ways (`EmailAddress` and `mail`, `OfficePhone` and
+    /// `telephoneNumber`, `Enabled` and `userAccountControl`), so columns may feed the
+    /// same field and the first one with a value wins; its bookkeeping attributes are
+    /// dropped; `DistinguishedName` (or `csvde`'s `DN`) and `userAccountControl` are read.
     pub fn roles(&self, headers: &[&str]) -> Result<Vec<Role>, RejectReason> {
-        let roles: Vec<Role> = headers.iter().map(|h| self.role(h)).collect();
-        let mut seen: HashMap<&Role, usize> = HashMap::new();
+        let ad = is_ad_export(headers);
+        let roles: Vec<Role> = headers.iter().map(|h| self.role_in(h, ad)).collect();
+        let mut seen: HashMap<Role, usize> = HashMap::new();
         for (i, role) in roles.iter().enumerate() {
-            if matches!(role, Role::Ignore) {
+            let Some(target) = target(role) else {
+                continue;
+            };
+            if ad && !matches!(target, Role::Extra(_)) {
                 continue;
             }
-            if let Some(first) = seen.insert(role, i) {
-                let what = match role {
+            if let Some(first) = seen.insert(target.clone(), i) {
+                let what = match target {
                     Role::Field(f) => f.name().to_owned(),
                     Role::Name => "name".to_owned(),
-                    Role::Extra(k) => format!("extra attribute {k:?}"),
-                    Role::Ignore => unreachable!(),
+                    Role::Extra(_) => format!("extra attribute {:?}", headers[i].trim()),
+                    _ => format!("{role:?}"),
                 };
                 return Err(RejectReason::SameTarget {
                     first: Column {

@@ -8,7 +8,7 @@ use std::fmt;
 use std::io::{BufReader, Read};
 use std::rc::Rc;
 
-use roster_shared::model::envelope::RowError;
+use roster_shared::model::envelope::{RowError, Severity};
 use roster_shared::stage::Progress;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -17,7 +17,7 @@ use crate::collect::Collector;
 use crate::decode::Decoded;
 use crate::error::RejectReason;
 use crate::headers::{HeaderMap, Role};
-use crate::rows::{self, RowOutcome};
+use crate::rows::{self, RowOutcome, RowRules};
 
 /// Keys of a top-level object that hold the list of people.
 const LIST_KEYS: &[&str] = &[
@@ -50,6 +50,7 @@ impl<R: Read> Read for LineCounter<R> {
 
 struct Ctx<'a> {
     headers: &'a HeaderMap,
+    rules: &'a RowRules,
     roles: RefCell<HashMap<String, Role>>,
     out: RefCell<&'a mut Collector>,
     newlines: Rc<Cell<u64>>,
@@ -74,6 +75,7 @@ impl Ctx<'_> {
                 line: Some(line),
                 column: Some(path),
                 message: "expected an object".into(),
+                severity: Severity::Error,
             });
             return;
         };
@@ -90,6 +92,7 @@ impl Ctx<'_> {
                     line: Some(line),
                     column: Some(label.clone()),
                     message: format!("keys {other:?} and {key:?} mean the same field"),
+                    severity: Severity::Error,
                 });
             }
             let text = match value {
@@ -105,6 +108,7 @@ impl Ctx<'_> {
                             line: Some(line),
                             column: Some(label.clone()),
                             message: "expected text, found a list or object".into(),
+                            severity: Severity::Error,
                         });
                         continue;
                     }
@@ -112,11 +116,10 @@ impl Ctx<'_> {
             };
             cells.push((role, label, text));
         }
-        let limits = *self.out.borrow().limits();
         let outcome = rows::build(
             cells.iter().map(|(r, l, v)| (r, l.as_str(), v.as_str())),
             Some(line),
-            &limits,
+            self.rules,
         );
         let outcome = match (outcome, errors.is_empty()) {
             (
@@ -221,6 +224,7 @@ impl<'de> Visitor<'de> for Top<'_, '_> {
 pub fn read(
     decoded: Decoded,
     headers: &HeaderMap,
+    rules: &RowRules,
     out: &mut Collector,
     progress: &dyn Progress,
 ) -> Result<(), RejectReason> {
@@ -231,6 +235,7 @@ pub fn read(
     };
     let ctx = Ctx {
         headers,
+        rules,
         roles: RefCell::default(),
         out: RefCell::new(out),
         newlines,

@@ -28,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub mod ad;
 pub mod collect;
 pub mod csv_input;
 pub mod db;
@@ -108,6 +109,9 @@ pub struct ParseOptions {
     pub encoding: Option<String>,
     /// The tenant's own header mappings (header, target).
     pub mappings: Vec<(String, MappingTarget)>,
+    /// The tenant's organizations (`organizations:` in the tenants file): when there are
+    /// any, a row naming another organization is rejected alone.
+    pub organizations: Vec<String>,
     /// The install's input limits.
     pub limits: ParseLimits,
     /// Bytes of encoded rows sorted in memory at once ([`DEFAULT_SORT_MEMORY`]); a file
@@ -147,17 +151,31 @@ pub fn parse(
         options.sort_memory,
         options.spill_dir.clone(),
     );
+    let mut rules = rows::RowRules {
+        limits: options.limits,
+        ad: false,
+        managers: None,
+        organizations: (!options.organizations.is_empty())
+            .then(|| Arc::new(rows::Organizations::new(&options.organizations))),
+    };
     let email_column = match format {
         Format::Json => {
-            json_input::read(decoded, &headers, &mut out, progress).map_err(reject)?;
+            json_input::read(decoded, &headers, &rules, &mut out, progress).map_err(reject)?;
             None
         }
-        Format::Tsv => {
-            csv_input::read(decoded, b'\t', &headers, &mut out, progress).map_err(reject)?
-        }
-        Format::Csv | Format::Auto => {
-            let delimiter = csv_input::sniff_delimiter(&decoded.head);
-            csv_input::read(decoded, delimiter, &headers, &mut out, progress).map_err(reject)?
+        Format::Tsv | Format::Csv | Format::Auto => {
+            let delimiter = match format {
+                Format::Tsv => b'\t',
+                _ => csv_input::sniff_delimiter(&decoded.head),
+            };
+            // An Active Directory export naming managers by distinguished name is read
+            // twice: first for whose name is whose email.
+            let (decoded, managers) =
+                ad::managers(decoded, delimiter, &headers, options.spill_dir.as_deref())
+                    .map_err(reject)?;
+            rules.managers = managers.map(Arc::new);
+            csv_input::read(decoded, delimiter, &headers, &rules, &mut out, progress)
+                .map_err(reject)?
         }
     };
     out.finish(|_| email_column.clone()).map_err(reject)
@@ -346,11 +364,12 @@ async fn parse_and_store(
         format: body.format,
         encoding: body.encoding.clone(),
         mappings: tenants::mappings(&services.db, tenant).await?,
+        organizations: tenants::organizations(&services.db, tenant).await?,
         limits: config.limits,
         sort_memory: config.sort_memory,
         spill_dir: Some(services.blobs.scratch_dir().to_owned()),
     };
-    let parse_config = tenants::parse_config(&options.mappings);
+    let parse_config = tenants::parse_config(&options.mappings, &options.organizations);
     let file = services.blobs.open(&body.blob_key).await?;
     let snapshot_path = services.blobs.scratch_path("snapshot");
     let rejects_path = services.blobs.scratch_path("rejects");
@@ -412,6 +431,7 @@ async fn parse_and_store(
     let parsed_run = db::Parsed {
         body: &result,
         errors: &stored,
+        skipped: parsed.skipped,
         parse_ms: elapsed,
         parse_config: &parse_config,
     };
@@ -421,6 +441,7 @@ async fn parse_and_store(
         rows = parsed.rows_read,
         accepted = parsed.accepted,
         rejected = parsed.rejected,
+        skipped = parsed.skipped,
         runs = parsed.runs,
         ms = elapsed,
         "parsed"

@@ -1,10 +1,14 @@
 //! One input row (a CSV record or a JSON object) to one [`Person`], or to the errors that
 //! reject it alone.
 
-use roster_shared::model::envelope::RowError;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use roster_shared::model::envelope::{RowError, Severity};
 use roster_shared::model::person::{Field, Person};
 
 use crate::ParseLimits;
+use crate::ad::{DnMap, looks_like_dn};
 use crate::headers::Role;
 use crate::rules::{EmailError, clean, normalize_email, parse_active, split_name};
 
@@ -16,6 +20,8 @@ use crate::rules::{EmailError, clean, normalize_email, parse_active, split_name}
 pub enum RowOutcome {
     /// A usable person.
     Person(Person),
+    /// A usable person, with a note on something left out (a manager not in the file).
+    Noted(Person, RowError),
     /// Rejected alone. `email` is the row's key when it was readable, so the person can
     /// be protected from deactivation.
     Rejected {
@@ -26,6 +32,9 @@ pub enum RowOutcome {
     },
     /// Nothing in it (every value empty); skipped.
     Blank,
+    /// Skipped on purpose, with a note saying why (an Active Directory account without
+    /// an email: a service account, not a person).
+    Skipped(RowError),
 }
 
 /// Why `value` cannot be stored, if it cannot: a control character (other than tab and
@@ -50,31 +59,128 @@ fn unstorable(value: &str, limits: &ParseLimits) -> Option<String> {
         })
 }
 
+/// The tenant's list of organizations (`organizations:` in the tenants file): a row
+/// naming another one is rejected alone. Names match whatever their case and spaces,
+/// and are stored as listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Organizations {
+    by_key: HashMap<String, String>,
+    listed: Vec<String>,
+}
+
+impl Organizations {
+    /// The list `names` (empty names left out).
+    pub fn new(names: &[String]) -> Self {
+        let mut by_key = HashMap::new();
+        let mut listed = Vec::new();
+        for name in names {
+            let name = name.trim();
+            if !name.is_empty() && by_key.insert(key(name), name.to_owned()).is_none() {
+                listed.push(name.to_owned());
+            }
+        }
+        Organizations { by_key, listed }
+    }
+
+    /// The organization `value` names, as listed.
+    pub fn find(&self, value: &str) -> Option<&str> {
+        self.by_key.get(&key(value)).map(String::as_str)
+    }
+
+    /// The refusal of `value`, naming it and (some of) the list.
+    fn unknown(&self, value: &str) -> String {
+        const SHOWN: usize = 10;
+        let mut known = self
+            .listed
+            .iter()
+            .take(SHOWN)
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if self.listed.len() > SHOWN {
+            known.push_str(&format!(" and {} more", self.listed.len() - SHOWN));
+        }
+        format!(
+            "organization {:?} is not one of the tenant's organizations ({known}); fix the \
+             name or add it to `organizations:` in the tenants file",
+            value.trim()
+        )
+    }
+}
+
+/// An organization name as compared: lower case, runs of spaces as one.
+fn key(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// What rows are read by, beyond their own cells.
+#[derive(Debug, Clone, Default)]
+pub struct RowRules {
+    /// The install's input limits.
+    pub limits: ParseLimits,
+    /// The file is an Active Directory export: a row without an email is an account
+    /// that is not a person (a service account) and is skipped with a note.
+    pub ad: bool,
+    /// The people of the file by distinguished name, for managers given as one.
+    pub managers: Option<Arc<DnMap>>,
+    /// The tenant's organizations, when it lists them.
+    pub organizations: Option<Arc<Organizations>>,
+}
+
 /// Builds a person from `(role, column label, value)` triples of one row starting at
-/// `line` (when the format has lines), within `limits`.
+/// `line` (when the format has lines), by `rules`.
+///
+/// When several columns feed one field (only an Active Directory export allows that),
+/// the first with a value wins.
 pub fn build<'a>(
     cells: impl IntoIterator<Item = (&'a Role, &'a str, &'a str)>,
     line: Option<u64>,
-    limits: &ParseLimits,
+    rules: &RowRules,
 ) -> RowOutcome {
+    let limits = &rules.limits;
     let mut person = Person::new(String::new());
     let mut email: Option<(&str, &str)> = None;
     let mut name: Option<&str> = None;
+    let mut dn: Option<&str> = None;
     let mut errors = Vec::new();
+    let mut notes = Vec::new();
     let mut blank = true;
     let mut row_bytes = 0usize;
+    // Fields already given a value by an earlier column.
+    let mut filled: Vec<Field> = Vec::new();
     let mut error = |column: &str, message: String| {
         errors.push(RowError {
             line,
             column: Some(column.to_owned()),
             message,
+            severity: Severity::Error,
         });
     };
     for (role, column, value) in cells {
-        if !value.trim().is_empty() {
+        let empty = value.trim().is_empty();
+        if !empty {
             blank = false;
         }
         row_bytes += value.len();
+        let feeds = match role {
+            Role::Field(field) => Some(*field),
+            Role::Disabled | Role::AccountControl => Some(Field::Active),
+            Role::Manager => Some(Field::ManagerEmail),
+            _ => None,
+        };
+        if let Some(field) = feeds {
+            if filled.contains(&field) {
+                continue;
+            }
+            if !empty {
+                filled.push(field);
+            } else if field == Field::Email && email.is_some() {
+                continue;
+            }
+        }
         if *role != Role::Field(Field::Email)
             && let Some(why) = unstorable(value, limits)
         {
@@ -87,19 +193,55 @@ pub fn build<'a>(
                 Ok(active) => person.active = active,
                 Err(e) => error(column, e.to_string()),
             },
+            Role::Disabled if !empty => match parse_active(value) {
+                // `Disabled: true` is inactive.
+                Ok(disabled) => person.active = !disabled,
+                Err(e) => error(column, e.to_string()),
+            },
+            Role::AccountControl if !empty => match value.trim().parse::<u32>() {
+                Ok(flags) => person.active = flags & ACCOUNT_DISABLE == 0,
+                Err(_) => error(
+                    column,
+                    format!(
+                        "{:?} is not a userAccountControl value (a number, such as 512 or 514)",
+                        value.trim()
+                    ),
+                ),
+            },
             Role::Field(Field::ManagerEmail) => match normalize_email(value) {
                 Ok(m) => person.manager_email = Some(m),
                 Err(EmailError::Missing) => {}
                 Err(e) => error(column, format!("manager email: {e}")),
             },
+            Role::Manager if !empty => match manager(value, rules) {
+                Ok(Some(m)) => person.manager_email = Some(m),
+                Ok(None) => notes.push(RowError::note(
+                    line,
+                    Some(column.to_owned()),
+                    format!(
+                        "manager {:?} is not a person with an email in this file; the manager \
+                         is left empty",
+                        value.trim()
+                    ),
+                )),
+                Err(why) => error(column, why),
+            },
+            Role::Field(Field::Organization) => match (&rules.organizations, empty) {
+                (Some(list), false) => match list.find(value) {
+                    Some(listed) => person.organization = Some(listed.to_owned()),
+                    None => error(column, list.unknown(value)),
+                },
+                _ => person.set(Field::Organization, value),
+            },
             Role::Field(field) => person.set(*field, value),
             Role::Name => name = Some(value),
+            Role::Dn => dn = Some(value),
             Role::Extra(key) => {
                 if let Some(v) = clean(value) {
                     person.extra.insert(key.clone(), v);
                 }
             }
-            Role::Ignore => {}
+            Role::Disabled | Role::AccountControl | Role::Manager | Role::Ignore => {}
         }
     }
     if blank {
@@ -118,6 +260,23 @@ pub fn build<'a>(
     let key = match email {
         Some((column, value)) => match normalize_email(value) {
             Ok(e) => Some(e),
+            Err(EmailError::Missing) if rules.ad => {
+                let who = [name, person.display_name.as_deref(), dn]
+                    .into_iter()
+                    .flatten()
+                    .map(str::trim)
+                    .find(|n| !n.is_empty())
+                    .map(|n| format!(" ({n:?})"))
+                    .unwrap_or_default();
+                return RowOutcome::Skipped(RowError::note(
+                    line,
+                    Some(column.to_owned()),
+                    format!(
+                        "skipped: an account without an email{who}, such as a service \
+                         account, is not a person"
+                    ),
+                ));
+            }
             Err(e) => {
                 error(column, e.to_string());
                 None
@@ -128,6 +287,7 @@ pub fn build<'a>(
                 line,
                 column: None,
                 message: EmailError::Missing.to_string(),
+                severity: Severity::Error,
             });
             None
         }
@@ -141,15 +301,41 @@ pub fn build<'a>(
                 row_bytes.div_ceil(1024),
                 limits.max_row_bytes / 1024
             ),
+            severity: Severity::Error,
         });
     }
     match key {
         Some(email) if errors.is_empty() => {
             person.email = email;
-            RowOutcome::Person(person)
+            match notes.pop() {
+                Some(note) => RowOutcome::Noted(person, note),
+                None => RowOutcome::Person(person),
+            }
         }
         email => RowOutcome::Rejected { email, errors },
     }
+}
+
+/// `userAccountControl`'s ACCOUNTDISABLE flag.
+const ACCOUNT_DISABLE: u32 = 0x2;
+
+/// The manager's email from a `Manager` cell: an email, or a distinguished name found in
+/// the file (`Ok(None)` when it is not there). `Err` says what else the cell should be.
+fn manager(value: &str, rules: &RowRules) -> Result<Option<String>, String> {
+    if looks_like_dn(value) {
+        return Ok(rules
+            .managers
+            .as_deref()
+            .and_then(|m| m.email(value))
+            .map(str::to_owned));
+    }
+    normalize_email(value).map(Some).map_err(|e| {
+        format!(
+            "manager {:?}: {e}; give the manager's email (or, in an Active Directory export, \
+             their distinguished name)",
+            value.trim()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -164,7 +350,7 @@ mod tests {
         build(
             labelled.iter().map(|(r, c, v)| (r, c.as_str(), v.as_str())),
             Some(7),
-            &ParseLimits::default(),
+            &RowRules::default(),
         )
     }
 

@@ -3,7 +3,7 @@
 use std::io::Cursor;
 
 use roster_parser::{ParseLimits, ParseOptions, ParsedFile, Rejection, parse};
-use roster_shared::model::envelope::Format;
+use roster_shared::model::envelope::{Format, Severity};
 use roster_shared::model::person::{Field, MappingTarget, Person};
 use roster_shared::model::snapshot::{SnapshotEntry, SnapshotReader};
 use roster_shared::stage::NoProgress;
@@ -15,6 +15,7 @@ fn run(bytes: &[u8], format: Format) -> Result<ParsedFile, Rejection> {
 fn run_limited(bytes: &[u8], format: Format, limits: ParseLimits) -> Result<ParsedFile, Rejection> {
     let options = ParseOptions {
         file_name: "people.csv".into(),
+        organizations: Vec::new(),
         format,
         encoding: None,
         mappings: vec![],
@@ -215,6 +216,7 @@ fn utf16_with_bom_is_decoded() {
 fn declared_encoding_is_used_for_bomless_files() {
     let options = ParseOptions {
         file_name: "latin.csv".into(),
+        organizations: Vec::new(),
         format: Format::Csv,
         encoding: Some("windows-1252".into()),
         mappings: vec![],
@@ -264,6 +266,7 @@ fn a_file_without_an_email_column_is_rejected_whole() {
 fn tenant_mappings_rescue_unknown_headers() {
     let options = ParseOptions {
         file_name: "fr.csv".into(),
+        organizations: Vec::new(),
         format: Format::Auto,
         encoding: None,
         mappings: vec![("courriel".into(), MappingTarget::Field(Field::Email))],
@@ -601,6 +604,7 @@ fn parse_sorting_in(
 ) -> Result<ParsedFile, Rejection> {
     let options = ParseOptions {
         file_name: "people.csv".into(),
+        organizations: Vec::new(),
         format: Format::Auto,
         encoding: None,
         mappings: vec![],
@@ -733,4 +737,267 @@ fn a_scratch_folder_that_cannot_take_a_run_refuses_the_parse_as_scratch_trouble(
         "{err}"
     );
     assert!(err.to_string().contains("scratch folder"), "{err}");
+}
+
+/// A fixture of the repository's `tests/fixtures`.
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The same text as UTF-8, UTF-8 with a byte-order mark and UTF-16LE with one.
+fn encodings(text: &str) -> [(&'static str, Vec<u8>); 3] {
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend_from_slice(text.as_bytes());
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    [
+        ("utf-8", text.as_bytes().to_vec()),
+        ("utf-8 with BOM", bom),
+        ("utf-16le", utf16),
+    ]
+}
+
+/// The fixture's text, whatever its encoding (UTF-8 with or without BOM, UTF-16LE).
+fn fixture_text(name: &str) -> String {
+    let bytes = fixture(name);
+    match bytes.as_slice() {
+        [0xFF, 0xFE, rest @ ..] => String::from_utf16(
+            &rest
+                .chunks(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap(),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => String::from_utf8(rest.to_vec()).unwrap(),
+        other => String::from_utf8(other.to_vec()).unwrap(),
+    }
+}
+
+fn by_email<'a>(people: &'a [Person], email: &str) -> &'a Person {
+    people
+        .iter()
+        .find(|p| p.email == email)
+        .unwrap_or_else(|| panic!("{email} not among {people:?}"))
+}
+
+/// `Get-ADUser | Export-Csv` as Windows PowerShell writes it: a `#TYPE` line, every value
+/// quoted, CRLF, one attribute under two names, bookkeeping columns, managers as
+/// distinguished names, a service account without an email, a disabled account.
+#[test]
+fn a_powershell_active_directory_export_reads_in_every_encoding() {
+    let text = fixture_text("ad-get-aduser.csv");
+    assert!(
+        text.starts_with("#TYPE "),
+        "the fixture keeps its #TYPE line"
+    );
+    for (encoding, bytes) in encodings(&text) {
+        let parsed = run(&bytes, Format::Auto).unwrap_or_else(|e| panic!("{encoding}: {e}"));
+        assert_eq!(
+            (
+                parsed.rows_read,
+                parsed.accepted,
+                parsed.rejected,
+                parsed.skipped
+            ),
+            (5, 4, 0, 1),
+            "{encoding}: {:?}",
+            parsed.errors
+        );
+        let people: Vec<Person> = entries(&parsed)
+            .iter()
+            .map(|e| e.person().unwrap())
+            .collect();
+        let amit = by_email(&people, "ak@veris.in");
+        assert_eq!(amit.first_name.as_deref(), Some("Amit"), "{encoding}");
+        assert_eq!(amit.last_name.as_deref(), Some("Kumar"));
+        assert_eq!(amit.job_title.as_deref(), Some("Software Engineer"));
+        assert_eq!(amit.group.as_deref(), Some("HQ"));
+        assert_eq!(amit.phone.as_deref(), Some("+91 22 4000 1001"));
+        assert_eq!(amit.employee_id.as_deref(), Some("E1001"));
+        assert_eq!(
+            amit.manager_email.as_deref(),
+            Some("neha.sharma@veris.in"),
+            "{encoding}: the manager's name resolves to her email from the same file"
+        );
+        assert!(amit.active);
+        for noise in ["whenChanged", "lastLogonTimestamp", "ObjectGUID", "SID"] {
+            assert!(
+                !amit.extra.contains_key(noise),
+                "{noise} would change on every sync"
+            );
+        }
+        assert_eq!(amit.extra["SamAccountName"], "akumar");
+        let neha = by_email(&people, "neha.sharma@veris.in");
+        assert_eq!(
+            neha.phone.as_deref(),
+            Some("+91 22 4000 1002"),
+            "an empty OfficePhone falls back to telephoneNumber"
+        );
+        assert_eq!(neha.manager_email, None);
+        let rahul = by_email(&people, "rahul.muller@veris.in");
+        assert!(!rahul.active, "Enabled False is inactive");
+        assert_eq!(rahul.last_name.as_deref(), Some("Müller"));
+        assert_eq!(
+            rahul.manager_email.as_deref(),
+            Some("ak@veris.in"),
+            "a name written in other case and spacing is the same name"
+        );
+        let priya = by_email(&people, "priya.iyer@veris.in");
+        assert_eq!(priya.manager_email, None, "a manager outside the file");
+        let notes: Vec<_> = parsed
+            .errors
+            .iter()
+            .map(|e| (e.line, e.column.as_deref(), e.severity, e.message.as_str()))
+            .collect();
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert_eq!(notes[0].0, Some(6), "the service account's physical line");
+        assert_eq!(notes[0].2, Severity::Note);
+        assert!(
+            notes[0].3.starts_with("skipped") && notes[0].3.contains("svc-backup"),
+            "{notes:?}"
+        );
+        assert_eq!(
+            (notes[1].0, notes[1].1, notes[1].2),
+            (Some(7), Some("Manager"), Severity::Note)
+        );
+        assert!(notes[1].3.contains("Rao"), "{notes:?}");
+    }
+}
+
+/// `csvde -u` output: UTF-16LE, `DN`, `userAccountControl` flags, escaped commas in names.
+#[test]
+fn a_csvde_export_reads_account_control_and_managers() {
+    let parsed = run(&fixture("ad-csvde.csv"), Format::Auto).unwrap();
+    assert_eq!(
+        (parsed.accepted, parsed.rejected, parsed.skipped),
+        (3, 0, 1),
+        "{:?}",
+        parsed.errors
+    );
+    let people: Vec<Person> = entries(&parsed)
+        .iter()
+        .map(|e| e.person().unwrap())
+        .collect();
+    let amit = by_email(&people, "ak@veris.in");
+    assert!(amit.active, "512: a normal account");
+    assert_eq!(amit.display_name.as_deref(), Some("Amit Kumar"));
+    assert_eq!(amit.manager_email.as_deref(), Some("neha.sharma@veris.in"));
+    assert!(by_email(&people, "neha.sharma@veris.in").active, "66048");
+    let rahul = by_email(&people, "rahul.muller@veris.in");
+    assert!(!rahul.active, "66050 has ACCOUNTDISABLE (0x2) set");
+    assert_eq!(
+        rahul.manager_email.as_deref(),
+        Some("ak@veris.in"),
+        r"a hex-escaped comma (\2C) is the same name"
+    );
+    assert!(parsed.errors[0].message.contains("svc-backup"));
+}
+
+#[test]
+fn account_control_values_that_are_not_numbers_fail_the_row() {
+    let file =
+        "DN,mail,userAccountControl\n\"CN=a,DC=x\",a@x.com,disabled\n\"CN=b,DC=x\",b@x.com,514\n";
+    let parsed = run(file.as_bytes(), Format::Auto).unwrap();
+    assert_eq!((parsed.accepted, parsed.rejected), (1, 1));
+    assert_eq!(parsed.errors[0].line, Some(2));
+    assert_eq!(
+        parsed.errors[0].column.as_deref(),
+        Some("userAccountControl")
+    );
+    assert!(parsed.errors[0].message.contains("\"disabled\""));
+    let b = entries(&parsed)[0].person().unwrap();
+    assert!(!b.active, "514 is a disabled account");
+}
+
+/// Outside an Active Directory export, two columns for one field are still refused, and
+/// a row without an email is still an error.
+#[test]
+fn the_active_directory_rules_stay_in_active_directory_exports() {
+    assert!(rejection(b"Email,mail\na@x.com,a@x.com\n").contains("columns 1 (\"Email\") and 2"));
+    let parsed = run(b"Email,Name,Office\n,No Mail,HQ\n", Format::Auto).unwrap();
+    assert_eq!((parsed.rejected, parsed.skipped), (1, 0));
+    assert_eq!(parsed.errors[0].severity, Severity::Error);
+    let p = people(b"Email,whenChanged\na@x.com,1\n");
+    assert_eq!(p[0].extra["whenChanged"], "1", "kept outside AD exports");
+}
+
+/// A People import file (the second seed's columns with `Disabled`, `Employee Number`
+/// and `Manager`).
+#[test]
+fn a_people_file_reads_disabled_employee_number_and_manager() {
+    let parsed = run(&fixture("people-import.csv"), Format::Auto).unwrap();
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let people: Vec<Person> = entries(&parsed)
+        .iter()
+        .map(|e| e.person().unwrap())
+        .collect();
+    let pierre = by_email(&people, "pierre.lefevre@widget.com");
+    assert!(pierre.active, "Disabled false");
+    assert_eq!(pierre.employee_id.as_deref(), Some("W101"));
+    assert_eq!(
+        pierre.manager_email.as_deref(),
+        Some("frank.williams@widget.com")
+    );
+    assert!(
+        !by_email(&people, "old.timer@widget.com").active,
+        "Disabled 1"
+    );
+    let bad = run(b"Email,Manager\na@x.com,Frank Williams\n", Format::Auto).unwrap();
+    assert_eq!(bad.rejected, 1);
+    assert_eq!(bad.errors[0].column.as_deref(), Some("Manager"));
+    assert!(
+        bad.errors[0].message.contains("manager's email"),
+        "{:?}",
+        bad.errors
+    );
+    assert!(
+        rejection(b"Email,Status,Disabled\na@x.com,active,0\n").contains("\"Disabled\""),
+        "two columns for activity are refused outside AD exports"
+    );
+}
+
+fn run_with_organizations(bytes: &[u8], organizations: &[&str]) -> ParsedFile {
+    let options = ParseOptions {
+        file_name: "people.csv".into(),
+        organizations: organizations.iter().map(ToString::to_string).collect(),
+        format: Format::Auto,
+        encoding: None,
+        mappings: vec![],
+        limits: ParseLimits::default(),
+        sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
+        spill_dir: None,
+    };
+    parse(Box::new(Cursor::new(bytes.to_vec())), &options, &NoProgress).unwrap()
+}
+
+#[test]
+fn a_row_naming_an_organization_the_tenant_does_not_list_fails_alone() {
+    let parsed = run_with_organizations(
+        &fixture("people-import.csv"),
+        &["Widget USA", "Widget France"],
+    );
+    assert_eq!((parsed.accepted, parsed.rejected), (3, 1));
+    let e = &parsed.errors[0];
+    assert_eq!(e.line, Some(4));
+    assert_eq!(e.column.as_deref(), Some("Organization"));
+    assert!(
+        e.message.contains("\"Widget Germany\"") && e.message.contains("\"Widget USA\""),
+        "{}",
+        e.message
+    );
+    let pierre = entries(&parsed)
+        .iter()
+        .map(|e| e.person().unwrap())
+        .find(|p| p.email == "pierre.lefevre@widget.com")
+        .unwrap();
+    assert_eq!(
+        pierre.organization.as_deref(),
+        Some("Widget France"),
+        "matched whatever the case and spaces, stored as listed"
+    );
+    let unlisted = run_with_organizations(&fixture("people-import.csv"), &[]);
+    assert_eq!(unlisted.rejected, 0, "no list, no check");
 }

@@ -43,6 +43,7 @@ pub fn run_json(r: &run::Model) -> serde_json::Value {
         "rows_read": r.rows_read,
         "accepted": r.accepted,
         "rejected": r.rejected,
+        "skipped": r.skipped,
         "created": r.created,
         "updated": r.updated,
         "deactivated": r.deactivated,

@@ -375,6 +375,94 @@ pub fn web_service_json_and_seed_tsv(i: &Install) {
     assert_eq!(rows[0]["time_zone"], "Central Time (US & Canada)");
 }
 
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Both kinds of Active Directory export (`Get-ADUser | Export-Csv` in UTF-8 with BOM and
+/// a `#TYPE` line; `csvde -u` in UTF-16LE): managers given by distinguished name land as
+/// emails, disabled accounts as inactive people, service accounts are skipped with a
+/// note, and the second export of the same people changes only what differs.
+pub fn active_directory_exports(i: &Install) {
+    let t = tenant("ad");
+    let s = i.import_ok(&t, &fixture("ad-get-aduser.csv"), &[]);
+    assert_eq!(counts(&s), [4, 0, 0, 0, 0], "{s:#}");
+    assert_eq!((s["rejected"].as_u64(), s["skipped"].as_u64()), (Some(0), Some(1)));
+    let notes = s["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 2, "{s:#}");
+    assert_eq!(notes[0]["line"], 6);
+    assert!(notes[0]["message"].as_str().unwrap().contains("svc-backup"));
+    assert_eq!(notes[1]["column"], "Manager");
+    let rows = i.directory(&t, true);
+    let row = |email: &str| {
+        rows.iter()
+            .find(|r| r["email"] == email)
+            .unwrap_or_else(|| panic!("{email} missing"))
+            .clone()
+    };
+    assert_eq!(row("ak@veris.in")["manager_email"], "neha.sharma@veris.in");
+    assert_eq!(row("rahul.muller@veris.in")["manager_email"], "ak@veris.in");
+    assert_eq!(row("rahul.muller@veris.in")["active"], "false");
+    // (The export guards a leading `+` against spreadsheet formulas.)
+    assert_eq!(row("neha.sharma@veris.in")["phone"], "'+91 22 4000 1002");
+    assert_eq!(row("priya.iyer@veris.in")["manager_email"], "");
+    let runs = i.roster(&["runs", "--tenant", &t, "--json"]).json();
+    assert_eq!(runs[0]["skipped"], 1);
+    // csvde's export of the same directory: Priya is not in it (a full sync deactivates
+    // her), Amit's display name is now his displayName.
+    let s = i.import_ok(&t, &fixture("ad-csvde.csv"), &[]);
+    assert_eq!(s["skipped"], 1, "{s:#}");
+    assert_eq!(s["deactivated"], 1, "{s:#}");
+    let rows = i.directory(&t, true);
+    let amit = rows.iter().find(|r| r["email"] == "ak@veris.in").unwrap();
+    assert_eq!(amit["display_name"], "Amit Kumar");
+    assert_eq!(amit["manager_email"], "neha.sharma@veris.in");
+    let rahul = rows
+        .iter()
+        .find(|r| r["email"] == "rahul.muller@veris.in")
+        .unwrap();
+    assert_eq!(rahul["active"], "false", "userAccountControl 66050");
+}
+
+/// A tenant that lists its organizations: a row naming another fails alone, with its line
+/// and the name, and the rest applies; names match whatever their case.
+pub fn a_row_with_an_unlisted_organization_fails_alone(i: &Install) {
+    let t = tenant("widget");
+    let file = i.file(
+        "tenants.yaml",
+        format!("tenants:\n  {t}:\n    organizations: [Widget USA, Widget France]\n"),
+    );
+    let ran = i.roster(&["tenants", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let (code, s) = i.import(&t, &fixture("people-import.csv"), &[]);
+    assert_eq!(code, 0, "{s:#}");
+    assert_eq!(s["created"], 3, "{s:#}");
+    assert_eq!(s["rejected"], 1);
+    assert_eq!(s["errors"][0]["line"], 4);
+    assert_eq!(s["errors"][0]["column"], "Organization");
+    assert!(
+        s["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"Widget Germany\"")
+    );
+    let rows = i.directory(&t, true);
+    let pierre = rows
+        .iter()
+        .find(|r| r["email"] == "pierre.lefevre@widget.com")
+        .unwrap();
+    assert_eq!(pierre["organization"], "Widget France");
+    assert_eq!(pierre["manager_email"], "frank.williams@widget.com");
+    let old = rows
+        .iter()
+        .find(|r| r["email"] == "old.timer@widget.com")
+        .unwrap();
+    assert_eq!(old["active"], "false", "Disabled 1");
+    assert!(!rows.iter().any(|r| r["email"] == "hans.meier@widget.com"));
+}
+
 pub fn bad_arguments_exit_1(i: &Install) {
     let ran = i.roster(&["import", "--tenant", "../etc", "x.csv"]);
     assert_ne!(ran.code, 0);
@@ -605,5 +693,7 @@ backends!(
         a_replayed_full_run_overtaken_by_a_later_one_says_superseded,
         a_file_over_the_size_limit_is_refused_when_fetched,
         rows_with_control_characters_fail_alone,
+        active_directory_exports,
+        a_row_with_an_unlisted_organization_fails_alone,
     ]
 );

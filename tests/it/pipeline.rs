@@ -730,6 +730,7 @@ async fn mark_parsed_by_hand(db: &roster_shared::db::Db, tenant: &TenantId, id: 
     let recorded = roster_parser::db::Parsed {
         body: &parsed,
         errors: &[],
+        skipped: 0,
         parse_ms: 0,
         parse_config: "test",
     };
@@ -1064,6 +1065,7 @@ async fn a_first_import_creates_people_from_the_snapshot_by_reference() {
         Box::new(std::io::Cursor::new(csv.as_bytes().to_vec())),
         &roster_parser::ParseOptions {
             file_name: "people.csv".into(),
+            organizations: Vec::new(),
             format: Format::Csv,
             encoding: None,
             mappings: vec![],
@@ -1099,6 +1101,7 @@ async fn a_first_import_creates_people_from_the_snapshot_by_reference() {
     let recorded = roster_parser::db::Parsed {
         body: &body,
         errors: &[],
+        skipped: 0,
         parse_ms: 0,
         parse_config: "test",
     };

@@ -39,6 +39,11 @@ pub struct TenantSpec {
     /// Its login to our SFTP server (`roster push-server`), if it pushes files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<PushSpec>,
+    /// Its organizations, if it lists them: a row naming any other organization is then
+    /// rejected alone, with its line and the unknown name (names match whatever their
+    /// case, and are stored as written here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organizations: Option<Vec<String>>,
 }
 
 /// A tenant's login to our SFTP server. The login name is the tenant id.
@@ -127,6 +132,13 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<TenantsFile, Invalid
         }
         if let Some(push) = &tenant.push {
             problems.extend(check_push(id, push, &format!("{at}.push")));
+        }
+        for (i, name) in tenant.organizations.iter().flatten().enumerate() {
+            if name.trim().is_empty() {
+                problems.push(format!(
+                    "{at}.organizations[{i}]: an organization name cannot be empty"
+                ));
+            }
         }
     }
     if problems.is_empty() {
@@ -329,6 +341,12 @@ pub async fn apply(db: &Db, file: &TenantsFile) -> Result<ApplySummary, DbErr> {
             })
             .collect();
         let applied = db::declare(&txn, &tenant_id, &declared).await?;
+        roster_shared::db::tenants::set_organizations(
+            &txn,
+            &tenant_id,
+            tenant.organizations.as_deref(),
+        )
+        .await?;
         summary.tenants += 1;
         summary.sources_upserted += applied.upserted;
         summary.sources_disabled += applied.disabled;
@@ -345,6 +363,7 @@ pub async fn apply(db: &Db, file: &TenantsFile) -> Result<ApplySummary, DbErr> {
             continue;
         };
         summary.sources_disabled += db::disable_all(&txn, &tenant_id).await?;
+        roster_shared::db::tenants::set_organizations(&txn, &tenant_id, None).await?;
         if db::declare_push(&txn, &tenant_id, None).await? {
             summary.push_changed += 1;
         }

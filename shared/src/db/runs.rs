@@ -12,7 +12,7 @@ use sea_orm::{
 use super::entity::{run, run_error};
 use super::{Db, exec, raw, tv};
 use crate::model::change::ChangeCounts;
-use crate::model::envelope::{FileFetched, RowError, SnapshotParsed};
+use crate::model::envelope::{FileFetched, RowError, Severity, SnapshotParsed};
 use crate::model::ids::{RunId, TenantId};
 pub use crate::model::run::RunState;
 use crate::transport::Stage;
@@ -200,6 +200,7 @@ pub async fn errors(
             line: r.line.map(|l| l as u64),
             column: r.column,
             message: r.message,
+            severity: Severity::from_name(&r.severity),
         })
         .collect())
 }

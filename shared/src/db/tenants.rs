@@ -28,6 +28,7 @@ pub async fn ensure<C: ConnectionTrait>(conn: &C, tenant: &TenantId) -> Result<(
         id: Set(tenant.to_string()),
         next_run_seq: Set(1),
         created_at: Set(chrono::Utc::now()),
+        organizations: Set(None),
     })
     .on_conflict(
         OnConflict::column(tenant::Column::Id)
@@ -39,15 +40,27 @@ pub async fn ensure<C: ConnectionTrait>(conn: &C, tenant: &TenantId) -> Result<(
     Ok(())
 }
 
+/// The revision of the parser's rules (aliases, Active Directory handling, ...) within
+/// one version: bumped when a change reads some file differently, so a file delivered
+/// again is parsed again rather than taken as unchanged.
+const PARSE_RULES: &str = "rules 2";
+
 /// The fingerprint of what decides how a file of the tenant is read: its column
-/// `mappings` (as [`mappings`] returns them) and this build's parsing rules (its version).
+/// `mappings` (as [`mappings`] returns them), its `organizations` (as [`organizations`]
+/// returns them) and this build's parsing rules (its version and [`PARSE_RULES`]).
 /// Two runs with the same raw content and the same fingerprint give the same people; the
 /// parser records it on each run (`runs.parse_config`) and the fetcher compares it before
 /// skipping a re-delivered file.
-pub fn parse_config(mappings: &[(String, MappingTarget)]) -> String {
+pub fn parse_config(mappings: &[(String, MappingTarget)], organizations: &[String]) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update(concat!("roster ", env!("CARGO_PKG_VERSION"), "\n"));
+    hash.update(PARSE_RULES);
+    hash.update((organizations.len() as u64).to_le_bytes());
+    for name in organizations {
+        hash.update((name.len() as u64).to_le_bytes());
+        hash.update(name.as_bytes());
+    }
     for (header, target) in mappings {
         // Lengths first: no two different lists give the same bytes.
         for part in [header.as_str(), target.name()] {
@@ -56,6 +69,41 @@ pub fn parse_config(mappings: &[(String, MappingTarget)]) -> String {
         }
     }
     hex::encode(&hash.finalize()[..16])
+}
+
+/// The tenant's organizations (`organizations:` in the tenants file), in the file's
+/// order; empty when it lists none.
+pub async fn organizations(db: &Db, tenant: &TenantId) -> Result<Vec<String>, DbErr> {
+    let Some(row) = tenant::Entity::find_by_id(tenant.as_str())
+        .one(db.conn())
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    match row.organizations {
+        None => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| DbErr::Type(format!("column tenants.organizations: {e}"))),
+    }
+}
+
+/// Sets the tenant's organizations through `conn` (`None`: it lists none). The tenant
+/// must exist ([`ensure`]).
+pub async fn set_organizations<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    organizations: Option<&[String]>,
+) -> Result<(), DbErr> {
+    let json = organizations.map(|o| serde_json::to_string(o).expect("strings serialise"));
+    tenant::Entity::update_many()
+        .col_expr(
+            tenant::Column::Organizations,
+            sea_orm::sea_query::Expr::value(json),
+        )
+        .filter(tenant::Column::Id.eq(tenant.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// The tenant's own header mappings: (normalised header, target), sorted by header. A

@@ -228,7 +228,42 @@ pub struct SnapshotSlice {
     pub end: u64,
 }
 
-/// One error attached to one input row.
+/// What a message about one input row means for that row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The row was rejected: nothing in it was applied.
+    #[default]
+    Error,
+    /// The row was skipped on purpose and nothing is wrong with it (an Active Directory
+    /// service account without an email, say).
+    Note,
+}
+
+impl Severity {
+    /// The severity's name: `error` or `note` (as stored in `run_errors.severity`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Note => "note",
+        }
+    }
+
+    /// The severity named `name` ([`Severity::name`]); anything else is an error.
+    pub fn from_name(name: &str) -> Severity {
+        match name {
+            "note" => Severity::Note,
+            _ => Severity::Error,
+        }
+    }
+
+    /// Whether this is [`Severity::Error`].
+    pub fn is_error(&self) -> bool {
+        *self == Severity::Error
+    }
+}
+
+/// One error (or note) attached to one input row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowError {
     /// Line in the file where the row starts (1 is the first line), when the format
@@ -238,6 +273,29 @@ pub struct RowError {
     pub column: Option<String>,
     /// What is wrong, in words for the person who fixes the file.
     pub message: String,
+    /// Whether the row was rejected (an error, the default) or skipped on purpose.
+    #[serde(default, skip_serializing_if = "Severity::is_error")]
+    pub severity: Severity,
+}
+
+impl RowError {
+    /// An error rejecting the row that starts at `line`, at `column`.
+    pub fn new(line: Option<u64>, column: Option<String>, message: impl Into<String>) -> Self {
+        RowError {
+            line,
+            column,
+            message: message.into(),
+            severity: Severity::Error,
+        }
+    }
+
+    /// A note on a row skipped on purpose.
+    pub fn note(line: Option<u64>, column: Option<String>, message: impl Into<String>) -> Self {
+        RowError {
+            severity: Severity::Note,
+            ..RowError::new(line, column, message)
+        }
+    }
 }
 
 /// One event on the `roster.events` exchange: something changed for a person.

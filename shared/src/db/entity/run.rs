@@ -46,6 +46,9 @@ pub struct Model {
     pub accepted: i64,
     /// Rows rejected alone.
     pub rejected: i64,
+    /// Rows skipped on purpose, each with a note (Active Directory accounts without an
+    /// email).
+    pub skipped: i64,
     /// People created.
     pub created: i64,
     /// People updated.

@@ -1,4 +1,4 @@
-//! `run_errors`: the rows a run rejected, with where and why.
+//! `run_errors`: the rows a run rejected or skipped, with where and why.
 
 use sea_orm::entity::prelude::*;
 
@@ -19,6 +19,9 @@ pub struct Model {
     pub column: Option<String>,
     /// What is wrong.
     pub message: String,
+    /// `error` (the row was rejected) or `note` (skipped on purpose):
+    /// [`crate::model::envelope::Severity::name`].
+    pub severity: String,
 }
 
 /// No relations are navigated through the ORM.

@@ -13,6 +13,9 @@ pub struct Model {
     pub next_run_seq: i64,
     /// When the tenant was first seen.
     pub created_at: DateTimeUtc,
+    /// Its organizations as a JSON list of names (`organizations:` in the tenants file),
+    /// or `NULL` when it lists none.
+    pub organizations: Option<String>,
 }
 
 /// No relations are navigated through the ORM.

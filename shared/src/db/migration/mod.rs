@@ -11,6 +11,7 @@ mod m20261129_000005_plan_message;
 mod m20261129_000006_sources;
 mod m20261129_000007_parse_config;
 mod m20261129_000008_outbox_lz4;
+mod m20261130_000009_people_files;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000006_sources::Migration),
             Box::new(m20261129_000007_parse_config::Migration),
             Box::new(m20261129_000008_outbox_lz4::Migration),
+            Box::new(m20261130_000009_people_files::Migration),
         ]
     }
 }
