@@ -25,7 +25,7 @@ use roster_shared::db::{Db, runs};
 use roster_shared::error::StageError;
 use roster_shared::model::change::{Change, ChangeKind, FieldChange, RowState};
 use roster_shared::model::envelope::{
-    ChangesReady, Envelope, SnapshotParsed, SnapshotSlice, SyncMode,
+    ChangesReady, Covered, Envelope, SnapshotParsed, SnapshotSlice, SyncMode,
 };
 use roster_shared::model::ids::{MessageId, RunId, TenantId};
 use roster_shared::model::run::RunState;
@@ -43,7 +43,7 @@ pub mod plan;
 
 pub use brake::{Brake, BrakeSettings};
 pub use db::IndexEntry;
-pub use plan::{PlanSummary, Step};
+pub use plan::{Fills, PlanSummary, Step};
 
 /// Settings of the differ stage.
 #[derive(Debug, Clone, Copy)]
@@ -154,25 +154,20 @@ pub async fn handle(
     };
     let index = Arc::new(db::load_index(db, tenant, run_id).await?);
     let index_ms = started.elapsed().as_millis() as u64;
-    let file = services.blobs.open(&env.body.snapshot_key).await?;
     // A first import (nobody stored) is counted and cut into batches of creations by
     // reference in one pass; any other run is counted here and planned again below.
-    let (summary, slices) = {
-        let index = index.clone();
-        tokio::task::spawn_blocking(move || {
-            if index.is_empty() {
-                let (summary, ranges) = cut_first_import(file)?;
-                Ok::<_, StageError>((summary, Some(ranges)))
-            } else {
-                let reader = &mut SnapshotReader::new(file);
-                Ok((
-                    plan::summarize(&index, reader, mode).map_err(corrupt)?,
-                    None,
-                ))
-            }
-        })
-        .await
-        .map_err(join_failed)??
+    let (summary, slices, fills) = if index.is_empty() {
+        let file = services.blobs.open(&env.body.snapshot_key).await?;
+        let (summary, ranges) = tokio::task::spawn_blocking(move || cut_first_import(file))
+            .await
+            .map_err(join_failed)??;
+        (summary, Some(ranges), Arc::default())
+    } else {
+        let key = &env.body.snapshot_key;
+        let open = || async { Ok(services.blobs.open(key).await?) };
+        let (summary, fills) =
+            summarize_filled(db, tenant, &index, open, mode, env.body.covered.as_ref()).await?;
+        (summary, None, fills)
     };
     if !run.approved {
         // Every mode: a delta marking everyone inactive deactivates as surely as a full
@@ -206,7 +201,7 @@ pub async fn handle(
             Some(ranges) => Batches::slices(ranges, index),
             None => {
                 let file = services.blobs.open(&env.body.snapshot_key).await?;
-                Batches::start(index, file, mode)
+                Batches::start(index, file, mode, fills)
             }
         };
         let published = publish_batches(services, &env, generation, batches, source).await?;
@@ -229,6 +224,69 @@ pub async fn handle(
         "planned"
     );
     Ok(())
+}
+
+/// Stored people whose file leaves fields out are read this many at a time.
+const FILL_CHUNK: usize = 1000;
+
+/// The summary of a plan of the snapshot `open` gives against `index`, with the entries
+/// completed from the stored people where the file's columns (`covered`) leave fields
+/// out ([`plan::Fills`]; `None`: the file's record is the whole record).
+///
+/// One pass when nothing needed completing (the usual case: what the file leaves out is
+/// blank in the directory too, or nobody changed), otherwise the stored records of the
+/// people the file would modify are read ([`FILL_CHUNK`] at a time), completed, and the
+/// plan counted again with them. Memory: the entries of the people it would modify.
+async fn summarize_filled<F, Fut>(
+    db: &Db,
+    tenant: &TenantId,
+    index: &Arc<Vec<IndexEntry>>,
+    open: F,
+    mode: SyncMode,
+    covered: Option<&Covered>,
+) -> Result<(PlanSummary, Arc<Fills>), StageError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<File, StageError>>,
+{
+    let count = |file: File, fills: Arc<Fills>, keep: bool| {
+        let index = index.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                plan::summarize_keeping(&index, &mut SnapshotReader::new(file), mode, &fills, keep)
+            })
+            .await
+            .map_err(join_failed)?
+            .map_err(corrupt)
+        }
+    };
+    let (summary, modified) = count(open().await?, Arc::default(), covered.is_some()).await?;
+    let Some(covered) = covered.filter(|_| !modified.is_empty()) else {
+        return Ok((summary, Arc::default()));
+    };
+    let mut fills = Fills::new();
+    for chunk in modified.chunks(FILL_CHUNK) {
+        let emails: Vec<&str> = chunk.iter().map(|e| e.email.as_str()).collect();
+        let stored = db::fetch(db.conn(), tenant, &emails).await?;
+        for entry in chunk {
+            let Some(old) = stored.get(&entry.email) else {
+                continue;
+            };
+            let mut person = entry.person().map_err(corrupt)?;
+            covered.fill(&mut person, old);
+            let filled = SnapshotEntry::of(&person);
+            if filled.state != entry.state {
+                fills.insert(entry.email.clone(), filled);
+            }
+        }
+    }
+    drop(modified);
+    if fills.is_empty() {
+        return Ok((summary, Arc::default()));
+    }
+    let fills = Arc::new(fills);
+    let (summary, _) = count(open().await?, fills.clone(), false).await?;
+    Ok((summary, fills))
 }
 
 /// Ends planning of a run in `to` (superseded or held) with the reason. Returns whether
@@ -266,12 +324,13 @@ fn produce(
     index: &[IndexEntry],
     file: File,
     mode: SyncMode,
+    fills: &Fills,
     mut sink: impl FnMut(Vec<Pending>) -> bool,
 ) -> Result<(), StageError> {
     let mut batch = Vec::with_capacity(CHANGE_BATCH_SIZE);
     let mut batcher = plan::Batcher::default();
     let mut closed = false;
-    plan::merge(index, &mut SnapshotReader::new(file), mode, |step| {
+    plan::merge(index, &mut SnapshotReader::new(file), mode, fills, |step| {
         let Some(size) = plan::change_size(&step, index) else {
             return Ok(());
         };
@@ -438,12 +497,12 @@ struct Batches {
 }
 
 impl Batches {
-    fn start(index: Arc<Vec<IndexEntry>>, file: File, mode: SyncMode) -> Self {
+    fn start(index: Arc<Vec<IndexEntry>>, file: File, mode: SyncMode, fills: Arc<Fills>) -> Self {
         let (tx, rx) = mpsc::channel::<Planned<Vec<Pending>>>(2);
         let producer = {
             let index = index.clone();
             tokio::task::spawn_blocking(move || {
-                produce(&index, file, mode, |batch| {
+                produce(&index, file, mode, &fills, |batch| {
                     tx.blocking_send(Planned::Changes(batch)).is_ok()
                 })
             })
@@ -566,14 +625,16 @@ pub struct DryRun {
     pub refused: Option<String>,
 }
 
-/// Plans `snapshot` (a local snapshot file with `accepted` people) against the tenant's
-/// directory without writing anything; `changes` receives the planned changes in batches
-/// when given (for dumps).
+/// Plans `snapshot` (a local snapshot file with `accepted` people, from a file whose
+/// columns feed `covered`) against the tenant's directory without writing anything;
+/// `changes` receives the planned changes in batches when given (for dumps).
+#[allow(clippy::too_many_arguments)]
 pub async fn dry_run(
     db: &Db,
     tenant: &TenantId,
     snapshot: &std::path::Path,
     accepted: u64,
+    covered: Option<&Covered>,
     mode: SyncMode,
     brake: Brake,
     changes: Option<&mut (dyn FnMut(Vec<Change>) + Send)>,
@@ -584,20 +645,13 @@ pub async fn dry_run(
          would be refused"
             .to_owned()
     });
-    let open = || File::open(snapshot).map_err(|e| StageError::Blob(e.into()));
-    let summary = {
-        let (index, file) = (index.clone(), open()?);
-        tokio::task::spawn_blocking(move || {
-            plan::summarize(&index, &mut SnapshotReader::new(file), mode)
-        })
-        .await
-        .map_err(join_failed)?
-        .map_err(corrupt)?
-    };
+    let open = || async { File::open(snapshot).map_err(|e| StageError::Blob(e.into())) };
+    let (summary, fills) = summarize_filled(db, tenant, &index, open, mode, covered).await?;
     let active = index.iter().filter(|e| e.state.active).count() as u64;
     let held = brake.check(summary.counts.deactivated, active);
     if let Some(sink) = changes {
-        let mut batches = Batches::start(index, open()?, mode);
+        let file = File::open(snapshot).map_err(|e| StageError::Blob(e.into()))?;
+        let mut batches = Batches::start(index, file, mode, fills);
         while let Some(planned) = batches.next(db.conn(), tenant).await? {
             if let Planned::Changes(batch) = planned {
                 sink(batch);
@@ -655,6 +709,7 @@ mod tests {
             &[],
             &mut SnapshotReader::new(file.try_clone().unwrap()),
             SyncMode::Full,
+            &Fills::new(),
         )
         .unwrap();
         // (A clone shares the file's offset.)
@@ -669,6 +724,7 @@ mod tests {
             &[],
             &mut SnapshotReader::new(file.try_clone().unwrap()),
             SyncMode::Delta,
+            &Fills::new(),
         )
         .unwrap();
         assert_eq!(

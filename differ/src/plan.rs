@@ -1,6 +1,7 @@
 //! The comparison itself, free of I/O: a merge join of the stored index (sorted by email)
 //! with a snapshot (sorted by email) that says, person by person, what must change.
 
+use std::collections::HashMap;
 use std::io::Read;
 
 use roster_shared::model::change::{ChangeCounts, ChangeKind, RowState};
@@ -114,11 +115,18 @@ fn kind_of(stored: RowState, new: RowState) -> Option<ChangeKind> {
     }
 }
 
-/// Walks `index` and `snapshot` together, calling `step` once per person in either.
+/// Snapshot entries completed with what their file left out, by email (see
+/// [`roster_shared::model::envelope::Covered`]): compared and applied in place of the
+/// entry read.
+pub type Fills = HashMap<String, SnapshotEntry>;
+
+/// Walks `index` and `snapshot` together, calling `step` once per person in either; a
+/// stored person's entry is taken from `fills` when it is there.
 pub fn merge<R: Read>(
     index: &[IndexEntry],
     snapshot: &mut SnapshotReader<R>,
     mode: SyncMode,
+    fills: &Fills,
     mut step: impl FnMut(Step) -> Result<(), SnapshotError>,
 ) -> Result<(), SnapshotError> {
     let absent = |i: usize| {
@@ -139,15 +147,18 @@ pub fn merge<R: Read>(
         let s = match (matched, entry.protected) {
             (_, true) => Step::Skip,
             (false, false) => Step::Create(entry.to_owned()),
-            (true, false) => match kind_of(index[i].state, entry.state) {
-                None if index[i].changed_by_run => Step::AlreadyApplied,
-                None => Step::Unchanged,
-                Some(kind) => Step::Modify {
-                    entry: entry.to_owned(),
-                    stored: i,
-                    kind,
-                },
-            },
+            (true, false) => {
+                let filled = fills.get(entry.email);
+                match kind_of(index[i].state, filled.map_or(entry.state, |f| f.state)) {
+                    None if index[i].changed_by_run => Step::AlreadyApplied,
+                    None => Step::Unchanged,
+                    Some(kind) => Step::Modify {
+                        entry: filled.cloned().unwrap_or_else(|| entry.to_owned()),
+                        stored: i,
+                        kind,
+                    },
+                }
+            }
         };
         if matched {
             i += 1;
@@ -166,24 +177,43 @@ pub fn summarize<R: Read>(
     index: &[IndexEntry],
     snapshot: &mut SnapshotReader<R>,
     mode: SyncMode,
+    fills: &Fills,
 ) -> Result<PlanSummary, SnapshotError> {
+    Ok(summarize_keeping(index, snapshot, mode, fills, false)?.0)
+}
+
+/// [`summarize`], also keeping (with `keep`) the entries of the stored people it would
+/// modify, in email order.
+pub fn summarize_keeping<R: Read>(
+    index: &[IndexEntry],
+    snapshot: &mut SnapshotReader<R>,
+    mode: SyncMode,
+    fills: &Fills,
+    keep: bool,
+) -> Result<(PlanSummary, Vec<SnapshotEntry>), SnapshotError> {
     let mut summary = PlanSummary::default();
     let mut batcher = Batcher::default();
-    merge(index, snapshot, mode, |step| {
+    let mut kept = Vec::new();
+    merge(index, snapshot, mode, fills, |step| {
         if let Some(size) = change_size(&step, index) {
             batcher.starts_batch(size);
         }
         match step {
             Step::Unchanged => summary.unchanged += 1,
             Step::Create(_) => summary.counts.add(ChangeKind::Created),
-            Step::Modify { kind, .. } => summary.counts.add(kind),
+            Step::Modify { kind, entry, .. } => {
+                summary.counts.add(kind);
+                if keep {
+                    kept.push(entry);
+                }
+            }
             Step::DeactivateAbsent(_) => summary.counts.add(ChangeKind::Deactivated),
             Step::AlreadyApplied | Step::Skip => {}
         }
         Ok(())
     })?;
     summary.batches = batcher.batches();
-    Ok(summary)
+    Ok((summary, kept))
 }
 
 #[cfg(test)]
@@ -232,18 +262,24 @@ mod tests {
     fn apply(stored: &Stored, snapshot: &[u8], mode: SyncMode) -> Stored {
         let idx = index(stored);
         let mut out = stored.clone();
-        merge(&idx, &mut SnapshotReader::new(snapshot), mode, |step| {
-            match step {
-                Step::Create(e) | Step::Modify { entry: e, .. } => {
-                    out.insert(e.email.clone(), e.state);
+        merge(
+            &idx,
+            &mut SnapshotReader::new(snapshot),
+            mode,
+            &Fills::new(),
+            |step| {
+                match step {
+                    Step::Create(e) | Step::Modify { entry: e, .. } => {
+                        out.insert(e.email.clone(), e.state);
+                    }
+                    Step::DeactivateAbsent(i) => {
+                        out.get_mut(&*idx[i].email).unwrap().active = false;
+                    }
+                    Step::Unchanged | Step::AlreadyApplied | Step::Skip => {}
                 }
-                Step::DeactivateAbsent(i) => {
-                    out.get_mut(&*idx[i].email).unwrap().active = false;
-                }
-                Step::Unchanged | Step::AlreadyApplied | Step::Skip => {}
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .unwrap();
         out
     }
@@ -290,7 +326,7 @@ mod tests {
             }
             prop_assert_eq!(after.len(), stored.keys().chain(snap.iter().filter(|(_, r)| r.is_some()).map(|(e, _)| e)).collect::<std::collections::BTreeSet<_>>().len());
             // Planning again against the result finds nothing left to do.
-            let again = summarize(&index(&after), &mut SnapshotReader::new(&bytes[..]), SyncMode::Full).unwrap();
+            let again = summarize(&index(&after), &mut SnapshotReader::new(&bytes[..]), SyncMode::Full, &Fills::new()).unwrap();
             prop_assert_eq!(again.counts.total(), 0);
         }
 
@@ -308,14 +344,14 @@ mod tests {
         #[test]
         fn batches_hold_at_most_change_batch_size_changes(stored in stored(), snap in snapshot()) {
             let bytes = snapshot_bytes(&snap);
-            let s = summarize(&index(&stored), &mut SnapshotReader::new(&bytes[..]), SyncMode::Full).unwrap();
+            let s = summarize(&index(&stored), &mut SnapshotReader::new(&bytes[..]), SyncMode::Full, &Fills::new()).unwrap();
             prop_assert_eq!(u64::from(s.batches), s.counts.total().div_ceil(CHANGE_BATCH_SIZE as u64));
         }
 
         #[test]
         fn summaries_count_what_the_steps_do(stored in stored(), snap in snapshot()) {
             let bytes = snapshot_bytes(&snap);
-            let s = summarize(&index(&stored), &mut SnapshotReader::new(&bytes[..]), SyncMode::Full).unwrap();
+            let s = summarize(&index(&stored), &mut SnapshotReader::new(&bytes[..]), SyncMode::Full, &Fills::new()).unwrap();
             let listed = snap.values().filter(|r| r.is_some()).count() as u64;
             let created = snap.iter().filter(|(e, r)| r.is_some() && !stored.contains_key(*e)).count() as u64;
             let absent_active = stored.iter().filter(|(e, st)| st.active && !snap.contains_key(*e)).count() as u64;

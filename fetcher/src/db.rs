@@ -213,6 +213,7 @@ async fn insert_run(
         accepted: Set(repeat.map_or(0, |r| r.accepted)),
         rejected: Set(repeat.map_or(0, |r| r.rejected)),
         skipped: Set(repeat.map_or(0, |r| r.skipped)),
+        covered: Set(repeat.and_then(|r| r.covered.clone())),
         created: Set(0),
         updated: Set(0),
         deactivated: Set(0),

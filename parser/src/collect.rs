@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use roster_shared::model::envelope::{RowError, Severity};
+use roster_shared::model::envelope::{Covered, RowError, Severity};
 use roster_shared::model::snapshot::{encode_line, encode_protected, line_email};
 
 use crate::ParseLimits;
@@ -281,6 +281,7 @@ impl Collector {
             skipped: self.skipped,
             accepted: kept - protected,
             runs,
+            covered: Covered::default(),
         })
     }
 }
@@ -509,6 +510,8 @@ pub struct ParsedFile {
     /// Runs the rows were sorted in: 1 in memory, more when they were written to
     /// scratch files and merged.
     pub runs: usize,
+    /// What the file's columns feed (the reader sets it).
+    pub covered: Covered,
 }
 
 impl ParsedFile {

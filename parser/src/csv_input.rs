@@ -1,6 +1,6 @@
 //! Delimited text with a header row: comma, semicolon or tab, quoted fields, CRLF or LF.
 
-use roster_shared::model::envelope::{RowError, Severity};
+use roster_shared::model::envelope::{Covered, RowError, Severity};
 use roster_shared::model::person::Field;
 use roster_shared::stage::Progress;
 
@@ -61,7 +61,8 @@ fn text<'a>(
     })
 }
 
-/// Reads every row into `out` by `rules`; returns the email column's header. `Err`
+/// Reads every row into `out` by `rules`; returns the email column's header and what
+/// the columns feed ([`crate::headers::covered`]). `Err`
 /// rejects the whole file, with the reason. Line numbers are the physical lines a text
 /// editor shows (see [`crate::scan`]), and a quote left open, or a file cut mid-record,
 /// refuses the file instead of swallowing or dropping the rows after it. A `#TYPE` line
@@ -74,7 +75,7 @@ pub fn read(
     rules: &RowRules,
     out: &mut Collector,
     progress: &dyn Progress,
-) -> Result<Option<String>, RejectReason> {
+) -> Result<(Option<String>, Covered), RejectReason> {
     // The rows go to the collector on a thread of its own: encoding each row into the
     // snapshot takes about as long as reading and checking it, and two cores are
     // there. Rows travel in order, in batches, and are moved, not copied.
@@ -166,7 +167,7 @@ fn read_rows(
     rules: &RowRules,
     sink: &mut Sink,
     progress: &dyn Progress,
-) -> Result<Option<String>, RejectReason> {
+) -> Result<(Option<String>, Covered), RejectReason> {
     let (scanner, watch) = Scanner::new(decoded.reader, delimiter, rules.limits.max_record_lines);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -224,6 +225,7 @@ fn read_rows(
         .collect::<Result<_, _>>()?;
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let roles = headers.roles(&name_refs)?;
+    let covered = crate::headers::covered(&roles);
     let rules = RowRules {
         ad: is_ad_export(&name_refs),
         ..rules.clone()
@@ -296,7 +298,7 @@ fn read_rows(
             };
             if !sink.put(item) {
                 // The collector refused the file; it says why.
-                return Ok(None);
+                return Ok((None, covered));
             }
         } else {
             let cells = roles
@@ -305,7 +307,7 @@ fn read_rows(
                 .zip(values.iter())
                 .map(|((r, n), v)| (r, n.as_str(), *v));
             if !sink.put(Item::Row(rows::build(cells, Some(line), &rules), line)) {
-                return Ok(None);
+                return Ok((None, covered));
             }
         }
         since_report += 1;
@@ -318,7 +320,7 @@ fn read_rows(
         return Err(quote_trouble(trouble));
     }
     progress.rows_read(since_report);
-    Ok(Some(names[email_index].clone()))
+    Ok((Some(names[email_index].clone()), covered))
 }
 
 #[cfg(test)]

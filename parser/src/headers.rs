@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use roster_shared::model::envelope::Covered;
 use roster_shared::model::person::{Field, MappingTarget};
 
 use crate::error::{Column, RejectReason};
@@ -253,6 +254,34 @@ pub fn is_ad_export(headers: &[&str]) -> bool {
         .any(|h| AD_MARKERS.contains(&normalize_header(h).as_str()))
 }
 
+/// What columns of `roles` feed: a stored person's other fields are left as stored.
+/// A name feeds the first, last and display names; activity is not a text field (a
+/// person in a file is active unless a column says otherwise).
+pub fn covered<'a>(roles: impl IntoIterator<Item = &'a Role>) -> Covered {
+    let mut covered = Covered::default();
+    let add = |name: &str, to: &mut Vec<String>| {
+        if !to.iter().any(|n| n == name) {
+            to.push(name.to_owned());
+        }
+    };
+    for role in roles {
+        match role {
+            Role::Field(field) if Field::TEXT.contains(field) => {
+                add(field.name(), &mut covered.fields);
+            }
+            Role::Name => {
+                for field in [Field::FirstName, Field::LastName, Field::DisplayName] {
+                    add(field.name(), &mut covered.fields);
+                }
+            }
+            Role::Manager => add(Field::ManagerEmail.name(), &mut covered.fields),
+            Role::Extra(key) => add(key, &mut covered.extras),
+            _ => {}
+        }
+    }
+    covered
+}
+
 /// Header names accepted for `field`, as people write them (for error messages).
 pub fn spelled_aliases(field: Field) -> &'static str {
     match field {
@@ -427,6 +456,26 @@ mod tests {
         ]);
         assert_eq!(map.role("courriel"), Role::Field(Field::Email));
         assert_eq!(map.role("Title"), Role::Extra("Title".into()));
+    }
+
+    #[test]
+    fn what_columns_cover() {
+        let map = HeaderMap::default();
+        let roles = map
+            .roles(&["Email", "Name", "Status", "Manager", "Source", "Office"])
+            .unwrap();
+        let c = covered(&roles);
+        assert_eq!(
+            c.fields,
+            [
+                "first_name",
+                "last_name",
+                "display_name",
+                "manager_email",
+                "group"
+            ]
+        );
+        assert_eq!(c.extras, ["Source"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fmt;
 use std::io::{BufReader, Read};
 use std::rc::Rc;
 
-use roster_shared::model::envelope::{RowError, Severity};
+use roster_shared::model::envelope::{Covered, RowError, Severity};
 use roster_shared::stage::Progress;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -220,14 +220,15 @@ impl<'de> Visitor<'de> for Top<'_, '_> {
     }
 }
 
-/// Reads every record into `out`. `Err` rejects the whole file, with the reason.
+/// Reads every record into `out`; returns what the records' keys feed (all keys met in
+/// any record). `Err` rejects the whole file, with the reason.
 pub fn read(
     decoded: Decoded,
     headers: &HeaderMap,
     rules: &RowRules,
     out: &mut Collector,
     progress: &dyn Progress,
-) -> Result<(), RejectReason> {
+) -> Result<Covered, RejectReason> {
     let newlines = Rc::new(Cell::new(0));
     let reader = LineCounter {
         inner: BufReader::with_capacity(1 << 16, decoded.reader),
@@ -254,5 +255,6 @@ pub fn read(
             keys: LIST_KEYS.join(", "),
         });
     }
-    Ok(())
+    // Keys are resolved as they are met: what they all feed is what the file covers.
+    Ok(crate::headers::covered(ctx.roles.borrow().values()))
 }

@@ -158,10 +158,11 @@ pub fn parse(
         organizations: (!options.organizations.is_empty())
             .then(|| Arc::new(rows::Organizations::new(&options.organizations))),
     };
-    let email_column = match format {
+    let (email_column, covered) = match format {
         Format::Json => {
-            json_input::read(decoded, &headers, &rules, &mut out, progress).map_err(reject)?;
-            None
+            let covered =
+                json_input::read(decoded, &headers, &rules, &mut out, progress).map_err(reject)?;
+            (None, covered)
         }
         Format::Tsv | Format::Csv | Format::Auto => {
             let delimiter = match format {
@@ -178,7 +179,9 @@ pub fn parse(
                 .map_err(reject)?
         }
     };
-    out.finish(|_| email_column.clone()).map_err(reject)
+    let mut parsed = out.finish(|_| email_column.clone()).map_err(reject)?;
+    parsed.covered = covered;
+    Ok(parsed)
 }
 
 /// Default of `ROSTER_PARSER_MEMORY_MB`.
@@ -420,6 +423,7 @@ async fn parse_and_store(
         rejected: parsed.rejected,
         mode: body.mode,
         generation: 0,
+        covered: Some(parsed.covered.clone()),
     };
     let stored: Vec<_> = parsed
         .errors

@@ -237,6 +237,7 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
             tenant,
             &snapshot,
             parsed.accepted,
+            Some(&parsed.covered),
             mode,
             file.pipeline.brake.brake(),
             file.dump

@@ -375,6 +375,65 @@ pub fn web_service_json_and_seed_tsv(i: &Install) {
     assert_eq!(rows[0]["time_zone"], "Central Time (US & Canada)");
 }
 
+/// A column left out of a file leaves its field as stored (extra attributes too); an
+/// empty cell in a column that is there blanks it. The dry run counts the same.
+pub fn a_column_left_out_keeps_its_field(i: &Install) {
+    let t = tenant("acme");
+    let full = "Email,Name,Title,Office,Source\n\
+ak@veris.in,Amit Kumar,Software Engineer,HQ,AD\n\
+frank@widget.com,Frank Williams,Sales Executive,Chicago,AD\n";
+    i.import_ok(&t, &i.file("full.csv", full), &[]);
+    let before = i.directory_csv(&t, true);
+    // Titles, offices and the source left out: nothing changes.
+    let names = "Email,Name\nak@veris.in,Amit Kumar\nfrank@widget.com,Frank Williams\n";
+    let f = i.file("names.csv", names);
+    let (_, dry) = i.import(&t, &f, &["--dry-run"]);
+    assert_eq!(counts(&dry), [0, 0, 0, 0, 2], "{dry:#}");
+    let s = i.import_ok(&t, &f, &[]);
+    assert_eq!(counts(&s), [0, 0, 0, 0, 2], "{s:#}");
+    assert_eq!(i.directory_csv(&t, true), before);
+    // A changed name updates the name and keeps the rest.
+    let renamed = names.replace("Frank Williams", "Franklin Williams");
+    let f = i.file("renamed.csv", &renamed);
+    let (_, dry) = i.import(&t, &f, &["--dry-run"]);
+    assert_eq!(counts(&dry), [0, 1, 0, 0, 1], "{dry:#}");
+    let s = i.import_ok(&t, &f, &[]);
+    assert_eq!(counts(&s), [0, 1, 0, 0, 1], "{s:#}");
+    let rows = i.directory(&t, true);
+    assert_eq!(rows[1]["first_name"], "Franklin");
+    assert_eq!(rows[1]["job_title"], "Sales Executive", "left out, kept");
+    assert_eq!(rows[1]["group"], "Chicago");
+    // An empty cell in a column that is there blanks its field; the rest stays.
+    let blank = "Email,Title,Source\nak@veris.in,,AD\nfrank@widget.com,Sales Director,\n";
+    let s = i.import_ok(&t, &i.file("blank.csv", blank), &[]);
+    assert_eq!(counts(&s), [0, 2, 0, 0, 0], "{s:#}");
+    let rows = i.directory(&t, true);
+    assert_eq!(rows[0]["job_title"], "");
+    assert_eq!(rows[0]["first_name"], "Amit", "left out, kept");
+    assert_eq!(rows[1]["job_title"], "Sales Director");
+    assert_eq!(rows[1]["first_name"], "Franklin");
+    assert_eq!(rows[1]["group"], "Chicago");
+    let extras = i
+        .roster(&["directory", "--tenant", &t, "--format", "json"])
+        .json();
+    let frank = extras
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["email"] == "frank@widget.com")
+        .unwrap()
+        .clone();
+    assert!(frank["extra"].get("Source").is_none(), "{frank}");
+    let amit = extras
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["email"] == "ak@veris.in")
+        .unwrap()
+        .clone();
+    assert_eq!(amit["extra"]["Source"], "AD", "{amit}");
+}
+
 fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -389,7 +448,10 @@ pub fn active_directory_exports(i: &Install) {
     let t = tenant("ad");
     let s = i.import_ok(&t, &fixture("ad-get-aduser.csv"), &[]);
     assert_eq!(counts(&s), [4, 0, 0, 0, 0], "{s:#}");
-    assert_eq!((s["rejected"].as_u64(), s["skipped"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (s["rejected"].as_u64(), s["skipped"].as_u64()),
+        (Some(0), Some(1))
+    );
     let notes = s["notes"].as_array().unwrap();
     assert_eq!(notes.len(), 2, "{s:#}");
     assert_eq!(notes[0]["line"], 6);
@@ -695,5 +757,6 @@ backends!(
         rows_with_control_characters_fail_alone,
         active_directory_exports,
         a_row_with_an_unlisted_organization_fails_alone,
+        a_column_left_out_keeps_its_field,
     ]
 );

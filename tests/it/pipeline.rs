@@ -726,6 +726,7 @@ async fn mark_parsed_by_hand(db: &roster_shared::db::Db, tenant: &TenantId, id: 
         rejected: 0,
         mode: SyncMode::Delta,
         generation: 0,
+        covered: None,
     };
     let recorded = roster_parser::db::Parsed {
         body: &parsed,
@@ -1097,6 +1098,7 @@ async fn a_first_import_creates_people_from_the_snapshot_by_reference() {
         rejected: 1,
         mode: SyncMode::Full,
         generation: 0,
+        covered: None,
     };
     let recorded = roster_parser::db::Parsed {
         body: &body,

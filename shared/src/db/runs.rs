@@ -53,6 +53,12 @@ pub fn parsed_body(model: &run::Model) -> SnapshotParsed {
         rejected: model.rejected as u64,
         mode: model.mode,
         generation: u32::try_from(model.generation).unwrap_or_default(),
+        // Written by the parser from a value that serialises; unreadable only if edited
+        // by hand, and then every field is the file's, as before `covered` existed.
+        covered: model
+            .covered
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok()),
     }
 }
 

@@ -194,6 +194,41 @@ pub struct SnapshotParsed {
     /// so a stale copy (a redelivery, a recovery racing a re-plan) starts nothing.
     #[serde(default)]
     pub generation: u32,
+    /// What the file's columns feed; a field (or extra attribute) no column feeds keeps
+    /// its stored value. `None` (runs parsed before this existed): every field is the
+    /// file's, an absent one blank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered: Option<Covered>,
+}
+
+/// What a file's columns (or a JSON file's keys) feed: a stored person's other fields
+/// are left as they are, since a column left out of a file says nothing about them (an
+/// empty cell in a column that is there does blank its field).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Covered {
+    /// The text fields fed, by name ([`crate::model::record::RecordField::name`]).
+    pub fields: Vec<String>,
+    /// The extra attributes fed, by the header that feeds them.
+    pub extras: Vec<String>,
+}
+
+impl Covered {
+    /// Fills in `record` (read from the file) what the file does not cover from
+    /// `stored`: every text field it has no column for, and every extra attribute of
+    /// `stored` under a header it does not have.
+    pub fn fill<R: crate::model::record::Record>(&self, record: &mut R, stored: &R) {
+        use crate::model::record::RecordField;
+        for field in R::Field::TEXT {
+            if !self.fields.iter().any(|f| f == field.name()) {
+                record.put(*field, stored.text(*field).map(str::to_owned));
+            }
+        }
+        for (key, value) in stored.extra() {
+            if !self.extras.contains(key) && !record.extra().contains_key(key) {
+                record.extra_mut().insert(key.clone(), value.clone());
+            }
+        }
+    }
 }
 
 /// `changes.ready`: one batch of planned changes; the writer's input.
@@ -452,6 +487,7 @@ pub(crate) fn sample_snapshot_parsed(mode: SyncMode, generation: u32) -> Envelop
             rejected: 1,
             mode,
             generation,
+            covered: None,
         },
     )
 }
@@ -459,6 +495,39 @@ pub(crate) fn sample_snapshot_parsed(mode: SyncMode, generation: u32) -> Envelop
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_file_leaves_out_is_filled_from_the_stored_person() {
+        use crate::model::person::Field;
+        let mut stored = Person::new("a@x.com".into());
+        stored.set(Field::FirstName, "Ann");
+        stored.set(Field::JobTitle, "Engineer");
+        stored.set(Field::Phone, "+1 555");
+        stored.extra.insert("Source".into(), "AD".into());
+        stored.extra.insert("Badge".into(), "7".into());
+        let mut read = Person::new("a@x.com".into());
+        read.set(Field::FirstName, "Anna");
+        read.extra.insert("Cost Center".into(), "42".into());
+        let covered = Covered {
+            fields: vec!["first_name".into(), "phone".into()],
+            extras: vec!["Cost Center".into(), "Badge".into()],
+        };
+        covered.fill(&mut read, &stored);
+        assert_eq!(
+            read.first_name.as_deref(),
+            Some("Anna"),
+            "covered: the file's"
+        );
+        assert_eq!(
+            read.job_title.as_deref(),
+            Some("Engineer"),
+            "left out: kept"
+        );
+        assert_eq!(read.phone, None, "covered and empty: blank");
+        assert_eq!(read.extra["Source"], "AD", "left out: kept");
+        assert!(!read.extra.contains_key("Badge"), "covered and empty: gone");
+        assert_eq!(read.extra["Cost Center"], "42");
+    }
 
     #[test]
     fn envelopes_round_trip_and_refuse_unknown_versions() {

@@ -92,6 +92,18 @@ pub struct SnapshotEntry {
 }
 
 impl SnapshotEntry {
+    /// The entry of `record`, as [`encode_line`] writes it (line 0: made, not read).
+    pub fn of<R: Record>(record: &R) -> SnapshotEntry {
+        let mut line = Vec::new();
+        encode_line(record, &mut line);
+        SnapshotReader::new(&line[..])
+            .next_ref()
+            .ok()
+            .flatten()
+            .map(|e| EntryRef { line: 0, ..e }.to_owned())
+            .expect("an encoded line reads back")
+    }
+
     /// The size of the encoded record (its fields and extras), in bytes.
     pub fn encoded_len(&self) -> usize {
         self.record.len()

@@ -49,6 +49,9 @@ pub struct Model {
     /// Rows skipped on purpose, each with a note (Active Directory accounts without an
     /// email).
     pub skipped: i64,
+    /// What the file's columns feed, as JSON
+    /// ([`crate::model::envelope::Covered`]); `NULL` for runs parsed before it existed.
+    pub covered: Option<String>,
     /// People created.
     pub created: i64,
     /// People updated.

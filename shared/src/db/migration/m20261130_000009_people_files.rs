@@ -1,7 +1,8 @@
 //! Rows skipped on purpose (an Active Directory service account without an email): each
 //! keeps a note in `run_errors` (`severity = 'note'`, the rejected rows' being `error`),
 //! and the run counts them in `runs.skipped`. A tenant may list its organizations
-//! (`tenants.organizations`, a JSON list), which rows must name.
+//! (`tenants.organizations`, a JSON list), which rows must name. A run records what its
+//! file's columns feed (`runs.covered`), so the fields it leaves out keep their values.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -19,6 +20,7 @@ enum RunErrors {
 enum Runs {
     Table,
     Skipped,
+    Covered,
 }
 
 #[derive(DeriveIden)]
@@ -41,6 +43,14 @@ impl MigrationTrait for Migration {
             Table::alter()
                 .table(Runs::Table)
                 .add_column(big_integer(Runs::Skipped).default(0))
+                .to_owned(),
+        )
+        .await?;
+        // One column per statement: SQLite alters no more at once.
+        m.alter_table(
+            Table::alter()
+                .table(Runs::Table)
+                .add_column(text_null(Runs::Covered))
                 .to_owned(),
         )
         .await?;
