@@ -185,6 +185,7 @@ pub fn managers(
         mut reader,
         validate,
         encoding,
+        bom,
         head,
     } = decoded;
     let scratch = RejectReason::Scratch;
@@ -240,6 +241,7 @@ pub fn managers(
         reader: Box::new(io::BufReader::with_capacity(1 << 16, copy)),
         validate,
         encoding,
+        bom,
         head,
     };
     Ok((decoded, Some(map)))

@@ -282,6 +282,7 @@ impl Collector {
             accepted: kept - protected,
             runs,
             covered: Covered::default(),
+            layout: None,
         })
     }
 }
@@ -512,6 +513,8 @@ pub struct ParsedFile {
     pub runs: usize,
     /// What the file's columns feed (the reader sets it).
     pub covered: Covered,
+    /// How a delimited file was laid out, for its reject file (`None` for JSON).
+    pub layout: Option<crate::rejects::Layout>,
 }
 
 impl ParsedFile {
@@ -532,7 +535,8 @@ impl ParsedFile {
         out.flush()
     }
 
-    /// Writes the row errors as JSON lines.
+    /// Writes the row errors (and notes) as JSON lines: the reject file of a JSON file
+    /// (a delimited file's is [`crate::rejects::write`]).
     pub fn write_rejects(&self, mut out: impl Write) -> io::Result<()> {
         for e in &self.errors {
             serde_json::to_writer(&mut out, e)?;

@@ -17,6 +17,8 @@ pub struct Decoded {
     pub validate: bool,
     /// The encoding the file was read as, for messages.
     pub encoding: &'static str,
+    /// Whether the file started with a byte-order mark.
+    pub bom: bool,
     /// The first bytes of the text, for sniffing the format.
     pub head: Vec<u8>,
 }
@@ -74,6 +76,7 @@ pub fn decode(
             reader: Box::new(Cursor::new(text_head.clone()).chain(input)),
             validate: true,
             encoding: "UTF-8",
+            bom: bom.is_some(),
             head: text_head,
         });
     }
@@ -95,6 +98,7 @@ pub fn decode(
         reader: Box::new(Cursor::new(text_head.clone()).chain(reader)),
         validate: false,
         encoding: encoding.name(),
+        bom: bom.is_some(),
         head: text_head,
     })
 }

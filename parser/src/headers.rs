@@ -363,6 +363,9 @@ impl HeaderMap {
     /// Roles for a whole header row, checked: there must be an email column, and no two
     /// columns may feed the same field. The error says which columns and what to do.
     ///
+    /// A reject file sent back ([`crate::rejects::is_reject_file`]) has its last two
+    /// columns, `line` and `error`, ignored.
+    ///
     /// An Active Directory export ([`is_ad_export`]) is read with its own rules: it
     /// names one attribute several ways (`EmailAddress` and `mail`, `OfficePhone` and
     /// `telephoneNumber`, `Enabled` and `userAccountControl`), so columns may feed the
@@ -370,7 +373,12 @@ impl HeaderMap {
     /// dropped; `DistinguishedName` (or `csvde`'s `DN`) and `userAccountControl` are read.
     pub fn roles(&self, headers: &[&str]) -> Result<Vec<Role>, RejectReason> {
         let ad = is_ad_export(headers);
-        let roles: Vec<Role> = headers.iter().map(|h| self.role_in(h, ad)).collect();
+        let mut roles: Vec<Role> = headers.iter().map(|h| self.role_in(h, ad)).collect();
+        if crate::rejects::is_reject_file(headers) {
+            // A reject file sent back: its `line` and `error` are Roster's, not data.
+            let n = roles.len();
+            roles[n - 2..].fill(Role::Ignore);
+        }
         let mut seen: HashMap<Role, usize> = HashMap::new();
         for (i, role) in roles.iter().enumerate() {
             let Some(target) = target(role) else {

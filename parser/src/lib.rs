@@ -36,6 +36,7 @@ pub mod decode;
 pub mod error;
 pub mod headers;
 pub mod json_input;
+pub mod rejects;
 pub mod rows;
 pub mod rules;
 pub mod scan;
@@ -158,6 +159,7 @@ pub fn parse(
         organizations: (!options.organizations.is_empty())
             .then(|| Arc::new(rows::Organizations::new(&options.organizations))),
     };
+    let mut layout = None;
     let (email_column, covered) = match format {
         Format::Json => {
             let covered =
@@ -175,12 +177,20 @@ pub fn parse(
                 ad::managers(decoded, delimiter, &headers, options.spill_dir.as_deref())
                     .map_err(reject)?;
             rules.managers = managers.map(Arc::new);
+            let first_line = decoded.head.split(|&b| b == b'\n').next();
+            layout = Some(rejects::Layout {
+                delimiter,
+                encoding: decoded.encoding,
+                bom: decoded.bom,
+                crlf: first_line.is_some_and(|l| l.ends_with(b"\r")),
+            });
             csv_input::read(decoded, delimiter, &headers, &rules, &mut out, progress)
                 .map_err(reject)?
         }
     };
     let mut parsed = out.finish(|_| email_column.clone()).map_err(reject)?;
     parsed.covered = covered;
+    parsed.layout = layout;
     Ok(parsed)
 }
 
@@ -374,6 +384,8 @@ async fn parse_and_store(
     };
     let parse_config = tenants::parse_config(&options.mappings, &options.organizations);
     let file = services.blobs.open(&body.blob_key).await?;
+    // A second handle, to read the rejected rows back for the reject file.
+    let again = file.try_clone().map_err(|e| StageError::Blob(e.into()))?;
     let snapshot_path = services.blobs.scratch_path("snapshot");
     let rejects_path = services.blobs.scratch_path("rejects");
     let progress = services.progress.clone();
@@ -393,9 +405,32 @@ async fn parse_and_store(
                 std::fs::File::create(&snap).map_err(io)?,
             ))
             .map_err(io)?;
-        parsed
-            .write_rejects(BufWriter::new(std::fs::File::create(&rej).map_err(io)?))
-            .map_err(io)?;
+        let out = BufWriter::new(std::fs::File::create(&rej).map_err(io)?);
+        match parsed.layout {
+            Some(layout) if parsed.rejected > 0 => {
+                let mut again = again;
+                std::io::Seek::rewind(&mut again).map_err(io)?;
+                rejects::write(
+                    Box::new(again),
+                    options.encoding.as_deref(),
+                    layout,
+                    &parsed.errors,
+                    options.limits.max_record_lines,
+                    out,
+                )
+                .map_err(|r| match r {
+                    RejectReason::Io(e) | RejectReason::Scratch(e) => io(e),
+                    other => StageError::internal_from(
+                        "reading the rejected rows back",
+                        Rejection {
+                            file: options.file_name.clone(),
+                            reason: other,
+                        },
+                    ),
+                })?;
+            }
+            _ => parsed.write_rejects(out).map_err(io)?,
+        }
         Ok(parsed)
     })
     .await

@@ -1001,3 +1001,61 @@ fn a_row_naming_an_organization_the_tenant_does_not_list_fails_alone() {
     let unlisted = run_with_organizations(&fixture("people-import.csv"), &[]);
     assert_eq!(unlisted.rejected, 0, "no list, no check");
 }
+
+/// The reject file: the rejected rows as written (a quoted value over two lines included,
+/// and a duplicate found only at the end), with `line` and `error`, in the file's
+/// delimiter, line ends and encoding; fixed and sent back, it reads without its `line`
+/// and `error` columns.
+#[test]
+fn a_reject_file_keeps_the_customers_columns_and_comes_back() {
+    let text = "Email;Name;Status\r\n\
+a@x.com;A A;active\r\n\
+b@x.com;\"B\r\nsecond line\";sometimes\r\n\
+;No mail;active\r\n\
+a@x.com;Dup;active\r\n\
+c@x.com;C C;active\r\n";
+    let expected = "Email;Name;Status;line;error\r\n\
+b@x.com;\"B\r\nsecond line\";sometimes;3;\"\"\"sometimes\"\" is not a status; use active/inactive, true/false, yes/no, 1/0 or enabled/disabled\"\r\n\
+;No mail;active;5;missing email\r\n\
+a@x.com;Dup;active;6;\"duplicate email a@x.com: already on line 2; the first row was kept\"\r\n";
+    for (encoding, bytes) in encodings(text) {
+        let parsed = run(&bytes, Format::Auto).unwrap();
+        assert_eq!(parsed.rejected, 3, "{encoding}");
+        let layout = parsed.layout.expect("a delimited file");
+        let mut out = Vec::new();
+        let written = roster_parser::rejects::write(
+            Box::new(Cursor::new(bytes.clone())),
+            None,
+            layout,
+            &parsed.errors,
+            roster_parser::DEFAULT_MAX_RECORD_LINES,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(written, 3, "{encoding}");
+        let (want, _) = encodings(expected)
+            .into_iter()
+            .find(|(e, _)| *e == encoding)
+            .map(|(_, b)| (b, ()))
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want),
+            "{encoding}"
+        );
+        assert_eq!(
+            out, want,
+            "{encoding}: same bytes, byte-order mark included"
+        );
+        // Fixed and sent back.
+        let fixed = expected
+            .replace(";sometimes;", ";active;")
+            .replace(";No mail;", "d@x.com;No mail;");
+        let back = people(fixed.as_bytes());
+        assert_eq!(back.len(), 3, "{back:?}");
+        assert!(
+            back.iter().all(|p| p.extra.is_empty()),
+            "line and error are not data: {back:?}"
+        );
+    }
+}

@@ -2,7 +2,8 @@
 //! in the embedded default; any `object_store` backend (S3, GCS, Azure) in a cluster.
 //!
 //! Keys are `/`-separated and begin with the tenant: `raw/<tenant>/<sha256>`,
-//! `snapshots/<tenant>/<run>.snap`, `rejects/<tenant>/<run>.jsonl`.
+//! `snapshots/<tenant>/<run>.snap`, `rejects/<tenant>/<run>.rejects` (the reject file: CSV
+//! for a delimited file, JSON lines of row errors for JSON).
 
 use std::fs::File;
 use std::ops::Range;
@@ -80,9 +81,11 @@ impl BlobStore {
         format!("snapshots/{tenant}/{run}.snap")
     }
 
-    /// Key of a run's rejected rows.
+    /// Key of a run's reject file (`roster runs show RUN --rejects`): the rejected rows
+    /// in the file's own columns, delimiter and encoding for a delimited file, JSON lines
+    /// of row errors for JSON.
     pub fn rejects_key(tenant: &TenantId, run: RunId) -> String {
-        format!("rejects/{tenant}/{run}.jsonl")
+        format!("rejects/{tenant}/{run}.rejects")
     }
 
     /// A fresh path in the scratch folder for staging a blob before [`BlobStore::put_file`].

@@ -3,27 +3,107 @@
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use clap::Args;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use roster_shared::blob::BlobStore;
 use roster_shared::config::StoreSettings;
 use roster_shared::db::entity::run;
 use roster_shared::db::runs;
-use roster_shared::model::ids::TenantId;
+use roster_shared::model::ids::{RunId, TenantId};
 use serde_json::json;
 
 use crate::app::read_db;
+use crate::summary::Summary;
 
-/// Arguments of `roster runs`.
+/// Arguments of `roster runs`: a tenant's runs, or one run (`roster runs show RUN`).
 #[derive(Debug, Args)]
+#[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 pub struct RunsArgs {
+    /// One run instead of a list.
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
     /// The tenant.
-    #[arg(long, value_parser = super::tenant_arg)]
-    pub tenant: TenantId,
+    #[arg(long, value_parser = super::tenant_arg, required = true)]
+    pub tenant: Option<TenantId>,
     /// How many runs to show.
     #[arg(long, default_value_t = 50)]
     pub limit: u64,
     /// Print a JSON array.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `roster runs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// One run: its summary with its row errors and notes, or (`--rejects`) its reject
+    /// file: the rejected rows in the file's own columns, with `line` and `error`, in the
+    /// file's delimiter and encoding, ready to fix and send again.
+    Show(ShowArgs),
+}
+
+/// Arguments of `roster runs show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The run's id.
+    pub run: RunId,
+    /// The run's tenant, checked when given (a run id alone names one run).
+    #[arg(long, value_parser = super::tenant_arg)]
+    pub tenant: Option<TenantId>,
+    /// Write the reject file instead of the summary (JSON lines of row errors for a
+    /// JSON file).
+    #[arg(long)]
+    pub rejects: bool,
+    /// Where to write the reject file (default: standard output).
+    #[arg(long, short, requires = "rejects")]
+    pub output: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long, conflicts_with = "rejects")]
+    pub json: bool,
+}
+
+/// Runs `roster runs show`. Exit codes: 0 shown, 1 no such run (or no reject file kept).
+async fn show(store: StoreSettings, args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let db = read_db(&store).await?;
+    let run = runs::find(&db, args.run)
+        .await?
+        .filter(|r| {
+            args.tenant
+                .as_ref()
+                .is_none_or(|t| r.tenant_id == t.as_str())
+        })
+        .ok_or_else(|| anyhow::anyhow!("run {} not found", args.run))?;
+    if !args.rejects {
+        let tenant = TenantId::new(run.tenant_id.clone())?;
+        let errors = runs::errors(&db, &tenant, args.run, 1000).await?;
+        super::import::print(&Summary::of_run(&run, errors), args.json)?;
+        return Ok(super::ok());
+    }
+    let key = run.rejects_key.as_deref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "run {} has no reject file (it was not parsed: {})",
+            run.id,
+            run.state
+        )
+    })?;
+    let blobs = BlobStore::local(store.blob_dir())?;
+    let bytes = blobs
+        .get_bytes(key)
+        .await
+        .with_context(|| format!("reading the reject file of run {}", run.id))?;
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
+        }
+    }
+    Ok(super::ok())
 }
 
 /// A run as one JSON object.
@@ -65,8 +145,14 @@ pub fn run_json(r: &run::Model) -> serde_json::Value {
 
 /// Runs `roster runs`.
 pub async fn run(store: StoreSettings, args: RunsArgs) -> anyhow::Result<ExitCode> {
+    if let Some(RunsCommand::Show(show_args)) = args.command {
+        return show(store, show_args).await;
+    }
+    let tenant = args
+        .tenant
+        .ok_or_else(|| anyhow::anyhow!("--tenant is required"))?;
     let db = read_db(&store).await?;
-    let list = runs::list(&db, &args.tenant, args.limit).await?;
+    let list = runs::list(&db, &tenant, args.limit).await?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     if args.json {
         let all: Vec<_> = list.iter().map(run_json).collect();

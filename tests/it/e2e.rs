@@ -434,6 +434,68 @@ frank@widget.com,Frank Williams,Sales Executive,Chicago,AD\n";
     assert_eq!(amit["extra"]["Source"], "AD", "{amit}");
 }
 
+fn utf16le(text: &str) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    bytes
+}
+
+/// `roster runs show RUN --rejects` writes the rejected rows of a UTF-16 semicolon file
+/// in its own columns, delimiter, line ends and encoding, with `line` and `error`; fixed
+/// and sent back as a delta, they apply.
+pub fn a_reject_file_round_trip(i: &Install) {
+    let t = tenant("acme");
+    let text = "Email;Name;Status\r\n\
+a@x.com;A A;active\r\n\
+b@x.com;B B;sometimes\r\n\
+;No mail;active\r\n";
+    let (code, s) = i.import(&t, &i.file("people.csv", utf16le(text)), &[]);
+    assert_eq!(code, 0, "{s:#}");
+    assert_eq!(s["rejected"], 2);
+    let run = s["run_id"].as_str().unwrap();
+    let path = i.path().join("rejects.csv");
+    let ran = i.roster(&[
+        "runs",
+        "show",
+        run,
+        "--rejects",
+        "-o",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let rejects = "Email;Name;Status;line;error\r\n\
+b@x.com;B B;sometimes;3;\"\"\"sometimes\"\" is not a status; use active/inactive, true/false, yes/no, 1/0 or enabled/disabled\"\r\n\
+;No mail;active;4;missing email\r\n";
+    assert_eq!(std::fs::read(&path).unwrap(), utf16le(rejects));
+    let shown = i.roster(&["runs", "show", run, "--tenant", &t]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(shown.stdout.contains("line 4"), "{}", shown.stdout);
+    let other = i.roster(&["runs", "show", run, "--tenant", &tenant("other")]);
+    assert_eq!(other.code, 1, "another tenant's run is not shown");
+    let fixed = rejects
+        .replace(";sometimes;", ";active;")
+        .replace(";No mail;", "c@x.com;No mail;");
+    let s = i.import_ok(
+        &t,
+        &i.file("fixed.csv", utf16le(&fixed)),
+        &["--mode", "delta"],
+    );
+    assert_eq!(counts(&s), [2, 0, 0, 0, 0], "{s:#}");
+    assert_eq!(s["rejected"], 0);
+    assert_eq!(i.emails(&t, false), ["a@x.com", "b@x.com", "c@x.com"]);
+    let people = i
+        .roster(&["directory", "--tenant", &t, "--format", "json"])
+        .json();
+    assert!(
+        people
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["extra"].as_object().is_none_or(serde_json::Map::is_empty)),
+        "{people}"
+    );
+}
+
 fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -758,5 +820,6 @@ backends!(
         active_directory_exports,
         a_row_with_an_unlisted_organization_fails_alone,
         a_column_left_out_keeps_its_field,
+        a_reject_file_round_trip,
     ]
 );

@@ -30,6 +30,11 @@ pub async fn get(db: &Db, tenant: &TenantId, id: RunId) -> Result<Option<run::Mo
     get_in(db.conn(), tenant, id).await
 }
 
+/// The run `id`, whichever tenant's it is (run ids are unique across tenants).
+pub async fn find(db: &Db, id: RunId) -> Result<Option<run::Model>, DbErr> {
+    run::Entity::find_by_id(id.to_string()).one(db.conn()).await
+}
+
 /// The run `id` of `tenant`, read through `conn` (a transaction, say).
 pub async fn get_in<C: ConnectionTrait>(
     conn: &C,

@@ -180,7 +180,8 @@ pub struct FileFetched {
 pub struct SnapshotParsed {
     /// Blob key of the snapshot ([`crate::model::snapshot`] format, sorted by email).
     pub snapshot_key: String,
-    /// Blob key of the rejected rows (JSON lines of [`RowError`]).
+    /// Blob key of the reject file: the rejected rows in the file's own columns (with
+    /// `line` and `error`) for a delimited file, JSON lines of [`RowError`] for JSON.
     pub rejects_key: String,
     /// Data rows read from the file.
     pub rows_read: u64,
