@@ -241,4 +241,8 @@ pub enum RejectReason {
         /// The keys accepted for the list.
         keys: String,
     },
+    /// An XML file that is not a SOAP answer Roster can read (not an envelope, a fault,
+    /// a `DOCTYPE`, broken XML).
+    #[error("not a SOAP answer Roster can read: {0}")]
+    Soap(String),
 }

@@ -40,6 +40,7 @@ pub mod rejects;
 pub mod rows;
 pub mod rules;
 pub mod scan;
+pub mod soap_input;
 
 pub use collect::ParsedFile;
 pub use error::{RejectReason, Rejection};
@@ -144,6 +145,7 @@ pub fn parse(
         .find(|b| !b.is_ascii_whitespace());
     let format = match options.format {
         Format::Auto if matches!(first, Some(b'{' | b'[')) => Format::Json,
+        Format::Auto if first == Some(b'<') => Format::Soap,
         Format::Auto => Format::Csv,
         other => other,
     };
@@ -164,6 +166,12 @@ pub fn parse(
         Format::Json => {
             let covered =
                 json_input::read(decoded, &headers, &rules, &mut out, progress).map_err(reject)?;
+            (None, covered)
+        }
+        Format::Soap => {
+            let json = soap_input::to_json(decoded).map_err(reject)?;
+            let covered =
+                json_input::read(json, &headers, &rules, &mut out, progress).map_err(reject)?;
             (None, covered)
         }
         Format::Tsv | Format::Csv | Format::Auto => {

@@ -1059,3 +1059,39 @@ a@x.com;Dup;active;6;\"duplicate email a@x.com: already on line 2; the first row
         );
     }
 }
+
+/// A SOAP 1.1 or 1.2 answer dropped in an inbox or imported reads as the JSON answer of
+/// the same web service does, in UTF-8 and UTF-16LE.
+#[test]
+fn soap_answers_read_like_the_json_answer() {
+    let from_json = people(&fixture("veris.json"));
+    assert_eq!(from_json.len(), 2);
+    for name in ["veris-soap11.xml", "veris-soap12.xml"] {
+        for (encoding, bytes) in encodings(&fixture_text(name)) {
+            for format in [Format::Auto, Format::Soap] {
+                let parsed = run(&bytes, format)
+                    .unwrap_or_else(|e| panic!("{name}, {encoding}, {format:?}: {e}"));
+                assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+                let got: Vec<Person> = entries(&parsed)
+                    .iter()
+                    .map(|e| e.person().unwrap())
+                    .collect();
+                assert_eq!(got, from_json, "{name}, {encoding}, {format:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_soap_fault_or_a_doctype_refuses_the_file() {
+    let fault = "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>\
+<s:Fault><faultcode>s:Server</faultcode><faultstring>directory offline</faultstring></s:Fault>\
+</s:Body></s:Envelope>";
+    let e = rejection(fault.as_bytes());
+    assert!(
+        e.contains("not a SOAP answer") && e.contains("directory offline"),
+        "{e}"
+    );
+    let doctype = "<!DOCTYPE x [<!ENTITY a \"b\">]><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"/>";
+    assert!(rejection(doctype.as_bytes()).contains("DOCTYPE"));
+}

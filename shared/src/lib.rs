@@ -29,6 +29,7 @@ pub mod model;
 pub mod outbox;
 pub mod runner;
 pub mod secret;
+pub mod soap;
 pub mod stage;
 pub mod supervisor;
 pub mod telemetry;

@@ -496,6 +496,22 @@ b@x.com;B B;sometimes;3;\"\"\"sometimes\"\" is not a status; use active/inactive
     );
 }
 
+/// SOAP 1.1 and 1.2 answers imported as files give the directory the JSON answer gives.
+pub fn soap_answers_import_like_json(i: &Install) {
+    let json = tenant("json");
+    i.import_ok(&json, &fixture("veris.json"), &[]);
+    let want = i.directory_csv(&json, true);
+    for (name, extra) in [
+        ("veris-soap11.xml", &[][..]),
+        ("veris-soap12.xml", &["--format", "soap"][..]),
+    ] {
+        let t = tenant("soap");
+        let s = i.import_ok(&t, &fixture(name), extra);
+        assert_eq!(s["created"], 2, "{name}: {s:#}");
+        assert_eq!(i.directory_csv(&t, true), want, "{name}");
+    }
+}
+
 fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -821,5 +837,6 @@ backends!(
         a_row_with_an_unlisted_organization_fails_alone,
         a_column_left_out_keeps_its_field,
         a_reject_file_round_trip,
+        soap_answers_import_like_json,
     ]
 );

@@ -611,7 +611,11 @@ struct Page {
 }
 
 fn soap_version(spec: &SourceSpec) -> Option<Version> {
-    Version::of(spec.response.unwrap_or(ResponseKind::Json))
+    match spec.response.unwrap_or(ResponseKind::Json) {
+        ResponseKind::Json => None,
+        ResponseKind::Soap11 => Some(Version::V11),
+        ResponseKind::Soap12 => Some(Version::V12),
+    }
 }
 
 /// The request body template, checked to hold the placeholders the source's paging and

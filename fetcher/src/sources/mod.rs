@@ -27,7 +27,7 @@ pub mod local;
 pub mod schedule;
 pub mod secrets;
 pub mod sftp;
-pub mod soap;
+pub use roster_shared::soap;
 pub mod spec;
 pub mod tenants;
 

@@ -139,6 +139,9 @@ crate::text_enum! {
         Tsv = "tsv",
         /// The web-service JSON shape: `{"employees": [...]}` or a bare array.
         Json = "json",
+        /// A SOAP 1.1 or 1.2 answer of a web service, read as the web-service source
+        /// reads the answers it fetches.
+        Soap = "soap",
     }
 }
 

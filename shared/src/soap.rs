@@ -1,6 +1,8 @@
-//! SOAP 1.1 and 1.2 for the web-service source ([`super::http`]): the request body made
-//! from the operator's template ([`fill_template`]), and what an answer holds
-//! ([`read_answer`]): its records as flat JSON objects, the next page's token, or a fault.
+//! SOAP 1.1 and 1.2: for the web-service source (the fetcher's `http`), the request body
+//! made from the operator's template ([`fill_template`]); for it and for the parser (a
+//! SOAP answer dropped in an inbox or imported reads the same as one fetched), what an
+//! answer holds ([`read_answer`]): its records as flat JSON objects, the next page's
+//! token, or a fault.
 //!
 //! Promises: elements are matched by namespace URI and local name, never by prefix; a
 //! document with a `DOCTYPE` is refused outright, so no DTD is read and no entity is
@@ -13,8 +15,6 @@ use quick_xml::NsReader;
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use serde_json::{Map, Value};
-
-use super::spec::ResponseKind;
 
 /// The SOAP 1.1 envelope namespace.
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -35,12 +35,13 @@ pub enum Version {
 }
 
 impl Version {
-    /// The version a source's `response` names (`None` for JSON).
-    pub fn of(kind: ResponseKind) -> Option<Self> {
-        match kind {
-            ResponseKind::Json => None,
-            ResponseKind::Soap11 => Some(Version::V11),
-            ResponseKind::Soap12 => Some(Version::V12),
+    /// The version of the envelope `document` (its root's namespace, looked for in the
+    /// text; SOAP 1.1 unless SOAP 1.2's is there), for a file that does not say.
+    pub fn sniff(document: &str) -> Self {
+        if document.contains(SOAP12_NS) {
+            Version::V12
+        } else {
+            Version::V11
         }
     }
 
