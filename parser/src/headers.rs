@@ -160,6 +160,23 @@ const ALIASES: &[(Field, &[&str])] = &[
     ),
 ];
 
+impl Role {
+    /// What the column is read as, in words: `email`, `name (first, last and display
+    /// name)`, `extra attribute "Source"`, `ignored`, ...
+    pub fn describe(&self) -> String {
+        match self {
+            Role::Field(field) => field.name().to_owned(),
+            Role::Name => "name (split into first and last name, kept as display name)".into(),
+            Role::Disabled => "active (a true value makes the person inactive)".into(),
+            Role::AccountControl => "active (userAccountControl: 0x2 set is inactive)".into(),
+            Role::Manager => "manager_email (an email, or a distinguished name in the file)".into(),
+            Role::Dn => "the person's distinguished name (for managers given by name)".into(),
+            Role::Extra(key) => format!("extra attribute {key:?}"),
+            Role::Ignore => "ignored".into(),
+        }
+    }
+}
+
 /// What a role feeds, for finding two columns that feed the same thing: the activity
 /// roles all feed `active`, the manager roles `manager_email`.
 fn target(role: &Role) -> Option<Role> {
@@ -324,40 +341,50 @@ impl HeaderMap {
 
     /// The role of a column headed `header`; `ad`: in an Active Directory export.
     pub fn role_in(&self, header: &str, ad: bool) -> Role {
+        self.explain(header, ad).0
+    }
+
+    /// [`HeaderMap::role_in`], with what decided it, in words (`the tenant's mapping`,
+    /// `a built-in alias`, ...), for `roster mapping check`.
+    pub fn explain(&self, header: &str, ad: bool) -> (Role, &'static str) {
         let trimmed = header.trim();
         let key = normalize_header(trimmed);
         if key.is_empty() {
-            return Role::Ignore;
+            return (Role::Ignore, "no header");
         }
         if let Some(role) = self.tenant.get(&key) {
-            return match role {
+            let role = match role {
                 Role::Extra(_) => Role::Extra(trimmed.to_owned()),
                 other => other.clone(),
             };
+            return (role, "the tenant's mapping");
         }
+        let builtin = "a built-in alias";
         match key.as_str() {
-            "disabled" | "isdisabled" | "accountdisabled" => return Role::Disabled,
-            "manager" => return Role::Manager,
-            "useraccountcontrol" if ad => return Role::AccountControl,
-            "distinguishedname" | "dn" if ad => return Role::Dn,
-            _ if ad && AD_IGNORED.contains(&key.as_str()) => return Role::Ignore,
+            "disabled" | "isdisabled" | "accountdisabled" => return (Role::Disabled, builtin),
+            "manager" => return (Role::Manager, builtin),
+            "useraccountcontrol" if ad => return (Role::AccountControl, "Active Directory"),
+            "distinguishedname" | "dn" if ad => return (Role::Dn, "Active Directory"),
+            _ if ad && AD_IGNORED.contains(&key.as_str()) => {
+                return (Role::Ignore, "Active Directory bookkeeping");
+            }
             _ => {}
         }
         if let Some(field) = Field::ALL
             .iter()
             .find(|f| normalize_header(f.name()) == key)
         {
-            return Role::Field(*field);
+            return (Role::Field(*field), "the field's own name");
         }
         for (field, aliases) in ALIASES {
             if aliases.contains(&key.as_str()) {
-                return Role::Field(*field);
+                return (Role::Field(*field), builtin);
             }
         }
         if key == "name" {
-            return Role::Name;
+            return (Role::Name, builtin);
         }
-        Role::Extra(trimmed.to_owned())
+        (Role::Extra(trimmed.to_owned()), "no field claims it")
     }
 
     /// Roles for a whole header row, checked: there must be an email column, and no two

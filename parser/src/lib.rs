@@ -36,6 +36,7 @@ pub mod decode;
 pub mod error;
 pub mod headers;
 pub mod json_input;
+pub mod preview;
 pub mod rejects;
 pub mod rows;
 pub mod rules;

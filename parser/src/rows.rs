@@ -149,8 +149,9 @@ pub fn build<'a>(
     let mut notes = Vec::new();
     let mut blank = true;
     let mut row_bytes = 0usize;
-    // Fields already given a value by an earlier column.
-    let mut filled: Vec<Field> = Vec::new();
+    // Fields already given a value by an earlier column, one bit each (no allocation:
+    // this runs for every row).
+    let mut filled = 0u32;
     let mut error = |column: &str, message: String| {
         errors.push(RowError {
             line,
@@ -172,11 +173,12 @@ pub fn build<'a>(
             _ => None,
         };
         if let Some(field) = feeds {
-            if filled.contains(&field) {
+            let bit = 1u32 << (field as u32);
+            if filled & bit != 0 {
                 continue;
             }
             if !empty {
-                filled.push(field);
+                filled |= bit;
             } else if field == Field::Email && email.is_some() {
                 continue;
             }
@@ -315,6 +317,9 @@ pub fn build<'a>(
         email => RowOutcome::Rejected { email, errors },
     }
 }
+
+// `build` keeps one bit per field.
+const _: () = assert!(Field::ALL.len() <= 32);
 
 /// `userAccountControl`'s ACCOUNTDISABLE flag.
 const ACCOUNT_DISABLE: u32 = 0x2;

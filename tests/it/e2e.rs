@@ -512,6 +512,49 @@ pub fn soap_answers_import_like_json(i: &Install) {
     }
 }
 
+/// `roster mapping check` says how each column would be read and why, shows the first
+/// rows as read, writes nothing, and exits 2 for a file that would be refused.
+pub fn mapping_check_shows_how_a_file_is_read(i: &Install) {
+    let t = tenant("fr");
+    i.import_ok(&t, &i.file("people.csv", THREE), &[]);
+    let before = i.directory_csv(&t, true);
+    let ran = i.roster(&["mapping", "set", "--tenant", &t, "Courriel", "email"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let f = i.file(
+        "fr.csv",
+        "Courriel;Nom;Statut;Disabled\r\nmarie@exemple.fr;Marie Curie;x;0\r\n;Sans courriel;;1\r\n",
+    );
+    let ran = i.roster(&["mapping", "check", "--tenant", &t, f.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let out = &ran.stdout;
+    assert!(out.contains("delimited by ';'"), "{out}");
+    assert!(
+        out.contains("\"Courriel\" -> email (the tenant's mapping)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"Nom\"      -> extra attribute \"Nom\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"Disabled\" -> active (a true value"),
+        "{out}"
+    );
+    assert!(
+        out.contains("line 2: marie@exemple.fr ") && out.contains("extra \"Statut\"=\"x\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("line 3: rejected: column \"Courriel\": missing email"),
+        "{out}"
+    );
+    assert_eq!(i.directory_csv(&t, true), before, "a check writes nothing");
+    let bad = i.file("bad.csv", "Name,Phone\nA,1\n");
+    let ran = i.roster(&["mapping", "check", "--tenant", &t, bad.to_str().unwrap()]);
+    assert_eq!(ran.code, 2, "{}", ran.stdout);
+    assert!(ran.stdout.contains("no email column"), "{}", ran.stdout);
+}
+
 fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -838,5 +881,6 @@ backends!(
         a_column_left_out_keeps_its_field,
         a_reject_file_round_trip,
         soap_answers_import_like_json,
+        mapping_check_shows_how_a_file_is_read,
     ]
 );
