@@ -289,6 +289,7 @@ pub async fn store_copied(
             == Some(&*tenants::parse_config(
                 &tenants::mappings(&services.db, &sub.tenant).await?,
                 &tenants::organizations(&services.db, &sub.tenant).await?,
+                &tenants::value_rules(&services.db, &sub.tenant).await?,
             ))
     {
         db::create_repeat_run(&services.db, &new, sub.seen.as_ref(), &of).await?;

@@ -230,6 +230,7 @@ fn read_rows(
         ad: is_ad_export(&name_refs),
         ..rules.clone()
     };
+    let maps = rules.maps(&names, &roles);
     let email_index = roles
         .iter()
         .position(|r| *r == Role::Field(Field::Email))
@@ -243,7 +244,11 @@ fn read_rows(
         let mut values = Vec::with_capacity(record.len());
         for (i, field) in record.iter().enumerate() {
             let header = names.get(i).map_or("", String::as_str);
-            values.push(text(field, line, i + 1, header)?);
+            let value = text(field, line, i + 1, header)?;
+            values.push(rows::rewrite_with(
+                maps.get(i).and_then(Option::as_ref),
+                value,
+            ));
         }
         if values.len() != roles.len() {
             if values.iter().all(|v| v.trim().is_empty()) {

@@ -32,15 +32,7 @@ pub enum Role {
     Ignore,
 }
 
-/// A header reduced to what identifies it: lower case, letters and digits only.
-/// `"Email ID"`, `"email_id"` and `"E-mail-ID"` all become `emailid`.
-pub fn normalize_header(header: &str) -> String {
-    header
-        .chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
+pub use roster_shared::model::mapping::normalize_header;
 
 /// The built-in aliases beyond each field's own name (which always matches), as
 /// normalised headers.
@@ -161,6 +153,17 @@ const ALIASES: &[(Field, &[&str])] = &[
 ];
 
 impl Role {
+    /// The name of the field the role feeds (`None`: a name, extra attribute, ...): the
+    /// key a value rule for it has (`active`, `organization`).
+    pub fn feeds(&self) -> Option<&'static str> {
+        match self {
+            Role::Field(field) => Some(field.name()),
+            Role::Disabled | Role::AccountControl => Some(Field::Active.name()),
+            Role::Manager => Some(Field::ManagerEmail.name()),
+            _ => None,
+        }
+    }
+
     /// What the column is read as, in words: `email`, `name (first, last and display
     /// name)`, `extra attribute "Source"`, `ignored`, ...
     pub fn describe(&self) -> String {

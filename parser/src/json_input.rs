@@ -114,6 +114,7 @@ impl Ctx<'_> {
                     }
                 }
             };
+            let text = self.rules.rewrite(&key, &role, text);
             cells.push((role, label, text));
         }
         let outcome = rows::build(

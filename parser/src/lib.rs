@@ -20,6 +20,7 @@ use roster_shared::db::{runs, tenants};
 use roster_shared::error::StageError;
 use roster_shared::model::envelope::{Envelope, FileFetched, Format, SnapshotParsed};
 use roster_shared::model::ids::MessageId;
+use roster_shared::model::mapping::ValueRules;
 use roster_shared::model::person::MappingTarget;
 use roster_shared::model::run::RunState;
 use roster_shared::stage::{self, ConsumeOptions, Progress, Services};
@@ -115,6 +116,8 @@ pub struct ParseOptions {
     /// The tenant's organizations (`organizations:` in the tenants file): when there are
     /// any, a row naming another organization is rejected alone.
     pub organizations: Vec<String>,
+    /// The tenant's value rules (`mapping.values`, `mapping.defaults`).
+    pub value_rules: ValueRules,
     /// The install's input limits.
     pub limits: ParseLimits,
     /// Bytes of encoded rows sorted in memory at once ([`DEFAULT_SORT_MEMORY`]); a file
@@ -155,13 +158,8 @@ pub fn parse(
         options.sort_memory,
         options.spill_dir.clone(),
     );
-    let mut rules = rows::RowRules {
-        limits: options.limits,
-        ad: false,
-        managers: None,
-        organizations: (!options.organizations.is_empty())
-            .then(|| Arc::new(rows::Organizations::new(&options.organizations))),
-    };
+    let mut rules =
+        rows::RowRules::new(options.limits, &options.organizations, &options.value_rules);
     let mut layout = None;
     let (email_column, covered) = match format {
         Format::Json => {
@@ -198,6 +196,13 @@ pub fn parse(
         }
     };
     let mut parsed = out.finish(|_| email_column.clone()).map_err(reject)?;
+    let mut covered = covered;
+    for (field, _) in &rules.defaults {
+        // A default feeds its field for every row.
+        if !covered.fields.iter().any(|f| f == field.name()) {
+            covered.fields.push(field.name().to_owned());
+        }
+    }
     parsed.covered = covered;
     parsed.layout = layout;
     Ok(parsed)
@@ -387,11 +392,16 @@ async fn parse_and_store(
         encoding: body.encoding.clone(),
         mappings: tenants::mappings(&services.db, tenant).await?,
         organizations: tenants::organizations(&services.db, tenant).await?,
+        value_rules: tenants::value_rules(&services.db, tenant).await?,
         limits: config.limits,
         sort_memory: config.sort_memory,
         spill_dir: Some(services.blobs.scratch_dir().to_owned()),
     };
-    let parse_config = tenants::parse_config(&options.mappings, &options.organizations);
+    let parse_config = tenants::parse_config(
+        &options.mappings,
+        &options.organizations,
+        &options.value_rules,
+    );
     let file = services.blobs.open(&body.blob_key).await?;
     // A second handle, to read the rejected rows back for the reject file.
     let again = file.try_clone().map_err(|e| StageError::Blob(e.into()))?;

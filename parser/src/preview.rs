@@ -13,7 +13,7 @@ use crate::csv_input::sniff_delimiter;
 use crate::decode;
 use crate::error::{RejectReason, Rejection};
 use crate::headers::{HeaderMap, Role, is_ad_export};
-use crate::rows::{self, Organizations, RowOutcome, RowRules};
+use crate::rows::{self, RowOutcome, RowRules};
 use crate::scan::Scanner;
 use crate::{ParseOptions, parse};
 
@@ -148,17 +148,20 @@ pub fn preview(path: &Path, options: &ParseOptions, rows: usize) -> Result<Previ
         }
     };
     let rules = RowRules {
-        limits: options.limits,
         ad: preview.ad,
         managers: managers.map(std::sync::Arc::new),
-        organizations: (!options.organizations.is_empty())
-            .then(|| std::sync::Arc::new(Organizations::new(&options.organizations))),
+        ..RowRules::new(options.limits, &options.organizations, &options.value_rules)
     };
+    let maps = rules.maps(&names, &roles);
     while preview.rows.len() < rows && reader.read_byte_record(&mut record).map_err(csv_error)? {
         let line = watch.line_at(record.position().map_or(0, csv::Position::byte));
         let values: Vec<String> = record
             .iter()
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .enumerate()
+            .map(|(i, v)| {
+                let v = String::from_utf8_lossy(v);
+                rows::rewrite_with(maps.get(i).and_then(Option::as_ref), &v).to_owned()
+            })
             .collect();
         let outcome = if values.len() == roles.len() {
             rows::build(

@@ -1,10 +1,11 @@
 //! One input row (a CSV record or a JSON object) to one [`Person`], or to the errors that
 //! reject it alone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use roster_shared::model::envelope::{RowError, Severity};
+use roster_shared::model::mapping::{ValueRules, value_key};
 use roster_shared::model::person::{Field, Person};
 
 use crate::ParseLimits;
@@ -128,6 +129,69 @@ pub struct RowRules {
     pub managers: Option<Arc<DnMap>>,
     /// The tenant's organizations, when it lists them.
     pub organizations: Option<Arc<Organizations>>,
+    /// The tenant's value rules: values rewritten before they are read.
+    pub values: Arc<ValueRules>,
+    /// The tenant's defaults: the value of a text field a row leaves empty.
+    pub defaults: Vec<(Field, String)>,
+}
+
+impl RowRules {
+    /// The rules of a file read within `limits` for a tenant with `organizations` (none:
+    /// any) and value rules `values`.
+    pub fn new(limits: ParseLimits, organizations: &[String], values: &ValueRules) -> Self {
+        RowRules {
+            limits,
+            ad: false,
+            managers: None,
+            organizations: (!organizations.is_empty())
+                .then(|| Arc::new(Organizations::new(organizations))),
+            defaults: values
+                .default_fields()
+                .into_iter()
+                .map(|(f, v)| (f, v.to_owned()))
+                .collect(),
+            values: Arc::new(values.clone()),
+        }
+    }
+
+    /// `value` of the column (or JSON key) `header` read as `role`, rewritten by the
+    /// tenant's value rules when one matches it (whatever its case and spaces).
+    pub fn rewrite(&self, header: &str, role: &Role, value: String) -> String {
+        if self.values.values.is_empty() {
+            return value;
+        }
+        self.values
+            .map_for(header, role.feeds())
+            .and_then(|map| map.get(&value_key(&value)).cloned())
+            .unwrap_or(value)
+    }
+
+    /// The value maps of a header row's columns, for [`RowRules::rewrite_with`].
+    pub fn maps(
+        &self,
+        headers: &[String],
+        roles: &[Role],
+    ) -> Vec<Option<BTreeMap<String, String>>> {
+        headers
+            .iter()
+            .zip(roles)
+            .map(|(h, r)| {
+                if self.values.values.is_empty() {
+                    None
+                } else {
+                    self.values.map_for(h, r.feeds())
+                }
+            })
+            .collect()
+    }
+}
+
+/// `value` rewritten by `map` (one of [`RowRules::maps`]) when it holds the value.
+pub fn rewrite_with<'a>(map: Option<&'a BTreeMap<String, String>>, value: &'a str) -> &'a str {
+    match map {
+        Some(map) => map.get(&value_key(value)).map_or(value, String::as_str),
+        None => value,
+    }
 }
 
 /// Builds a person from `(role, column label, value)` triples of one row starting at
@@ -257,6 +321,11 @@ pub fn build<'a>(
         }
         if person.display_name.is_none() {
             person.display_name = clean(name);
+        }
+    }
+    for (field, value) in &rules.defaults {
+        if person.text(*field).is_none() {
+            person.set(*field, value);
         }
     }
     let key = match email {

@@ -16,6 +16,7 @@ fn run_limited(bytes: &[u8], format: Format, limits: ParseLimits) -> Result<Pars
     let options = ParseOptions {
         file_name: "people.csv".into(),
         organizations: Vec::new(),
+        value_rules: Default::default(),
         format,
         encoding: None,
         mappings: vec![],
@@ -217,6 +218,7 @@ fn declared_encoding_is_used_for_bomless_files() {
     let options = ParseOptions {
         file_name: "latin.csv".into(),
         organizations: Vec::new(),
+        value_rules: Default::default(),
         format: Format::Csv,
         encoding: Some("windows-1252".into()),
         mappings: vec![],
@@ -267,6 +269,7 @@ fn tenant_mappings_rescue_unknown_headers() {
     let options = ParseOptions {
         file_name: "fr.csv".into(),
         organizations: Vec::new(),
+        value_rules: Default::default(),
         format: Format::Auto,
         encoding: None,
         mappings: vec![("courriel".into(), MappingTarget::Field(Field::Email))],
@@ -605,6 +608,7 @@ fn parse_sorting_in(
     let options = ParseOptions {
         file_name: "people.csv".into(),
         organizations: Vec::new(),
+        value_rules: Default::default(),
         format: Format::Auto,
         encoding: None,
         mappings: vec![],
@@ -963,6 +967,7 @@ fn run_with_organizations(bytes: &[u8], organizations: &[&str]) -> ParsedFile {
     let options = ParseOptions {
         file_name: "people.csv".into(),
         organizations: organizations.iter().map(ToString::to_string).collect(),
+        value_rules: Default::default(),
         format: Format::Auto,
         encoding: None,
         mappings: vec![],
@@ -1094,4 +1099,65 @@ fn a_soap_fault_or_a_doctype_refuses_the_file() {
     );
     let doctype = "<!DOCTYPE x [<!ENTITY a \"b\">]><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"/>";
     assert!(rejection(doctype.as_bytes()).contains("DOCTYPE"));
+}
+
+/// A tenant's value rules: a value rewritten before it is read (matched whatever its
+/// case), per column header or per field, and a default for a field a row leaves empty.
+#[test]
+fn value_rules_rewrite_values_and_fill_defaults() {
+    use roster_shared::model::mapping::ValueRules;
+    let rules: ValueRules = serde_json::from_value(serde_json::json!({
+        "values": {
+            "Status": {"Left": "inactive", "Sabbatical": "active"},
+            "organization": {"Widget Inc.": "Widget USA"}
+        },
+        "defaults": {"locale": "en-US", "organization": "Widget Global"}
+    }))
+    .unwrap();
+    let file = "Email,Status,Company\n\
+a@x.com,left,Widget Inc.\n\
+b@x.com, SABBATICAL ,\n\
+c@x.com,gone,Other\n";
+    let options = ParseOptions {
+        file_name: "people.csv".into(),
+        organizations: Vec::new(),
+        value_rules: rules,
+        format: Format::Auto,
+        encoding: None,
+        mappings: vec![],
+        limits: ParseLimits::default(),
+        sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
+        spill_dir: None,
+    };
+    let parsed = parse(
+        Box::new(Cursor::new(file.as_bytes().to_vec())),
+        &options,
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(parsed.rejected, 1, "an unmapped bad status still fails");
+    assert!(parsed.errors[0].message.contains("\"gone\""));
+    let people: Vec<Person> = entries(&parsed)
+        .iter()
+        .filter(|e| !e.protected)
+        .map(|e| e.person().unwrap())
+        .collect();
+    assert!(!people[0].active, "Left: inactive");
+    assert_eq!(
+        people[0].organization.as_deref(),
+        Some("Widget USA"),
+        "by field name, through the Company alias"
+    );
+    assert!(people[1].active, "Sabbatical: active");
+    assert_eq!(
+        people[1].organization.as_deref(),
+        Some("Widget Global"),
+        "an empty cell takes the default"
+    );
+    assert_eq!(people[1].locale.as_deref(), Some("en-US"));
+    assert!(
+        parsed.covered.fields.iter().any(|f| f == "locale"),
+        "a default feeds its field: {:?}",
+        parsed.covered
+    );
 }

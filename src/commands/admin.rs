@@ -102,6 +102,7 @@ async fn check(
         encoding,
         mappings: tenants::mappings(&db, &tenant).await?,
         organizations: tenants::organizations(&db, &tenant).await?,
+        value_rules: tenants::value_rules(&db, &tenant).await?,
         limits: ParseLimits::default(),
         sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
         spill_dir: None,

@@ -186,6 +186,7 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
         encoding: file.encoding.clone(),
         mappings: tenants::mappings(db, tenant).await?,
         organizations: tenants::organizations(db, tenant).await?,
+        value_rules: tenants::value_rules(db, tenant).await?,
         limits: file.pipeline.parser.limits,
         sort_memory: file.pipeline.parser.sort_memory(),
         spill_dir: None,

@@ -555,6 +555,64 @@ pub fn mapping_check_shows_how_a_file_is_read(i: &Install) {
     assert!(ran.stdout.contains("no email column"), "{}", ran.stdout);
 }
 
+/// A tenant's `mapping:` in the tenants file: its own column names, columns ignored,
+/// values rewritten and defaults; it replaces mappings made with `roster mapping set`.
+pub fn a_tenants_file_mapping_reads_a_tenants_own_file(i: &Install) {
+    let t = tenant("fr");
+    let file = i.file(
+        "tenants.yaml",
+        format!(
+            "tenants:\n  {t}:\n    mapping:\n      columns: {{Courriel: email, \"Nom complet\": name, Statut: active}}\n      \
+             ignore: [Remarques]\n      values:\n        Statut: {{Parti: inactive, \"En congé\": active}}\n      \
+             defaults: {{locale: fr-FR}}\n"
+        ),
+    );
+    let ran = i.roster(&["tenants", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let listed = i.roster(&["mapping", "list", "--tenant", &t]);
+    assert!(
+        listed.stdout.contains("courriel\temail"),
+        "{}",
+        listed.stdout
+    );
+    let f = i.file(
+        "fr.csv",
+        "Courriel;Nom complet;Statut;Remarques\n\
+marie@exemple.fr;Marie Curie;en congé;à rappeler\n\
+pierre@exemple.fr;Pierre Curie;PARTI;\n",
+    );
+    let s = i.import_ok(&t, &f, &[]);
+    assert_eq!(s["created"], 2, "{s:#}");
+    let rows = i.directory(&t, true);
+    assert_eq!(rows[0]["email"], "marie@exemple.fr");
+    assert_eq!(rows[0]["last_name"], "Curie");
+    assert_eq!(rows[0]["active"], "true");
+    assert_eq!(rows[0]["locale"], "fr-FR");
+    assert_eq!(rows[1]["active"], "false", "Parti: inactive");
+    let people = i
+        .roster(&["directory", "--tenant", &t, "--format", "json", "--all"])
+        .json();
+    assert!(
+        people
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["extra"].get("Remarques").is_none()),
+        "{people}"
+    );
+    let bad = i.file(
+        "bad.yaml",
+        format!("tenants:\n  {t}:\n    mapping:\n      columns: {{X: shoe_size}}\n      defaults: {{active: x}}\n"),
+    );
+    let ran = i.roster(&["tenants", "apply", "-f", bad.to_str().unwrap()]);
+    assert_ne!(ran.code, 0);
+    assert!(
+        ran.stderr.contains("mapping.columns.X") && ran.stderr.contains("mapping.defaults.active"),
+        "{}",
+        ran.stderr
+    );
+}
+
 fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -882,5 +940,6 @@ backends!(
         a_reject_file_round_trip,
         soap_answers_import_like_json,
         mapping_check_shows_how_a_file_is_read,
+        a_tenants_file_mapping_reads_a_tenants_own_file,
     ]
 );

@@ -1067,6 +1067,7 @@ async fn a_first_import_creates_people_from_the_snapshot_by_reference() {
         &roster_parser::ParseOptions {
             file_name: "people.csv".into(),
             organizations: Vec::new(),
+            value_rules: Default::default(),
             format: Format::Csv,
             encoding: None,
             mappings: vec![],

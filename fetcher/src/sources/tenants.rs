@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use roster_shared::db::Db;
 use roster_shared::model::ids::TenantId;
+use roster_shared::model::mapping::{ValueRules, normalize_header};
+use roster_shared::model::person::MappingTarget;
 use roster_shared::sea_orm::{DbErr, TransactionTrait};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +46,77 @@ pub struct TenantSpec {
     /// case, and are stored as written here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organizations: Option<Vec<String>>,
+    /// How its files are read, over the built-in aliases: when given, it replaces the
+    /// tenant's column mappings (those `roster mapping set` made included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<MappingSpec>,
+}
+
+/// A tenant's `mapping:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingSpec {
+    /// Column header to what it feeds: a field name, `name`, `extra` or `ignore`.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    /// Columns not read at all.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// Per column header or field name: a value to the value read instead
+    /// (`status: {Left: inactive, Sabbatical: active}`).
+    #[serde(default)]
+    pub values: BTreeMap<String, BTreeMap<String, String>>,
+    /// Per text field: the value a row gets when it leaves the field empty.
+    #[serde(default)]
+    pub defaults: BTreeMap<String, String>,
+}
+
+impl MappingSpec {
+    /// The column mappings it declares (normalised header, target), and what is wrong
+    /// with it, each problem naming its key under `at`.
+    pub fn columns(&self, at: &str) -> (Vec<(String, MappingTarget)>, Vec<String>) {
+        let mut columns: Vec<(String, MappingTarget)> = Vec::new();
+        let mut problems = Vec::new();
+        let declared = self
+            .columns
+            .iter()
+            .map(|(h, t)| (h.as_str(), t.as_str()))
+            .chain(self.ignore.iter().map(|h| (h.as_str(), "ignore")));
+        for (header, target) in declared {
+            let key = normalize_header(header);
+            if key.is_empty() {
+                problems.push(format!(
+                    "{at}.columns: the header {header:?} has no letters or digits"
+                ));
+                continue;
+            }
+            match target.parse::<MappingTarget>() {
+                Ok(_) if columns.iter().any(|(k, _)| *k == key) => {
+                    problems.push(format!(
+                        "{at}: the header {header:?} is mapped twice (headers match whatever \
+                         their case, spaces and punctuation)"
+                    ));
+                }
+                Ok(target) => columns.push((key, target)),
+                Err(e) => problems.push(format!("{at}.columns.{header}: {e}")),
+            }
+        }
+        problems.extend(
+            self.rules()
+                .problems()
+                .into_iter()
+                .map(|p| format!("{at}.{p}")),
+        );
+        (columns, problems)
+    }
+
+    /// Its value rules.
+    pub fn rules(&self) -> ValueRules {
+        ValueRules {
+            values: self.values.clone(),
+            defaults: self.defaults.clone(),
+        }
+    }
 }
 
 /// A tenant's login to our SFTP server. The login name is the tenant id.
@@ -132,6 +205,9 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<TenantsFile, Invalid
         }
         if let Some(push) = &tenant.push {
             problems.extend(check_push(id, push, &format!("{at}.push")));
+        }
+        if let Some(mapping) = &tenant.mapping {
+            problems.extend(mapping.columns(&format!("{at}.mapping")).1);
         }
         for (i, name) in tenant.organizations.iter().flatten().enumerate() {
             if name.trim().is_empty() {
@@ -347,6 +423,16 @@ pub async fn apply(db: &Db, file: &TenantsFile) -> Result<ApplySummary, DbErr> {
             tenant.organizations.as_deref(),
         )
         .await?;
+        if let Some(mapping) = &tenant.mapping {
+            let (columns, _) = mapping.columns("");
+            roster_shared::db::tenants::declare_mapping(
+                &txn,
+                &tenant_id,
+                &columns,
+                &mapping.rules(),
+            )
+            .await?;
+        }
         summary.tenants += 1;
         summary.sources_upserted += applied.upserted;
         summary.sources_disabled += applied.disabled;

@@ -9,6 +9,7 @@ use sea_orm::{
 use super::Db;
 use super::entity::{column_mapping, tenant};
 use crate::model::ids::TenantId;
+use crate::model::mapping::ValueRules;
 use crate::model::person::{MappingTarget, UnknownTarget};
 
 /// Every tenant known to the database (the one query that spans tenants).
@@ -29,6 +30,7 @@ pub async fn ensure<C: ConnectionTrait>(conn: &C, tenant: &TenantId) -> Result<(
         next_run_seq: Set(1),
         created_at: Set(chrono::Utc::now()),
         organizations: Set(None),
+        value_rules: Set(None),
     })
     .on_conflict(
         OnConflict::column(tenant::Column::Id)
@@ -47,15 +49,23 @@ const PARSE_RULES: &str = "rules 2";
 
 /// The fingerprint of what decides how a file of the tenant is read: its column
 /// `mappings` (as [`mappings`] returns them), its `organizations` (as [`organizations`]
-/// returns them) and this build's parsing rules (its version and [`PARSE_RULES`]).
+/// returns them), its value `rules` ([`value_rules`]) and this build's parsing rules (its
+/// version and [`PARSE_RULES`]).
 /// Two runs with the same raw content and the same fingerprint give the same people; the
 /// parser records it on each run (`runs.parse_config`) and the fetcher compares it before
 /// skipping a re-delivered file.
-pub fn parse_config(mappings: &[(String, MappingTarget)], organizations: &[String]) -> String {
+pub fn parse_config(
+    mappings: &[(String, MappingTarget)],
+    organizations: &[String],
+    rules: &ValueRules,
+) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update(concat!("roster ", env!("CARGO_PKG_VERSION"), "\n"));
     hash.update(PARSE_RULES);
+    let rules = serde_json::to_string(rules).expect("maps of strings serialise");
+    hash.update((rules.len() as u64).to_le_bytes());
+    hash.update(rules.as_bytes());
     hash.update((organizations.len() as u64).to_le_bytes());
     for name in organizations {
         hash.update((name.len() as u64).to_le_bytes());
@@ -85,6 +95,58 @@ pub async fn organizations(db: &Db, tenant: &TenantId) -> Result<Vec<String>, Db
         Some(json) => serde_json::from_str(&json)
             .map_err(|e| DbErr::Type(format!("column tenants.organizations: {e}"))),
     }
+}
+
+/// The tenant's value rules (`mapping.values` and `mapping.defaults` in the tenants
+/// file); empty when it has none.
+pub async fn value_rules(db: &Db, tenant: &TenantId) -> Result<ValueRules, DbErr> {
+    let Some(row) = tenant::Entity::find_by_id(tenant.as_str())
+        .one(db.conn())
+        .await?
+    else {
+        return Ok(ValueRules::default());
+    };
+    match row.value_rules {
+        None => Ok(ValueRules::default()),
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| DbErr::Type(format!("column tenants.value_rules: {e}"))),
+    }
+}
+
+/// Declares the tenant's mapping through `conn` as the tenants file gives it: its column
+/// mappings become exactly `columns` (normalised header, target), and its value rules
+/// `rules`. The tenant must exist ([`ensure`]).
+pub async fn declare_mapping<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    columns: &[(String, MappingTarget)],
+    rules: &ValueRules,
+) -> Result<(), DbErr> {
+    column_mapping::Entity::delete_many()
+        .filter(column_mapping::Column::TenantId.eq(tenant.as_str()))
+        .exec(conn)
+        .await?;
+    if !columns.is_empty() {
+        column_mapping::Entity::insert_many(columns.iter().map(|(header, target)| {
+            column_mapping::ActiveModel {
+                tenant_id: Set(tenant.to_string()),
+                header: Set(header.clone()),
+                field: Set(target.name().to_owned()),
+            }
+        }))
+        .exec_without_returning(conn)
+        .await?;
+    }
+    let json = (!rules.is_empty()).then(|| serde_json::to_string(rules).expect("serialises"));
+    tenant::Entity::update_many()
+        .col_expr(
+            tenant::Column::ValueRules,
+            sea_orm::sea_query::Expr::value(json),
+        )
+        .filter(tenant::Column::Id.eq(tenant.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// Sets the tenant's organizations through `conn` (`None`: it lists none). The tenant

@@ -17,6 +17,7 @@
 pub mod change;
 pub mod envelope;
 pub mod ids;
+pub mod mapping;
 pub mod person;
 pub mod record;
 pub mod run;

@@ -16,6 +16,9 @@ pub struct Model {
     /// Its organizations as a JSON list of names (`organizations:` in the tenants file),
     /// or `NULL` when it lists none.
     pub organizations: Option<String>,
+    /// Its value rules as JSON ([`crate::model::mapping::ValueRules`]: `mapping.values`
+    /// and `mapping.defaults` in the tenants file), or `NULL` when it has none.
+    pub value_rules: Option<String>,
 }
 
 /// No relations are navigated through the ORM.

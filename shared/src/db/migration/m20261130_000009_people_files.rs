@@ -1,7 +1,8 @@
 //! Rows skipped on purpose (an Active Directory service account without an email): each
 //! keeps a note in `run_errors` (`severity = 'note'`, the rejected rows' being `error`),
 //! and the run counts them in `runs.skipped`. A tenant may list its organizations
-//! (`tenants.organizations`, a JSON list), which rows must name. A run records what its
+//! (`tenants.organizations`, a JSON list), which rows must name, and value rules
+//! (`tenants.value_rules`: values rewritten, defaults). A run records what its
 //! file's columns feed (`runs.covered`), so the fields it leaves out keep their values.
 
 use sea_orm_migration::prelude::*;
@@ -27,6 +28,7 @@ enum Runs {
 enum Tenants {
     Table,
     Organizations,
+    ValueRules,
 }
 
 #[async_trait::async_trait]
@@ -58,6 +60,13 @@ impl MigrationTrait for Migration {
             Table::alter()
                 .table(Tenants::Table)
                 .add_column(text_null(Tenants::Organizations))
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(Tenants::Table)
+                .add_column(text_null(Tenants::ValueRules))
                 .to_owned(),
         )
         .await
