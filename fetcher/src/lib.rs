@@ -286,11 +286,11 @@ pub async fn store_copied(
     // the mappings are read only when the content is the same).
     if let Some(of) = db::repeated_run(&services.db, &new).await?
         && of.parse_config.as_deref()
-            == Some(&*tenants::parse_config(
-                &tenants::mappings(&services.db, &sub.tenant).await?,
-                &tenants::organizations(&services.db, &sub.tenant).await?,
-                &tenants::value_rules(&services.db, &sub.tenant).await?,
-            ))
+            == Some(
+                &*tenants::reading_rules(&services.db, &sub.tenant)
+                    .await?
+                    .fingerprint(),
+            )
     {
         db::create_repeat_run(&services.db, &new, sub.seen.as_ref(), &of).await?;
         info!(

@@ -386,13 +386,14 @@ async fn parse_and_store(
     let body = &env.body;
     let _memory = config.memory.admit(body.size).await;
     let started = Instant::now();
+    let reading = tenants::reading_rules(&services.db, tenant).await?;
     let options = ParseOptions {
         file_name: body.file_name.clone(),
         format: body.format,
         encoding: body.encoding.clone(),
-        mappings: tenants::mappings(&services.db, tenant).await?,
-        organizations: tenants::organizations(&services.db, tenant).await?,
-        value_rules: tenants::value_rules(&services.db, tenant).await?,
+        mappings: reading.mappings,
+        organizations: reading.organizations,
+        value_rules: reading.values,
         limits: config.limits,
         sort_memory: config.sort_memory,
         spill_dir: Some(services.blobs.scratch_dir().to_owned()),

@@ -93,6 +93,7 @@ async fn check(
     encoding: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let db = read_db(&store).await?;
+    let reading = tenants::reading_rules(&db, &tenant).await?;
     let options = ParseOptions {
         file_name: file.file_name().map_or_else(
             || file.display().to_string(),
@@ -100,9 +101,9 @@ async fn check(
         ),
         format,
         encoding,
-        mappings: tenants::mappings(&db, &tenant).await?,
-        organizations: tenants::organizations(&db, &tenant).await?,
-        value_rules: tenants::value_rules(&db, &tenant).await?,
+        mappings: reading.mappings,
+        organizations: reading.organizations,
+        value_rules: reading.values,
         limits: ParseLimits::default(),
         sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
         spill_dir: None,

@@ -180,13 +180,14 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
     let name = file.name.clone();
     let mode = file.mode;
     let tenant = file.tenant;
+    let reading = tenants::reading_rules(db, tenant).await?;
     let options = ParseOptions {
         file_name: name.clone(),
         format: file.format,
         encoding: file.encoding.clone(),
-        mappings: tenants::mappings(db, tenant).await?,
-        organizations: tenants::organizations(db, tenant).await?,
-        value_rules: tenants::value_rules(db, tenant).await?,
+        mappings: reading.mappings,
+        organizations: reading.organizations,
+        value_rules: reading.values,
         limits: file.pipeline.parser.limits,
         sort_memory: file.pipeline.parser.sort_memory(),
         spill_dir: None,

@@ -48,9 +48,8 @@ pub async fn ensure<C: ConnectionTrait>(conn: &C, tenant: &TenantId) -> Result<(
 const PARSE_RULES: &str = "rules 2";
 
 /// The fingerprint of what decides how a file of the tenant is read: its column
-/// `mappings` (as [`mappings`] returns them), its `organizations` (as [`organizations`]
-/// returns them), its value `rules` ([`value_rules`]) and this build's parsing rules (its
-/// version and [`PARSE_RULES`]).
+/// `mappings`, its `organizations` and its value `rules` (its [`ReadingRules`]) and this
+/// build's parsing rules (its version and [`PARSE_RULES`]).
 /// Two runs with the same raw content and the same fingerprint give the same people; the
 /// parser records it on each run (`runs.parse_config`) and the fetcher compares it before
 /// skipping a re-delivered file.
@@ -81,36 +80,49 @@ pub fn parse_config(
     hex::encode(&hash.finalize()[..16])
 }
 
-/// The tenant's organizations (`organizations:` in the tenants file), in the file's
-/// order; empty when it lists none.
-pub async fn organizations(db: &Db, tenant: &TenantId) -> Result<Vec<String>, DbErr> {
-    let Some(row) = tenant::Entity::find_by_id(tenant.as_str())
-        .one(db.conn())
-        .await?
-    else {
-        return Ok(Vec::new());
-    };
-    match row.organizations {
-        None => Ok(Vec::new()),
-        Some(json) => serde_json::from_str(&json)
-            .map_err(|e| DbErr::Type(format!("column tenants.organizations: {e}"))),
+/// What decides how a file of a tenant is read, beside the file itself and the parser's
+/// own rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadingRules {
+    /// Its column mappings (normalised header, target), sorted by header ([`mappings`]).
+    pub mappings: Vec<(String, MappingTarget)>,
+    /// Its organizations (`organizations:` in the tenants file), in the file's order;
+    /// empty when it lists none.
+    pub organizations: Vec<String>,
+    /// Its value rules (`mapping.values` and `mapping.defaults` in the tenants file).
+    pub values: ValueRules,
+}
+
+impl ReadingRules {
+    /// Their fingerprint ([`parse_config`]).
+    pub fn fingerprint(&self) -> String {
+        parse_config(&self.mappings, &self.organizations, &self.values)
     }
 }
 
-/// The tenant's value rules (`mapping.values` and `mapping.defaults` in the tenants
-/// file); empty when it has none.
-pub async fn value_rules(db: &Db, tenant: &TenantId) -> Result<ValueRules, DbErr> {
-    let Some(row) = tenant::Entity::find_by_id(tenant.as_str())
+/// The tenant's [`ReadingRules`] (none for a tenant not known yet): two queries.
+pub async fn reading_rules(db: &Db, tenant: &TenantId) -> Result<ReadingRules, DbErr> {
+    let mappings = mappings(db, tenant).await?;
+    let row = tenant::Entity::find_by_id(tenant.as_str())
         .one(db.conn())
-        .await?
-    else {
-        return Ok(ValueRules::default());
-    };
-    match row.value_rules {
-        None => Ok(ValueRules::default()),
-        Some(json) => serde_json::from_str(&json)
-            .map_err(|e| DbErr::Type(format!("column tenants.value_rules: {e}"))),
-    }
+        .await?;
+    let (organizations, values) = row.map_or((None, None), |r| (r.organizations, r.value_rules));
+    Ok(ReadingRules {
+        mappings,
+        organizations: json_column(organizations, "tenants.organizations")?,
+        values: json_column(values, "tenants.value_rules")?,
+    })
+}
+
+/// A JSON column's value (its type's default when `NULL`).
+fn json_column<T: serde::de::DeserializeOwned + Default>(
+    json: Option<String>,
+    column: &str,
+) -> Result<T, DbErr> {
+    json.map_or_else(
+        || Ok(T::default()),
+        |j| serde_json::from_str(&j).map_err(|e| DbErr::Type(format!("column {column}: {e}"))),
+    )
 }
 
 /// Declares the tenant's mapping through `conn` as the tenants file gives it: its column
