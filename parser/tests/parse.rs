@@ -14,17 +14,27 @@ fn run(bytes: &[u8], format: Format) -> Result<ParsedFile, Rejection> {
 
 fn run_limited(bytes: &[u8], format: Format, limits: ParseLimits) -> Result<ParsedFile, Rejection> {
     let options = ParseOptions {
+        format,
+        limits,
+        ..options()
+    };
+    parse(Box::new(Cursor::new(bytes.to_vec())), &options, &NoProgress)
+}
+
+/// How the tests read a file unless they say otherwise: `people.csv`, detected format,
+/// UTF-8, no tenant mappings, organizations or value rules, the default limits.
+fn options() -> ParseOptions {
+    ParseOptions {
         file_name: "people.csv".into(),
         organizations: Vec::new(),
         value_rules: Default::default(),
-        format,
+        format: Format::Auto,
         encoding: None,
         mappings: vec![],
-        limits,
+        limits: ParseLimits::default(),
         sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
         spill_dir: None,
-    };
-    parse(Box::new(Cursor::new(bytes.to_vec())), &options, &NoProgress)
+    }
 }
 
 fn snapshot_bytes(parsed: &ParsedFile) -> Vec<u8> {
@@ -965,15 +975,8 @@ fn a_people_file_reads_disabled_employee_number_and_manager() {
 
 fn run_with_organizations(bytes: &[u8], organizations: &[&str]) -> ParsedFile {
     let options = ParseOptions {
-        file_name: "people.csv".into(),
         organizations: organizations.iter().map(ToString::to_string).collect(),
-        value_rules: Default::default(),
-        format: Format::Auto,
-        encoding: None,
-        mappings: vec![],
-        limits: ParseLimits::default(),
-        sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
-        spill_dir: None,
+        ..options()
     };
     parse(Box::new(Cursor::new(bytes.to_vec())), &options, &NoProgress).unwrap()
 }
@@ -1116,15 +1119,8 @@ a@x.com,left,Widget Inc.\n\
 b@x.com, SABBATICAL ,\n\
 c@x.com,gone,Other\n";
     let options = ParseOptions {
-        file_name: "people.csv".into(),
-        organizations: Vec::new(),
         value_rules: rules,
-        format: Format::Auto,
-        encoding: None,
-        mappings: vec![],
-        limits: ParseLimits::default(),
-        sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
-        spill_dir: None,
+        ..options()
     };
     let parsed = parse(
         Box::new(Cursor::new(file.as_bytes().to_vec())),

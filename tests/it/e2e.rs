@@ -10,6 +10,23 @@ ak@veris.in,Amit Kumar,Software Engineer,active,HQ\n\
 frank@widget.com,Frank Williams,Sales Executive,active,Chicago\n\
 pierre@widget.com,Pierre Lefèvre,Account Manager,active,Paris\n";
 
+/// The directory row of `email` (as [`Install::directory`] gives rows).
+fn row<'a>(rows: &'a [crate::harness::Row], email: &str) -> &'a crate::harness::Row {
+    rows.iter()
+        .find(|r| r["email"] == email)
+        .unwrap_or_else(|| panic!("{email} is not in the directory"))
+}
+
+/// The person `email` of a `directory --format json` listing.
+fn person<'a>(people: &'a Value, email: &str) -> &'a Value {
+    people
+        .as_array()
+        .expect("a JSON list")
+        .iter()
+        .find(|p| p["email"] == email)
+        .unwrap_or_else(|| panic!("{email} is not in {people}"))
+}
+
 fn counts(s: &Value) -> [u64; 5] {
     [
         "created",
@@ -416,21 +433,9 @@ frank@widget.com,Frank Williams,Sales Executive,Chicago,AD\n";
     let extras = i
         .roster(&["directory", "--tenant", &t, "--format", "json"])
         .json();
-    let frank = extras
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["email"] == "frank@widget.com")
-        .unwrap()
-        .clone();
+    let frank = person(&extras, "frank@widget.com");
     assert!(frank["extra"].get("Source").is_none(), "{frank}");
-    let amit = extras
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["email"] == "ak@veris.in")
-        .unwrap()
-        .clone();
+    let amit = person(&extras, "ak@veris.in");
     assert_eq!(amit["extra"]["Source"], "AD", "{amit}");
 }
 
@@ -637,18 +642,21 @@ pub fn active_directory_exports(i: &Install) {
     assert!(notes[0]["message"].as_str().unwrap().contains("svc-backup"));
     assert_eq!(notes[1]["column"], "Manager");
     let rows = i.directory(&t, true);
-    let row = |email: &str| {
-        rows.iter()
-            .find(|r| r["email"] == email)
-            .unwrap_or_else(|| panic!("{email} missing"))
-            .clone()
-    };
-    assert_eq!(row("ak@veris.in")["manager_email"], "neha.sharma@veris.in");
-    assert_eq!(row("rahul.muller@veris.in")["manager_email"], "ak@veris.in");
-    assert_eq!(row("rahul.muller@veris.in")["active"], "false");
+    assert_eq!(
+        row(&rows, "ak@veris.in")["manager_email"],
+        "neha.sharma@veris.in"
+    );
+    assert_eq!(
+        row(&rows, "rahul.muller@veris.in")["manager_email"],
+        "ak@veris.in"
+    );
+    assert_eq!(row(&rows, "rahul.muller@veris.in")["active"], "false");
     // (The export guards a leading `+` against spreadsheet formulas.)
-    assert_eq!(row("neha.sharma@veris.in")["phone"], "'+91 22 4000 1002");
-    assert_eq!(row("priya.iyer@veris.in")["manager_email"], "");
+    assert_eq!(
+        row(&rows, "neha.sharma@veris.in")["phone"],
+        "'+91 22 4000 1002"
+    );
+    assert_eq!(row(&rows, "priya.iyer@veris.in")["manager_email"], "");
     let runs = i.roster(&["runs", "--tenant", &t, "--json"]).json();
     assert_eq!(runs[0]["skipped"], 1);
     // csvde's export of the same directory: Priya is not in it (a full sync deactivates
@@ -657,13 +665,10 @@ pub fn active_directory_exports(i: &Install) {
     assert_eq!(s["skipped"], 1, "{s:#}");
     assert_eq!(s["deactivated"], 1, "{s:#}");
     let rows = i.directory(&t, true);
-    let amit = rows.iter().find(|r| r["email"] == "ak@veris.in").unwrap();
+    let amit = row(&rows, "ak@veris.in");
     assert_eq!(amit["display_name"], "Amit Kumar");
     assert_eq!(amit["manager_email"], "neha.sharma@veris.in");
-    let rahul = rows
-        .iter()
-        .find(|r| r["email"] == "rahul.muller@veris.in")
-        .unwrap();
+    let rahul = row(&rows, "rahul.muller@veris.in");
     assert_eq!(rahul["active"], "false", "userAccountControl 66050");
 }
 
@@ -690,16 +695,10 @@ pub fn a_row_with_an_unlisted_organization_fails_alone(i: &Install) {
             .contains("\"Widget Germany\"")
     );
     let rows = i.directory(&t, true);
-    let pierre = rows
-        .iter()
-        .find(|r| r["email"] == "pierre.lefevre@widget.com")
-        .unwrap();
+    let pierre = row(&rows, "pierre.lefevre@widget.com");
     assert_eq!(pierre["organization"], "Widget France");
     assert_eq!(pierre["manager_email"], "frank.williams@widget.com");
-    let old = rows
-        .iter()
-        .find(|r| r["email"] == "old.timer@widget.com")
-        .unwrap();
+    let old = row(&rows, "old.timer@widget.com");
     assert_eq!(old["active"], "false", "Disabled 1");
     assert!(!rows.iter().any(|r| r["email"] == "hans.meier@widget.com"));
 }
@@ -811,10 +810,7 @@ pub fn a_replayed_delta_is_applied_on_todays_directory(i: &Install) {
     assert_eq!(replayed.code, 0, "{}\n{}", replayed.stdout, replayed.stderr);
     assert_eq!(replayed.json()[0]["state"], "applied");
     let rows = i.directory(&t, true);
-    let frank = rows
-        .iter()
-        .find(|r| r["email"] == "frank@widget.com")
-        .unwrap();
+    let frank = row(&rows, "frank@widget.com");
     assert_eq!(
         frank["job_title"], "Sales Director",
         "the delta's change is in effect"

@@ -150,15 +150,7 @@ pub async fn declare_mapping<C: ConnectionTrait>(
         .await?;
     }
     let json = (!rules.is_empty()).then(|| serde_json::to_string(rules).expect("serialises"));
-    tenant::Entity::update_many()
-        .col_expr(
-            tenant::Column::ValueRules,
-            sea_orm::sea_query::Expr::value(json),
-        )
-        .filter(tenant::Column::Id.eq(tenant.as_str()))
-        .exec(conn)
-        .await?;
-    Ok(())
+    set_json_column(conn, tenant, tenant::Column::ValueRules, json).await
 }
 
 /// Sets the tenant's organizations through `conn` (`None`: it lists none). The tenant
@@ -169,11 +161,19 @@ pub async fn set_organizations<C: ConnectionTrait>(
     organizations: Option<&[String]>,
 ) -> Result<(), DbErr> {
     let json = organizations.map(|o| serde_json::to_string(o).expect("strings serialise"));
+    set_json_column(conn, tenant, tenant::Column::Organizations, json).await
+}
+
+/// Sets one of the tenant's JSON columns (`None`: `NULL`): the writing side of
+/// [`json_column`].
+async fn set_json_column<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    column: tenant::Column,
+    json: Option<String>,
+) -> Result<(), DbErr> {
     tenant::Entity::update_many()
-        .col_expr(
-            tenant::Column::Organizations,
-            sea_orm::sea_query::Expr::value(json),
-        )
+        .col_expr(column, sea_orm::sea_query::Expr::value(json))
         .filter(tenant::Column::Id.eq(tenant.as_str()))
         .exec(conn)
         .await?;
