@@ -11,7 +11,7 @@ use crate::error::RejectReason;
 use crate::headers::{HeaderMap, Role, is_ad_export};
 use crate::rows::{self, RowRules};
 use crate::rules::normalize_email;
-use crate::scan::{QuoteTrouble, Scanner};
+use crate::scan::{QuoteTrouble, Scanner, Watch};
 
 /// Picks the delimiter of a header line (the one after PowerShell's `#TYPE` line, if
 /// the file starts with one): whichever of `,` `;` `\t` occurs most outside
@@ -42,6 +42,26 @@ pub fn sniff_delimiter(head: &[u8]) -> u8 {
             |best, &(d, n)| if n > best.1 { (d, n) } else { best },
         )
         .0
+}
+
+/// A CSV reader of `text` (UTF-8) with `delimiter`, every record as it comes (the
+/// header too, records of any length), over the [`Scanner`] whose [`Watch`] gives each
+/// record's physical line and the quote troubles (a value may run over at most
+/// `max_record_lines` lines): how the parse, the reject file and `mapping check` all read
+/// a delimited file, so they agree on lines.
+pub fn records(
+    text: Box<dyn std::io::Read + Send>,
+    delimiter: u8,
+    max_record_lines: u64,
+) -> (csv::Reader<Scanner<Box<dyn std::io::Read + Send>>>, Watch) {
+    let (scanner, watch) = Scanner::new(text, delimiter, max_record_lines);
+    let reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(1 << 16)
+        .from_reader(scanner);
+    (reader, watch)
 }
 
 /// The value `bytes` as text. Decoded input is UTF-8 by construction; plain input is
@@ -168,13 +188,7 @@ fn read_rows(
     sink: &mut Sink,
     progress: &dyn Progress,
 ) -> Result<(Option<String>, Covered), RejectReason> {
-    let (scanner, watch) = Scanner::new(decoded.reader, delimiter, rules.limits.max_record_lines);
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(1 << 16)
-        .from_reader(scanner);
+    let (mut reader, watch) = records(decoded.reader, delimiter, rules.limits.max_record_lines);
     let mut record = csv::ByteRecord::new();
     let line_of =
         |position: Option<&csv::Position>| watch.line_at(position.map_or(0, csv::Position::byte));

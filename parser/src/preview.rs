@@ -9,12 +9,11 @@ use roster_shared::model::envelope::Format;
 use roster_shared::stage::NoProgress;
 
 use crate::ad::{self, is_type_line};
-use crate::csv_input::sniff_delimiter;
+use crate::csv_input::{records, sniff_delimiter};
 use crate::decode;
 use crate::error::{RejectReason, Rejection};
 use crate::headers::{HeaderMap, Role, is_ad_export};
 use crate::rows::{self, RowOutcome, RowRules};
-use crate::scan::Scanner;
 use crate::{ParseOptions, parse};
 
 /// One column, as it would be read.
@@ -83,12 +82,7 @@ pub fn preview(path: &Path, options: &ParseOptions, rows: usize) -> Result<Previ
     let headers = HeaderMap::new(&options.mappings);
     let (decoded, managers) =
         ad::managers(decoded, delimiter, &headers, options.spill_dir.as_deref()).map_err(reject)?;
-    let (scanner, watch) = Scanner::new(decoded.reader, delimiter, options.limits.max_record_lines);
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(scanner);
+    let (mut reader, watch) = records(decoded.reader, delimiter, options.limits.max_record_lines);
     let csv_error = |error: csv::Error| {
         reject(RejectReason::Csv {
             line: error.position().map(|p| watch.line_at(p.byte())),

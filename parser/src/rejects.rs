@@ -16,9 +16,9 @@ use encoding_rs::Encoding;
 use roster_shared::model::envelope::{RowError, Severity};
 
 use crate::ad::is_type_line;
+use crate::csv_input::records;
 use crate::decode;
 use crate::error::RejectReason;
-use crate::scan::Scanner;
 
 /// Whether a header row is a reject file's: its last two columns are `line` and
 /// `error`, which are then not read (the fixed rows of a reject file can be sent back
@@ -67,13 +67,7 @@ pub fn write(
         return Ok(0);
     }
     let decoded = decode::decode(input, label)?;
-    let (scanner, watch) = Scanner::new(decoded.reader, layout.delimiter, max_record_lines);
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(layout.delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(1 << 16)
-        .from_reader(scanner);
+    let (mut reader, watch) = records(decoded.reader, layout.delimiter, max_record_lines);
     let new_writer = |buf: Vec<u8>| {
         csv::WriterBuilder::new()
             .delimiter(layout.delimiter)
