@@ -697,6 +697,7 @@ async fn import_all(app: &App, jobs: &[(TenantId, PathBuf)]) -> anyhow::Result<D
                 format: Format::Csv,
                 mode: SyncMode::Full,
                 encoding: None,
+                ignore_encoding: false,
                 seen: None,
             },
             &roster_fetcher::FetchLimits::default(),

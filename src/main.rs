@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use roster::commands::{admin, directory, dlq, fetch, import, keys, push, runs, serve, tenants};
+use roster::commands::{
+    admin, directory, dlq, fetch, import, keys, push, related, runs, serve, tenants,
+};
 use roster_shared::config::{LogSettings, StoreSettings};
 
 /// Keeps each tenant's employee directory in sync with the files it delivers.
@@ -26,6 +28,13 @@ enum Command {
     Import(import::ImportArgs),
     /// Prints a tenant's directory sorted by email.
     Directory(directory::DirectoryArgs),
+    /// A tenant's contact details: list them, add or remove the ones kept by hand.
+    /// Exit codes: 0 done, 2 refused (unknown person or detail, a detail owned by the
+    /// integration), 1 anything else.
+    #[command(subcommand)]
+    Contacts(related::ContactsCommand),
+    /// Prints a tenant's groups with their members, managers and subgroups.
+    Groups(related::GroupsArgs),
     /// Lists a tenant's sync runs.
     Runs(runs::RunsArgs),
     /// Brings the database schema up to date (PostgreSQL installs run this as a Job).
@@ -74,6 +83,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Import(args) => import::run(s, args).await,
             Command::Directory(args) => directory::run(s, args).await,
+            Command::Contacts(cmd) => related::contacts(s, cmd).await,
+            Command::Groups(args) => related::groups(s, args).await,
             Command::Runs(args) => runs::run(s, args).await,
             Command::Migrate => admin::migrate(s).await,
             Command::Mapping(cmd) => admin::mapping(s, cmd).await,

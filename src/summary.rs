@@ -10,6 +10,7 @@ use roster_shared::db::runs;
 use roster_shared::model::change::ChangeCounts;
 use roster_shared::model::envelope::{RowError, Severity, SyncMode};
 use roster_shared::model::ids::TenantId;
+use roster_shared::model::related::RelatedCounts;
 use roster_shared::model::run::RunState;
 use serde::{Serialize, Serializer};
 
@@ -122,6 +123,10 @@ pub struct Summary {
     pub file: String,
     /// Full snapshot or delta.
     pub mode: SyncMode,
+    /// What changed of groups, memberships and contact details (absent when the file
+    /// has none, or nothing of them was applied yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub related: Option<RelatedCounts>,
 }
 
 impl Summary {
@@ -157,6 +162,11 @@ impl Summary {
             reason: run.reason.clone(),
             file: run.file_name.clone(),
             mode: run.mode,
+            related: run
+                .related_counts
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok())
+                .filter(|_| run.related_key.is_some()),
         }
     }
 
@@ -192,6 +202,7 @@ impl Summary {
             reason,
             file: file.to_owned(),
             mode,
+            related: None,
         }
     }
 
@@ -218,6 +229,7 @@ impl Summary {
             reason: Some(why),
             file: file.to_owned(),
             mode,
+            related: None,
         }
     }
 
@@ -257,6 +269,21 @@ impl Summary {
         }
         if self.skipped > 0 {
             writeln!(out, "  {:<12} {}", "skipped", self.skipped)?;
+        }
+        if let Some(r) = &self.related {
+            for (name, value) in [
+                ("groups created", r.groups_created),
+                ("groups renamed", r.groups_renamed),
+                ("groups removed", r.groups_removed),
+                ("members added", r.memberships_added),
+                ("members removed", r.memberships_removed),
+                ("managers changed", r.memberships_changed),
+                ("contacts changed", r.contacts_changed),
+            ] {
+                if value > 0 {
+                    writeln!(out, "  {name:<16} {value}")?;
+                }
+            }
         }
         let row_errors: Vec<&ErrorLine> = self
             .errors

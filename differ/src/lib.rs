@@ -28,6 +28,7 @@ use roster_shared::model::envelope::{
     ChangesReady, Covered, Envelope, SnapshotParsed, SnapshotSlice, SyncMode,
 };
 use roster_shared::model::ids::{MessageId, RunId, TenantId};
+use roster_shared::model::related::{RelatedPlan, RelatedSnapshot};
 use roster_shared::model::run::RunState;
 use roster_shared::model::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
 use roster_shared::stage::{self, ConsumeOptions, Services};
@@ -40,6 +41,7 @@ pub mod brake;
 pub mod changes;
 pub mod db;
 pub mod plan;
+pub mod related;
 
 pub use brake::{Brake, BrakeSettings};
 pub use db::IndexEntry;
@@ -178,7 +180,17 @@ pub async fn handle(
             return Ok(());
         }
     }
-    let batches = summary.batches;
+    // Groups, memberships and contact details: one last batch, applied after the people.
+    let related = match &env.body.related_key {
+        Some(key) => {
+            let snapshot = read_related(services, key).await?;
+            Some(plan_related(db.conn(), tenant, &snapshot, &index).await?)
+        }
+        None => None,
+    }
+    .filter(|plan| !plan.changes.is_empty() || !plan.errors.is_empty());
+    let people_batches = summary.batches;
+    let batches = people_batches + u32::from(related.is_some());
     let diff_ms = started.elapsed().as_millis() as i64;
     if !db::set_plan(
         db,
@@ -205,10 +217,13 @@ pub async fn handle(
             }
         };
         let published = publish_batches(services, &env, generation, batches, source).await?;
-        if published != batches {
+        if published != people_batches {
             return Err(StageError::internal(format!(
-                "planned {batches} batches but produced {published}"
+                "planned {people_batches} batches of people but produced {published}"
             )));
+        }
+        if let Some(plan) = related {
+            publish_related(services, &env, generation, batches, plan).await?;
         }
     }
     info!(
@@ -588,6 +603,7 @@ async fn publish_batches(
                 of,
                 changes,
                 creates_from,
+                related: None,
             },
         );
         // The generation rides in a header too, so a dead letter of this batch fails its
@@ -614,6 +630,69 @@ async fn publish_batches(
     Ok(n)
 }
 
+/// Reads a run's related records from the blob store.
+async fn read_related(services: &Services, key: &str) -> Result<RelatedSnapshot, StageError> {
+    let bytes = services.blobs.get_bytes(key).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| StageError::internal_from("reading a run's related records", e))
+}
+
+/// Plans `snapshot`'s related records against the tenant's stored ones; a contact
+/// detail's person must be in `index` (the directory).
+async fn plan_related<C: roster_shared::sea_orm::ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    snapshot: &RelatedSnapshot,
+    index: &[IndexEntry],
+) -> Result<RelatedPlan, StageError> {
+    let stored = related::load(conn, tenant, snapshot).await?;
+    let known = |person: &str| {
+        index
+            .binary_search_by(|e| e.email.as_bytes().cmp(person.as_bytes()))
+            .is_ok()
+    };
+    Ok(related::plan(snapshot, &stored, known, || {
+        uuid::Uuid::now_v7().to_string()
+    }))
+}
+
+/// Publishes the related batch: batch `of` of `of`, the last of the generation.
+async fn publish_related(
+    services: &Services,
+    env: &Envelope<SnapshotParsed>,
+    generation: i32,
+    of: u32,
+    plan: RelatedPlan,
+) -> Result<(), StageError> {
+    let out = Envelope::new(
+        MessageId::derived(&[
+            "changes.ready",
+            &env.run_id.to_string(),
+            &generation.to_string(),
+            &of.to_string(),
+        ]),
+        env.tenant.clone(),
+        env.run_id,
+        ChangesReady {
+            generation: generation as u32,
+            batch: of,
+            of,
+            changes: Vec::new(),
+            creates_from: None,
+            related: Some(plan),
+        },
+    );
+    let mut message = stage::message_carrying(out, None);
+    message
+        .headers
+        .insert(header::GENERATION.into(), generation.to_string());
+    services
+        .transport
+        .publish(Queue::Changes, vec![message])
+        .await?;
+    Ok(())
+}
+
 /// What a dry run found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DryRun {
@@ -623,6 +702,8 @@ pub struct DryRun {
     pub held: Option<String>,
     /// Why the run would be refused, if it would.
     pub refused: Option<String>,
+    /// What would change of the related records (groups, memberships, contacts).
+    pub related: RelatedPlan,
 }
 
 /// Plans `snapshot` (a local snapshot file with `accepted` people, from a file whose
@@ -638,6 +719,7 @@ pub async fn dry_run(
     mode: SyncMode,
     brake: Brake,
     changes: Option<&mut (dyn FnMut(Vec<Change>) + Send)>,
+    related: Option<&RelatedSnapshot>,
 ) -> Result<DryRun, StageError> {
     let index = Arc::new(db::load_index(db, tenant, RunId::new()).await?);
     let refused = (mode == SyncMode::Full && accepted == 0).then(|| {
@@ -651,17 +733,22 @@ pub async fn dry_run(
     let held = brake.check(summary.counts.deactivated, active);
     if let Some(sink) = changes {
         let file = File::open(snapshot).map_err(|e| StageError::Blob(e.into()))?;
-        let mut batches = Batches::start(index, file, mode, fills);
+        let mut batches = Batches::start(index.clone(), file, mode, fills);
         while let Some(planned) = batches.next(db.conn(), tenant).await? {
             if let Planned::Changes(batch) = planned {
                 sink(batch);
             }
         }
     }
+    let related = match related {
+        Some(snapshot) => plan_related(db.conn(), tenant, snapshot, &index).await?,
+        None => RelatedPlan::default(),
+    };
     Ok(DryRun {
         summary,
         held,
         refused,
+        related,
     })
 }
 

@@ -35,6 +35,8 @@ pub struct NewRun {
     pub mode: SyncMode,
     /// Encoding label for BOM-less files.
     pub encoding: Option<String>,
+    /// Whether a bundle's encoding check is waived.
+    pub ignore_encoding: bool,
 }
 
 /// How a file was seen at its source, recorded so it is never taken twice.
@@ -204,6 +206,9 @@ async fn insert_run(
         format: Set(new.format),
         mode: Set(new.mode),
         encoding: Set(new.encoding.clone()),
+        ignore_encoding: Set(new.ignore_encoding),
+        related_key: Set(None),
+        related_counts: Set(repeat.map(|_| "{}".to_owned())),
         state: Set(state),
         reason: Set(reason),
         // A repeat has nothing to announce.

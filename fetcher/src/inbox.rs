@@ -329,6 +329,7 @@ async fn take(
         format: format_of(&file.name),
         mode: file.mode,
         encoding: None,
+        ignore_encoding: false,
         seen: Some(seen.clone()),
     };
     let max = limits.max_file_bytes;

@@ -189,6 +189,8 @@ pub struct Submission {
     pub mode: SyncMode,
     /// Encoding for BOM-less files (`None`: UTF-8).
     pub encoding: Option<String>,
+    /// Whether a bundle's files are read without checking their encoding.
+    pub ignore_encoding: bool,
     /// How the file was seen at its source, to record it as taken.
     pub seen: Option<SourceFile>,
 }
@@ -321,6 +323,7 @@ fn new_run(sub: &Submission, blob_key: String, sha256: String, size: u64) -> New
         format: sub.format,
         mode: sub.mode,
         encoding: sub.encoding.clone(),
+        ignore_encoding: sub.ignore_encoding,
     }
 }
 
@@ -372,6 +375,8 @@ pub fn format_of(name: &str) -> Format {
     let lower = name.to_ascii_lowercase();
     if lower.ends_with(".json") {
         Format::Json
+    } else if lower.ends_with(".zip") {
+        Format::Bundle
     } else if lower.ends_with(".tsv") || lower.ends_with(".tab") {
         Format::Tsv
     } else {

@@ -283,6 +283,8 @@ impl Collector {
             runs,
             covered: Covered::default(),
             layout: None,
+            related: None,
+            mode: None,
         })
     }
 }
@@ -515,6 +517,12 @@ pub struct ParsedFile {
     pub covered: Covered,
     /// How a delimited file was laid out, for its reject file (`None` for JSON).
     pub layout: Option<crate::rejects::Layout>,
+    /// The file's related records (a bundle's groups and memberships, a contact-details
+    /// file's rows), when it has any.
+    pub related: Option<roster_shared::model::related::RelatedSnapshot>,
+    /// The sync mode the file's kind dictates for its people, over the delivery's
+    /// (a contact-details file changes no one: `delta`).
+    pub mode: Option<roster_shared::model::envelope::SyncMode>,
 }
 
 impl ParsedFile {
@@ -533,6 +541,20 @@ impl ParsedFile {
             }
         }
         out.flush()
+    }
+
+    /// The keys (emails) of the snapshot's people, rejected rows' included, sorted.
+    pub fn keys(&self) -> io::Result<Vec<String>> {
+        let mut bytes = Vec::new();
+        self.write_snapshot(&mut bytes)?;
+        Ok(bytes
+            .split(|&b| b == b'\n')
+            .filter(|line| line.len() > 19)
+            .map(|line| {
+                String::from_utf8_lossy(roster_shared::model::snapshot::line_email(line))
+                    .into_owned()
+            })
+            .collect())
     }
 
     /// Writes the row errors (and notes) as JSON lines: the reject file of a JSON file

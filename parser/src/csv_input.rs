@@ -196,33 +196,7 @@ fn read_rows(
         line: error.position().map(|p| watch.line_at(p.byte())),
         error,
     };
-    let quote_trouble = |trouble: QuoteTrouble| match trouble {
-        QuoteTrouble::TooManyLines {
-            record_line,
-            quote_line,
-            limit,
-        } => RejectReason::QuotedTooLong {
-            line: record_line,
-            quote_line,
-            limit,
-        },
-        QuoteTrouble::EndsInsideQuotes {
-            record_line,
-            quote_line,
-        } => RejectReason::UnclosedQuote {
-            line: record_line,
-            quote_line,
-        },
-        QuoteTrouble::TextAfterQuote {
-            record_line,
-            quote_line,
-            close_line,
-        } => RejectReason::TextAfterQuote {
-            line: record_line,
-            quote_line,
-            close_line,
-        },
-    };
+    let quote_trouble = trouble_reason;
     if !reader.read_byte_record(&mut record).map_err(csv_error)? {
         return Err(RejectReason::Empty);
     }
@@ -340,6 +314,148 @@ fn read_rows(
     }
     progress.rows_read(since_report);
     Ok((Some(names[email_index].clone()), covered))
+}
+
+/// One data row of a delimited file as [`table`] reads it.
+#[derive(Debug)]
+pub enum TableRow<'a> {
+    /// A row with as many values as the header has names.
+    Values {
+        /// The physical line it starts on.
+        line: u64,
+        /// Its values, in header order.
+        values: &'a [&'a str],
+    },
+    /// A row of another length: it fails alone.
+    Misshapen(RowError),
+}
+
+/// Reads a small delimited file of some other record kind than people (contact
+/// details, a bundle's groups and mappings) with the same care as the people reader:
+/// lines as an editor shows them, invalid UTF-8 named by line and column, a quote left
+/// open or a file cut mid-record refusing the file, a row of the wrong length failing
+/// alone. Hands `header` the header's names (what it makes of them, or the file's
+/// refusal), then `row` what `header` made and every non-blank data row.
+pub fn table<H>(
+    decoded: Decoded,
+    delimiter: u8,
+    max_record_lines: u64,
+    header: impl FnOnce(&[String]) -> Result<H, RejectReason>,
+    mut row: impl FnMut(&H, TableRow<'_>),
+) -> Result<(), RejectReason> {
+    let (mut reader, watch) = records(decoded.reader, delimiter, max_record_lines);
+    let mut record = csv::ByteRecord::new();
+    let line_of =
+        |position: Option<&csv::Position>| watch.line_at(position.map_or(0, csv::Position::byte));
+    let csv_error = |error: csv::Error| RejectReason::Csv {
+        line: error.position().map(|p| watch.line_at(p.byte())),
+        error,
+    };
+    if !reader.read_byte_record(&mut record).map_err(csv_error)? {
+        return Err(RejectReason::Empty);
+    }
+    let header_line = line_of(record.position());
+    let names: Vec<String> = record
+        .iter()
+        .enumerate()
+        .map(|(i, h)| text(h, header_line, i + 1, "header").map(str::to_owned))
+        .collect::<Result<_, _>>()?;
+    let made = header(&names)?;
+    while reader.read_byte_record(&mut record).map_err(csv_error)? {
+        if let Some(trouble) = watch.trouble() {
+            return Err(trouble_reason(trouble));
+        }
+        let line = line_of(record.position());
+        let values: Vec<&str> = record
+            .iter()
+            .enumerate()
+            .map(|(i, field)| text(field, line, i + 1, names.get(i).map_or("", String::as_str)))
+            .collect::<Result<_, _>>()?;
+        if values.iter().all(|v| v.trim().is_empty()) {
+            continue;
+        }
+        if values.len() == names.len() {
+            row(
+                &made,
+                TableRow::Values {
+                    line,
+                    values: &values,
+                },
+            );
+            continue;
+        }
+        let next_line = watch.line_at(reader.position().byte());
+        if next_line > line + 1 {
+            if watch.is_end(reader.position().byte())
+                && let Some(trouble) = watch.trouble_at_end()
+            {
+                return Err(trouble_reason(trouble));
+            }
+            return Err(RejectReason::QuoteMismatch {
+                line,
+                last_line: next_line - 1,
+                found: values.len(),
+                expected: names.len(),
+            });
+        }
+        if values.len() < names.len()
+            && watch.is_end(reader.position().byte())
+            && !watch.ended_with_break()
+        {
+            return Err(RejectReason::Cut {
+                line,
+                found: values.len(),
+                expected: names.len(),
+            });
+        }
+        row(
+            &made,
+            TableRow::Misshapen(RowError::new(
+                Some(line),
+                None,
+                format!(
+                    "expected {} fields (as in the header), found {}",
+                    names.len(),
+                    values.len()
+                ),
+            )),
+        );
+    }
+    if let Some(trouble) = watch.trouble_at_end() {
+        return Err(trouble_reason(trouble));
+    }
+    Ok(())
+}
+
+/// The refusal a quote trouble makes.
+fn trouble_reason(trouble: QuoteTrouble) -> RejectReason {
+    match trouble {
+        QuoteTrouble::TooManyLines {
+            record_line,
+            quote_line,
+            limit,
+        } => RejectReason::QuotedTooLong {
+            line: record_line,
+            quote_line,
+            limit,
+        },
+        QuoteTrouble::EndsInsideQuotes {
+            record_line,
+            quote_line,
+        } => RejectReason::UnclosedQuote {
+            line: record_line,
+            quote_line,
+        },
+        QuoteTrouble::TextAfterQuote {
+            record_line,
+            quote_line,
+            close_line,
+        } => RejectReason::TextAfterQuote {
+            line: record_line,
+            quote_line,
+            close_line,
+        },
+    }
 }
 
 #[cfg(test)]

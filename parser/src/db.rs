@@ -46,7 +46,8 @@ pub async fn mark_parsed(
             db.backend(),
             "UPDATE runs SET state = $10, snapshot_key = $1, rejects_key = $2, \
              rows_read = $3, accepted = $4, rejected = $5, parsed_at = $6, parse_ms = $7, \
-             updated_at = $6, parse_config = $12, skipped = $13, covered = $14 \
+             updated_at = $6, parse_config = $12, skipped = $13, covered = $14, \
+             mode = $15, related_key = $16 \
              WHERE id = $8 AND tenant_id = $9 AND state = $11",
             vec![
                 parsed.snapshot_key.clone().into(),
@@ -67,6 +68,8 @@ pub async fn mark_parsed(
                     .as_ref()
                     .map(|c| serde_json::to_string(c).expect("a list of names serialises"))
                     .into(),
+                parsed.mode.into(),
+                parsed.related_key.clone().into(),
             ],
         ),
     )

@@ -245,4 +245,26 @@ pub enum RejectReason {
     /// a `DOCTYPE`, broken XML).
     #[error("not a SOAP answer Roster can read: {0}")]
     Soap(String),
+    /// A file of another record kind without the column its records are keyed by.
+    #[error("no {column} column: expected one of {expected}; found: {}", found.join(", "))]
+    MissingColumn {
+        /// What the column is (`Person`, `group id`, ...).
+        column: &'static str,
+        /// The accepted spellings, for the message.
+        expected: &'static str,
+        /// The headers found.
+        found: Vec<String>,
+    },
+    /// A bundle that cannot be read as one: not a zip, a file missing, a file in the
+    /// wrong encoding, a subgroup cycle. The message names the file.
+    #[error("{0}")]
+    Bundle(String),
+    /// A file inside a bundle refused as a whole: the inner file and its reason.
+    #[error("{file}: {reason}")]
+    InBundle {
+        /// The file's name inside the bundle.
+        file: String,
+        /// Why it is refused.
+        reason: Box<RejectReason>,
+    },
 }

@@ -30,7 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub mod ad;
+pub mod bundle;
 pub mod collect;
+pub mod contacts;
 pub mod csv_input;
 pub mod db;
 pub mod decode;
@@ -126,6 +128,10 @@ pub struct ParseOptions {
     /// Where the runs of a large file go (`None`: the system's temporary folder). They
     /// are unnamed files: nothing is left behind, whatever happens to the process.
     pub spill_dir: Option<PathBuf>,
+    /// Read a bundle's files without checking that they are UTF-8 with a byte-order mark.
+    pub ignore_encoding: bool,
+    /// The names of a bundle's files.
+    pub bundle: bundle::BundleNames,
 }
 
 pub use collect::DEFAULT_SORT_MEMORY;
@@ -140,6 +146,17 @@ pub fn parse(
         file: options.file_name.clone(),
         reason,
     };
+    // A zip archive is a bundle (and only a bundle may be one: decoding refuses archives).
+    let mut input = input;
+    let mut magic = Vec::with_capacity(4);
+    (&mut input)
+        .take(4)
+        .read_to_end(&mut magic)
+        .map_err(|e| reject(RejectReason::Io(e)))?;
+    let input: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(magic.clone()).chain(input));
+    if options.format == Format::Bundle || bundle::is_zip(&magic) {
+        return bundle::parse(input, options, progress);
+    }
     let decoded = decode::decode(input, options.encoding.as_deref()).map_err(reject)?;
     let headers = headers::HeaderMap::new(&options.mappings);
     let first = decoded
@@ -173,11 +190,17 @@ pub fn parse(
                 json_input::read(json, &headers, &rules, &mut out, progress).map_err(reject)?;
             (None, covered)
         }
-        Format::Tsv | Format::Csv | Format::Auto => {
+        Format::Bundle => unreachable!("bundles are read above"),
+        Format::Tsv | Format::Csv | Format::Auto | Format::People | Format::ContactDetails => {
             let delimiter = match format {
                 Format::Tsv => b'\t',
                 _ => csv_input::sniff_delimiter(&decoded.head),
             };
+            if format == Format::ContactDetails
+                || (format != Format::People && is_contacts_file(&decoded.head, delimiter))
+            {
+                return contact_details(decoded, delimiter, options).map_err(reject);
+            }
             // An Active Directory export naming managers by distinguished name is read
             // twice: first for whose name is whose email.
             let (decoded, managers) =
@@ -205,6 +228,55 @@ pub fn parse(
     }
     parsed.covered = covered;
     parsed.layout = layout;
+    Ok(parsed)
+}
+
+/// Whether the header row in `head` is a contact-details file's.
+fn is_contacts_file(head: &[u8], delimiter: u8) -> bool {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(head);
+    let mut record = csv::StringRecord::new();
+    match reader.read_record(&mut record) {
+        Ok(true) => contacts::is_contacts_header(&record.iter().collect::<Vec<_>>()),
+        // Not text yet (cut mid-character) or no row: the people reader says why.
+        _ => false,
+    }
+}
+
+/// Reads a contact-details file: no people (its run changes no one, so its mode is
+/// `delta`), its rows as the run's related records.
+fn contact_details(
+    decoded: decode::Decoded,
+    delimiter: u8,
+    options: &ParseOptions,
+) -> Result<ParsedFile, RejectReason> {
+    let first_line = decoded.head.split(|&b| b == b'\n').next();
+    let layout = rejects::Layout {
+        delimiter,
+        encoding: decoded.encoding,
+        bom: decoded.bom,
+        crlf: first_line.is_some_and(|l| l.ends_with(b"\r")),
+    };
+    let read = contacts::read(
+        decoded,
+        delimiter,
+        options.limits.max_record_lines,
+        options.limits.max_rows,
+    )?;
+    let mut parsed = collect::Collector::new(options.limits, 1, None).finish(|_| None)?;
+    parsed.rows_read = read.rows_read;
+    parsed.rejected = read.errors.len() as u64;
+    parsed.errors = read.errors;
+    parsed.accepted = read.rows.len() as u64;
+    parsed.layout = Some(layout);
+    parsed.mode = Some(roster_shared::model::envelope::SyncMode::Delta);
+    parsed.related = Some(roster_shared::model::related::RelatedSnapshot {
+        contacts: read.rows,
+        ..Default::default()
+    });
     Ok(parsed)
 }
 
@@ -397,6 +469,8 @@ async fn parse_and_store(
         limits: config.limits,
         sort_memory: config.sort_memory,
         spill_dir: Some(services.blobs.scratch_dir().to_owned()),
+        ignore_encoding: body.ignore_encoding,
+        bundle: bundle::BundleNames::default(),
     };
     let parse_config = tenants::parse_config(
         &options.mappings,
@@ -470,15 +544,26 @@ async fn parse_and_store(
         .put_file(&snapshot_key, &snapshot_path)
         .await?;
     services.blobs.put_file(&rejects_key, &rejects_path).await?;
+    let related_key = match parsed.related.as_ref().filter(|r| !r.is_empty()) {
+        Some(related) => {
+            let key = BlobStore::related_key(tenant, env.run_id);
+            let bytes = serde_json::to_vec(related)
+                .map_err(|e| StageError::internal_from("encoding related records", e))?;
+            services.blobs.put_bytes(&key, bytes).await?;
+            Some(key)
+        }
+        None => None,
+    };
     let result = SnapshotParsed {
         snapshot_key,
         rejects_key,
         rows_read: parsed.rows_read,
         accepted: parsed.accepted,
         rejected: parsed.rejected,
-        mode: body.mode,
+        mode: parsed.mode.unwrap_or(body.mode),
         generation: 0,
         covered: Some(parsed.covered.clone()),
+        related_key,
     };
     let stored: Vec<_> = parsed
         .errors

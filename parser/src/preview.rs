@@ -67,8 +67,13 @@ pub fn preview(path: &Path, options: &ParseOptions, rows: usize) -> Result<Previ
         .find(|b| !b.is_ascii_whitespace());
     let delimited = match options.format {
         Format::Auto => !matches!(first, Some(b'{' | b'[' | b'<')),
-        Format::Csv | Format::Tsv => true,
+        Format::Csv | Format::Tsv | Format::People | Format::ContactDetails => true,
         Format::Json | Format::Soap => false,
+        Format::Bundle => {
+            return Err(reject(RejectReason::Bundle(
+                "mapping check reads one people file: check the bundle's users file itself".into(),
+            )));
+        }
     };
     let (encoding, bom) = (decoded.encoding, decoded.bom);
     if !delimited {

@@ -34,6 +34,8 @@ fn options() -> ParseOptions {
         limits: ParseLimits::default(),
         sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
         spill_dir: None,
+        ignore_encoding: false,
+        bundle: Default::default(),
     }
 }
 
@@ -235,6 +237,8 @@ fn declared_encoding_is_used_for_bomless_files() {
         limits: ParseLimits::default(),
         sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
         spill_dir: None,
+        ignore_encoding: false,
+        bundle: Default::default(),
     };
     let parsed = parse(
         Box::new(Cursor::new(b"Email,Name\na@x.com,Ren\xE9 Roy\n".to_vec())),
@@ -286,6 +290,8 @@ fn tenant_mappings_rescue_unknown_headers() {
         limits: ParseLimits::default(),
         sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
         spill_dir: None,
+        ignore_encoding: false,
+        bundle: Default::default(),
     };
     let parsed = parse(
         Box::new(Cursor::new(b"Courriel,Nom\na@x.com,A\n".to_vec())),
@@ -625,6 +631,8 @@ fn parse_sorting_in(
         limits: ParseLimits::default(),
         sort_memory,
         spill_dir: Some(dir.to_owned()),
+        ignore_encoding: false,
+        bundle: Default::default(),
     };
     parse(Box::new(Cursor::new(bytes.to_vec())), &options, &NoProgress)
 }

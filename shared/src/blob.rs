@@ -88,6 +88,12 @@ impl BlobStore {
         format!("rejects/{tenant}/{run}.rejects")
     }
 
+    /// Key of a run's related records (groups, memberships, contact details: JSON of
+    /// [`crate::model::related::RelatedSnapshot`]).
+    pub fn related_key(tenant: &TenantId, run: RunId) -> String {
+        format!("related/{tenant}/{run}.json")
+    }
+
     /// A fresh path in the scratch folder for staging a blob before [`BlobStore::put_file`].
     pub fn scratch_path(&self, hint: &str) -> PathBuf {
         self.scratch

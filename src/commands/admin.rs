@@ -107,6 +107,8 @@ async fn check(
         limits: ParseLimits::default(),
         sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
         spill_dir: None,
+        ignore_encoding: false,
+        bundle: Default::default(),
     };
     let name = options.file_name.clone();
     let preview = match tokio::task::spawn_blocking(move || preview(&file, &options, rows)).await? {

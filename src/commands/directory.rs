@@ -1,4 +1,5 @@
-//! `roster directory`: a tenant's people, sorted by email, as CSV or JSON.
+//! `roster directory`: a tenant's people, sorted by email, as CSV or JSON (where each
+//! person also lists their groups and contact details).
 
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
@@ -9,7 +10,11 @@ use roster_shared::config::StoreSettings;
 use roster_shared::db::people;
 use roster_shared::model::ids::TenantId;
 use roster_shared::model::person::{Field, Person};
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use roster_shared::db::related;
+use roster_shared::model::related::Contact;
+use serde_json::{Map, Value, json};
 
 use crate::app::read_db;
 
@@ -71,6 +76,20 @@ pub fn person_json(p: &Person) -> Value {
     Value::Object(map)
 }
 
+/// A contact detail as the directory shows it: `id`, `protocol`, `label`, `uri`,
+/// `address` (an object of `label`, `address`, `city`, `state`, `zip`, `country`, or
+/// null) and `integration`.
+pub fn contact_json(c: &Contact) -> Value {
+    json!({
+        "id": c.id,
+        "protocol": c.content.protocol,
+        "label": c.content.label,
+        "uri": c.content.uri,
+        "address": c.content.address,
+        "integration": c.integration,
+    })
+}
+
 /// Runs `roster directory`.
 pub async fn run(store: StoreSettings, args: DirectoryArgs) -> anyhow::Result<ExitCode> {
     let db = read_db(&store).await?;
@@ -96,6 +115,11 @@ pub async fn run(store: StoreSettings, args: DirectoryArgs) -> anyhow::Result<Ex
             csv.flush()?;
         }
         DirectoryFormat::Json => {
+            let mut groups = related::groups_by_person(db.conn(), &args.tenant).await?;
+            let mut contacts: BTreeMap<String, Vec<Contact>> = BTreeMap::new();
+            for c in related::contacts(db.conn(), &args.tenant, None).await? {
+                contacts.entry(c.person.clone()).or_default().push(c);
+            }
             out.write_all(b"[")?;
             let mut first = true;
             while let Some(p) = rows.try_next().await? {
@@ -104,7 +128,22 @@ pub async fn run(store: StoreSettings, args: DirectoryArgs) -> anyhow::Result<Ex
                 }
                 first = false;
                 out.write_all(b"\n")?;
-                serde_json::to_writer(&mut out, &person_json(&p))?;
+                let mut json = person_json(&p);
+                let map = json.as_object_mut().expect("a person is an object");
+                let groups = groups.remove(&p.email).unwrap_or_default();
+                map.insert(
+                    "groups".into(),
+                    groups
+                        .into_iter()
+                        .map(|(g, manager)| json!({"id": g.id, "name": g.name, "manager": manager}))
+                        .collect(),
+                );
+                let contacts = contacts.remove(&p.email).unwrap_or_default();
+                map.insert(
+                    "contacts".into(),
+                    contacts.iter().map(contact_json).collect(),
+                );
+                serde_json::to_writer(&mut out, &json)?;
             }
             out.write_all(b"\n]\n")?;
         }

@@ -172,6 +172,7 @@ async fn dry_run(
                     format: file.format,
                     mode: file.mode,
                     encoding: file.encoding.clone(),
+                    ignore_encoding: file.ignore_encoding,
                     pipeline: &args.pipeline,
                     dump: None,
                 },

@@ -17,6 +17,7 @@ use roster_shared::config::{BrokerSettings, StoreSettings, one_of};
 use roster_shared::db::{Db, runs, tenants};
 use roster_shared::model::envelope::{Format, SyncMode};
 use roster_shared::model::ids::TenantId;
+use roster_shared::model::related::RelatedCounts;
 use roster_shared::stage::Progress;
 
 use crate::app::{App, read_db};
@@ -54,10 +55,13 @@ pub struct ImportArgs {
     /// Encoding of a file without a byte-order mark, if not UTF-8 (e.g. windows-1252).
     #[arg(long)]
     pub encoding: Option<String>,
+    /// Read a bundle's files without checking that they are UTF-8 with a byte-order mark.
+    #[arg(long)]
+    pub ignore_encoding: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// The file.
+    /// The file, or a bundle's folder (`users.csv`, `groups.csv`, `groups-mapping.csv`).
     pub file: PathBuf,
 }
 
@@ -72,12 +76,41 @@ fn file_name(path: &Path) -> String {
 pub async fn run(store: StoreSettings, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let meta = std::fs::metadata(&args.file)
         .with_context(|| format!("{}: cannot read the file", args.file.display()))?;
-    anyhow::ensure!(meta.is_file(), "{}: not a file", args.file.display());
-    let summary = if args.dry_run {
-        dry_run(store, &args).await?
+    // A folder is a bundle: packed into one archive, which travels as one file.
+    let packed = if meta.is_dir() {
+        let zip = tempfile_path("roster-bundle");
+        let files = roster_parser::bundle::pack_folder(&args.file, &zip)
+            .with_context(|| format!("{}: cannot pack the bundle", args.file.display()))?;
+        anyhow::ensure!(
+            files > 0,
+            "{}: a bundle folder holds CSV files (users.csv, groups.csv, groups-mapping.csv); \
+             this one has none",
+            args.file.display()
+        );
+        Some(zip)
     } else {
-        import(store, &args).await?
+        anyhow::ensure!(meta.is_file(), "{}: not a file", args.file.display());
+        None
     };
+    let name = file_name(&args.file);
+    let args = ImportArgs {
+        file: packed.clone().unwrap_or_else(|| args.file.clone()),
+        format: if packed.is_some() {
+            Format::Bundle
+        } else {
+            args.format
+        },
+        ..args
+    };
+    let summary = if args.dry_run {
+        dry_run(store, &args, name).await
+    } else {
+        import(store, &args, name).await
+    };
+    if let Some(zip) = packed {
+        let _ = std::fs::remove_file(zip);
+    }
+    let summary = summary?;
     print(&summary, args.json)?;
     if summary.exit_code() == 2 {
         // Refused as a whole: say so where scripts and people look for failures too.
@@ -102,7 +135,7 @@ pub fn print(summary: &Summary, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn import(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summary> {
+async fn import(store: StoreSettings, args: &ImportArgs, name: String) -> anyhow::Result<Summary> {
     let bar = Arc::new(Bar::new());
     let embedded = args.broker.amqp_url.is_none();
     let app = App::open(store, args.broker.clone(), bar.clone(), embedded).await?;
@@ -115,10 +148,11 @@ async fn import(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summa
             tenant: args.tenant.clone(),
             source: "cli".into(),
             path: args.file.clone(),
-            file_name: file_name(&args.file),
+            file_name: name,
             format: args.format,
             mode: args.mode,
             encoding: args.encoding.clone(),
+            ignore_encoding: args.ignore_encoding,
             seen: None,
         },
         &args.fetch,
@@ -136,17 +170,18 @@ async fn import(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summa
     Ok(Summary::of_run(&run, errors))
 }
 
-async fn dry_run(store: StoreSettings, args: &ImportArgs) -> anyhow::Result<Summary> {
+async fn dry_run(store: StoreSettings, args: &ImportArgs, name: String) -> anyhow::Result<Summary> {
     let db = read_db(&store).await?;
     dry_run_file(
         &db,
         &DryRun {
             tenant: &args.tenant,
             path: &args.file,
-            name: file_name(&args.file),
+            name,
             format: args.format,
             mode: args.mode,
             encoding: args.encoding.clone(),
+            ignore_encoding: args.ignore_encoding,
             pipeline: &args.pipeline,
             dump: args.dump.as_deref(),
         },
@@ -168,6 +203,8 @@ pub struct DryRun<'a> {
     pub mode: SyncMode,
     /// Encoding of a file without a byte-order mark.
     pub encoding: Option<String>,
+    /// Read a bundle's files without checking their encoding.
+    pub ignore_encoding: bool,
     /// Parser limits and the brake.
     pub pipeline: &'a PipelineSettings,
     /// Where to write the planned changes as JSON lines, if anywhere.
@@ -178,7 +215,7 @@ pub struct DryRun<'a> {
 /// dump): the summary `import --dry-run` prints.
 pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary> {
     let name = file.name.clone();
-    let mode = file.mode;
+    let mut mode = file.mode;
     let tenant = file.tenant;
     let reading = tenants::reading_rules(db, tenant).await?;
     let options = ParseOptions {
@@ -191,6 +228,8 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
         limits: file.pipeline.parser.limits,
         sort_memory: file.pipeline.parser.sort_memory(),
         spill_dir: None,
+        ignore_encoding: file.ignore_encoding,
+        bundle: Default::default(),
     };
     let bar = Arc::new(Bar::new());
     let path = file.path.to_owned();
@@ -211,6 +250,8 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
             return Ok(Summary::refused(tenant, &name, mode, rejection.to_string()));
         }
     };
+    // A contact-details file changes no one: its people part is a delta.
+    mode = parsed.mode.unwrap_or(mode);
     let snapshot = tempfile_path("roster-dry-run");
     let result = async {
         parsed.write_snapshot(BufWriter::new(std::fs::File::create(&snapshot)?))?;
@@ -245,8 +286,15 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
             file.dump
                 .is_some()
                 .then_some(&mut sink as &mut (dyn FnMut(_) + Send)),
+            parsed.related.as_ref(),
         )
         .await?;
+        if let Some(out) = dump.as_mut() {
+            for change in &plan.related.changes {
+                serde_json::to_writer(&mut *out, change)?;
+                out.write_all(b"\n")?;
+            }
+        }
         if let Some(e) = write_error {
             return Err(e.into());
         }
@@ -262,18 +310,25 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
     if let Some(why) = plan.refused {
         return Ok(Summary::refused(tenant, &name, mode, why));
     }
-    Ok(Summary::dry_run(
+    let related_errors = plan.related.errors.len() as u64;
+    let mut errors = parsed.errors;
+    errors.extend(plan.related.errors.iter().cloned());
+    let mut summary = Summary::dry_run(
         tenant,
         &name,
         mode,
         parsed.rows_read,
-        parsed.rejected,
+        parsed.rejected + related_errors,
         parsed.skipped,
         plan.summary.counts,
         plan.summary.unchanged,
-        parsed.errors.into_iter().take(1000).collect(),
+        errors.into_iter().take(1000).collect(),
         plan.held.map(|why| format!("would be held: {why}")),
-    ))
+    );
+    if parsed.related.is_some() {
+        summary.related = Some(RelatedCounts::of(&plan.related.changes));
+    }
+    Ok(summary)
 }
 
 fn tempfile_path(prefix: &str) -> PathBuf {

@@ -106,6 +106,7 @@ async fn a_run_that_was_never_announced_is_announced_again() {
             format: roster_shared::model::envelope::Format::Csv,
             mode: roster_shared::model::envelope::SyncMode::Full,
             encoding: None,
+            ignore_encoding: false,
         },
         None,
     )

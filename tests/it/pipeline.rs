@@ -85,6 +85,7 @@ fn submission(tenant: &TenantId, path: &std::path::Path, mode: SyncMode) -> Subm
         format: Format::Auto,
         mode,
         encoding: None,
+        ignore_encoding: false,
         seen: None,
     }
 }
@@ -110,6 +111,7 @@ fn new_run(tenant: &TenantId, id: RunId, file_name: &str, mode: SyncMode) -> New
         format: Format::Csv,
         mode,
         encoding: None,
+        ignore_encoding: false,
     }
 }
 
@@ -152,6 +154,7 @@ fn batch(
             of,
             changes,
             creates_from: None,
+            related: None,
         },
     )
 }
@@ -727,6 +730,7 @@ async fn mark_parsed_by_hand(db: &roster_shared::db::Db, tenant: &TenantId, id: 
         mode: SyncMode::Delta,
         generation: 0,
         covered: None,
+        related_key: None,
     };
     let recorded = roster_parser::db::Parsed {
         body: &parsed,
@@ -1074,6 +1078,8 @@ async fn a_first_import_creates_people_from_the_snapshot_by_reference() {
             limits: Default::default(),
             sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
             spill_dir: None,
+            ignore_encoding: false,
+            bundle: Default::default(),
         },
         &NoProgress,
     )
@@ -1100,6 +1106,7 @@ async fn a_first_import_creates_people_from_the_snapshot_by_reference() {
         mode: SyncMode::Full,
         generation: 0,
         covered: None,
+        related_key: None,
     };
     let recorded = roster_parser::db::Parsed {
         body: &body,

@@ -72,6 +72,7 @@ fn two_fetchers_one_stalled_run_it_is_announced_once() {
                 format: Format::Csv,
                 mode: SyncMode::Full,
                 encoding: None,
+                ignore_encoding: false,
             },
             None,
         )

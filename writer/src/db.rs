@@ -29,7 +29,7 @@ pub struct BatchId {
 impl BatchId {
     /// The values naming this batch of `tenant` in `run_batches`: `run_id`, `generation`,
     /// `batch`, `tenant_id`, in that order.
-    fn key(self, tenant: &TenantId) -> [Value; 4] {
+    pub(crate) fn key(self, tenant: &TenantId) -> [Value; 4] {
         [
             self.run.to_string().into(),
             self.generation.into(),

@@ -11,7 +11,9 @@
 //! - batches of an older planning generation are ignored;
 //! - events are written to the outbox with the changes, in one transaction, and published
 //!   from there: at least once, never lost, with stable ids; routing keys start with the
-//!   tenant (`acme.employee.created`).
+//!   tenant (`acme.employee.created`);
+//! - a run's related records (groups, memberships, contact details) come in its last
+//!   batch, applied after all its people ([`related`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub mod db;
+pub mod related;
 
 use db::BatchId;
 
@@ -100,6 +103,9 @@ pub async fn handle(
     services: &Services,
     mut env: Envelope<ChangesReady>,
 ) -> Result<(), StageError> {
+    if env.body.related.is_some() {
+        return related::handle(services, &env).await;
+    }
     // Creations by reference: the lines of the run's snapshot. Gone only once the run
     // finished, so a batch applied before may find it gone (the claim below says so).
     let slice = match &env.body.creates_from {
@@ -464,7 +470,7 @@ async fn redeliver_events(
 }
 
 /// Sends the run back to the differ to be planned again against the directory as it is.
-async fn replan(
+pub(crate) async fn replan(
     services: &Services,
     tenant: &TenantId,
     run_id: RunId,

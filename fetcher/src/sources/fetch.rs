@@ -68,6 +68,8 @@ pub struct LocalFile {
     pub format: Format,
     /// Its encoding, if it has no byte-order mark and is not UTF-8.
     pub encoding: Option<String>,
+    /// Whether a bundle's encoding check is waived.
+    pub ignore_encoding: bool,
 }
 
 /// Fetches `tenant`'s source `name` now and records how it went on the source (unless a
@@ -180,6 +182,7 @@ async fn fetch_once(
                 path,
                 mode: spec.mode.unwrap_or(SyncMode::Full),
                 encoding: spec.encoding.clone(),
+                ignore_encoding: spec.ignore_encoding,
             }),
         }
     }
@@ -241,6 +244,7 @@ async fn fetch_http(
                 mode,
                 format: Format::Json,
                 encoding: None,
+                ignore_encoding: false,
             }],
         });
     }
@@ -253,6 +257,7 @@ async fn fetch_http(
         format: Format::Json,
         mode,
         encoding: None,
+        ignore_encoding: false,
         seen: None,
     };
     let run = crate::store_copied(

@@ -208,6 +208,7 @@ async fn take(
         format: p.spec.format.unwrap_or_else(|| format_of(&file.name)),
         mode: p.spec.mode.unwrap_or(SyncMode::Full),
         encoding: p.spec.encoding.clone(),
+        ignore_encoding: p.spec.ignore_encoding,
         seen: Some(seen.clone()),
     };
     let max = p.limits.max_file_bytes;

@@ -278,6 +278,10 @@ pub struct SourceSpec {
     /// The encoding of files without a byte-order mark, if not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
+    /// Read a bundle's files without checking that they are UTF-8 with a byte-order
+    /// mark (default: checked).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_encoding: bool,
     /// When to fetch on its own: an interval (`15m`) or a 5-field cron line; absent:
     /// only on demand (`roster fetch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -21,6 +21,7 @@ pub mod enums;
 pub mod lease;
 pub mod migration;
 pub mod people;
+pub mod related;
 pub mod runs;
 pub mod tenants;
 pub mod txn;

@@ -64,6 +64,7 @@ pub fn parsed_body(model: &run::Model) -> SnapshotParsed {
             .covered
             .as_deref()
             .and_then(|c| serde_json::from_str(c).ok()),
+        related_key: model.related_key.clone(),
     }
 }
 
@@ -79,6 +80,7 @@ pub fn fetched_body(model: &run::Model) -> FileFetched {
         format: model.format,
         mode: model.mode,
         encoding: model.encoding.clone(),
+        ignore_encoding: model.ignore_encoding,
     }
 }
 

@@ -142,6 +142,13 @@ crate::text_enum! {
         /// A SOAP 1.1 or 1.2 answer of a web service, read as the web-service source
         /// reads the answers it fetches.
         Soap = "soap",
+        /// A People import file (delimited, `Primary Email` and the person's columns).
+        People = "people",
+        /// A People Contact Details file (delimited: `Person`, `Contact Protocol`, ...).
+        ContactDetails = "contact_details",
+        /// A three-file bundle (`users.csv`, `groups.csv`, `groups-mapping.csv`) as a
+        /// zip archive (a folder is packed into one when it is delivered).
+        Bundle = "bundle",
     }
 }
 
@@ -176,6 +183,10 @@ pub struct FileFetched {
     /// such as `windows-1252`); `None` means UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
+    /// Whether a bundle's files are read without checking that they are UTF-8 with a
+    /// byte-order mark (`--ignore-encoding`, a source's `ignore_encoding: true`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_encoding: bool,
 }
 
 /// `snapshot.parsed`: a file is parsed into a normalised snapshot; the differ's input.
@@ -203,6 +214,10 @@ pub struct SnapshotParsed {
     /// file's, an absent one blank.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub covered: Option<Covered>,
+    /// Blob key of the file's related records (groups, memberships, contact details:
+    /// [`crate::model::related::RelatedSnapshot`]), when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related_key: Option<String>,
 }
 
 /// What a file's columns (or a JSON file's keys) feed: a stored person's other fields
@@ -254,6 +269,11 @@ pub struct ChangesReady {
     /// broker as encoded changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creates_from: Option<SnapshotSlice>,
+    /// The run's related changes (groups, memberships, contact details): only ever in
+    /// the last batch, which the writer applies once every other batch of the
+    /// generation is applied (people before what refers to them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related: Option<crate::model::related::RelatedPlan>,
 }
 
 /// Whole lines of a snapshot in the blob store: bytes `start..end` of blob `key`.
@@ -492,6 +512,7 @@ pub(crate) fn sample_snapshot_parsed(mode: SyncMode, generation: u32) -> Envelop
             mode,
             generation,
             covered: None,
+            related_key: None,
         },
     )
 }

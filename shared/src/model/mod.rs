@@ -8,7 +8,8 @@
 //! - [`change`]: planned changes and the stored-state check that makes applying them safe;
 //! - [`run`]: the states of a sync run;
 //! - [`envelope`]: the messages stages hand each other;
-//! - [`snapshot`]: the sorted snapshot file between parser and differ.
+//! - [`snapshot`]: the sorted snapshot file between parser and differ;
+//! - [`related`]: groups, memberships and contact details, planned beside people.
 //!
 //! Closed sets (states, formats, modes, ...) are declared with [`text_enum!`]: each value
 //! has one name, used alike in messages, the database and on the command line, and an
@@ -20,6 +21,7 @@ pub mod ids;
 pub mod mapping;
 pub mod person;
 pub mod record;
+pub mod related;
 pub mod run;
 pub mod snapshot;
 pub mod source;
@@ -157,6 +159,7 @@ mod tests {
             ("ids.rs", include_str!("ids.rs")),
             ("person.rs", include_str!("person.rs")),
             ("record.rs", include_str!("record.rs")),
+            ("related.rs", include_str!("related.rs")),
             ("run.rs", include_str!("run.rs")),
             ("snapshot.rs", include_str!("snapshot.rs")),
         ];

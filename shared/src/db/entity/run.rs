@@ -52,6 +52,13 @@ pub struct Model {
     /// What the file's columns feed, as JSON
     /// ([`crate::model::envelope::Covered`]); `NULL` for runs parsed before it existed.
     pub covered: Option<String>,
+    /// Blob key of the run's related records (groups, memberships, contact details:
+    /// [`crate::model::related::RelatedSnapshot`]); `NULL` when its file had none.
+    pub related_key: Option<String>,
+    /// The related changes applied, as JSON ([`crate::model::related::RelatedCounts`]).
+    pub related_counts: Option<String>,
+    /// Whether the bundle encoding check (UTF-8 with a byte-order mark) was waived.
+    pub ignore_encoding: bool,
     /// People created.
     pub created: i64,
     /// People updated.

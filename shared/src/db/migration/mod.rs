@@ -12,6 +12,7 @@ mod m20261129_000006_sources;
 mod m20261129_000007_parse_config;
 mod m20261129_000008_outbox_lz4;
 mod m20261130_000009_people_files;
+mod m20261130_000010_related;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000007_parse_config::Migration),
             Box::new(m20261129_000008_outbox_lz4::Migration),
             Box::new(m20261130_000009_people_files::Migration),
+            Box::new(m20261130_000010_related::Migration),
         ]
     }
 }
