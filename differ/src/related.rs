@@ -185,8 +185,8 @@ fn plan_contacts(
             };
             if &new != old {
                 out.changes.push(RelatedChange::ContactUpdated {
-                    old: old.clone(),
-                    new,
+                    old: Box::new(old.clone()),
+                    new: Box::new(new),
                 });
             }
         }

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read};
 
-use roster_shared::model::envelope::RowError;
+use roster_shared::model::envelope::{Format, RowError};
 use roster_shared::model::mapping::normalize_header;
 use roster_shared::model::related::{Group, MemberKind, Membership, RelatedSnapshot};
 use roster_shared::stage::Progress;
@@ -78,26 +78,42 @@ pub fn parse(
     input
         .read_to_end(&mut bytes)
         .map_err(|e| reject(RejectReason::Io(e)))?;
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
-        reject(bundle_error(format!(
-            "not a zip archive Roster can read: {e}"
-        )))
-    })?;
+    // An archive not declared a bundle, without the bundle's users file, is another
+    // kind of archive (a spreadsheet saved as xlsx, say): refused as the file it is.
+    let not_text = |head: &[u8]| match decode::decode(Box::new(Cursor::new(head.to_vec())), None) {
+        Err(reason) if options.format != Format::Bundle => Some(reject(reason)),
+        _ => None,
+    };
+    let head = bytes[..bytes.len().min(8192)].to_vec();
+    let mut archive = match zip::ZipArchive::new(Cursor::new(bytes)) {
+        Ok(archive) => archive,
+        Err(e) => {
+            if let Some(refusal) = not_text(&head) {
+                return Err(refusal);
+            }
+            return Err(reject(bundle_error(format!(
+                "not a zip archive Roster can read: {e}"
+            ))));
+        }
+    };
     let names = &options.bundle;
-    let users = unpack(&mut archive, &names.users, options.ignore_encoding)
-        .map_err(reject)?
-        .ok_or_else(|| {
-            reject(bundle_error(format!(
-                "no {} in the bundle (it holds: {})",
-                names.users,
-                archive
-                    .file_names()
-                    .filter_map(Result::ok)
-                    .map(|n| n.into_owned())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
-        })?;
+    let Some(users) =
+        unpack(&mut archive, &names.users, options.ignore_encoding).map_err(reject)?
+    else {
+        if let Some(refusal) = not_text(&head) {
+            return Err(refusal);
+        }
+        return Err(reject(bundle_error(format!(
+            "no {} in the bundle (it holds: {})",
+            names.users,
+            archive
+                .file_names()
+                .filter_map(Result::ok)
+                .map(std::borrow::Cow::into_owned)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))));
+    };
     let groups_file =
         unpack(&mut archive, &names.groups, options.ignore_encoding).map_err(reject)?;
     let mappings_file =
@@ -111,7 +127,7 @@ pub fn parse(
 
     let inner = ParseOptions {
         file_name: names.users.clone(),
-        format: roster_shared::model::envelope::Format::Csv,
+        format: Format::Csv,
         ..options.clone()
     };
     let mut parsed = crate::parse(Box::new(Cursor::new(users)), &inner, progress).map_err(|r| {
@@ -197,7 +213,7 @@ fn unpack(
     let found: Vec<String> = archive
         .file_names()
         .filter_map(Result::ok)
-        .map(|path| path.into_owned())
+        .map(std::borrow::Cow::into_owned)
         .filter(|path| {
             let base = path.rsplit(['/', '\\']).next().unwrap_or(path);
             !path.ends_with('/') && base.to_lowercase() == wanted
@@ -567,7 +583,7 @@ pub fn pack_folder(folder: &std::path::Path, to: &std::path::Path) -> std::io::R
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let mut packed = 0;
     let mut entries: Vec<_> = std::fs::read_dir(folder)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
+    entries.sort_by_key(std::fs::DirEntry::file_name);
     for entry in entries {
         let kind = entry.file_type()?;
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -187,11 +187,14 @@ pub async fn contacts(store: StoreSettings, command: ContactsCommand) -> anyhow:
     }
 }
 
+/// A group's people, managers and subgroups.
+type Members<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>);
+
 /// Runs `roster groups`.
 pub async fn groups(store: StoreSettings, args: GroupsArgs) -> anyhow::Result<ExitCode> {
     let db = read_db(&store).await?;
     let groups = related::groups(db.conn(), &args.tenant).await?;
-    let mut members: BTreeMap<&str, (Vec<&str>, Vec<&str>, Vec<&str>)> = BTreeMap::new();
+    let mut members: BTreeMap<&str, Members<'_>> = BTreeMap::new();
     let memberships = related::memberships(db.conn(), &args.tenant).await?;
     for m in &memberships {
         let entry = members.entry(&m.group).or_default();

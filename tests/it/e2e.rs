@@ -883,6 +883,376 @@ pub fn rows_with_control_characters_fail_alone(i: &Install) {
     assert_eq!(s["errors"][0]["line"], 402);
 }
 
+/// The contact details of `email` in a `directory --format json` listing, without their
+/// ids, sorted: what the person can be reached by.
+fn contacts_of(people: &Value, email: &str) -> Vec<String> {
+    let mut out: Vec<String> = person(people, email)["contacts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no contacts list in {people}"))
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            c.as_object_mut().unwrap().remove("id");
+            c.to_string()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The seed's contact-details file (UTF-8, UTF-8 with BOM, UTF-16LE) after its people
+/// file: each person's details as the rows say; a detail added by hand survives the
+/// next file, integration-owned ones are replaced by it (rows of one person need not be
+/// adjacent), an `ID` updates that one detail, and a person not in the directory fails
+/// alone with the line.
+pub fn contact_details_replace_the_integrations_and_keep_the_manual_ones(i: &Install) {
+    let seed = std::fs::read_to_string(fixture("contact-details.tsv")).unwrap();
+    let mut want = None;
+    for (name, bytes) in [
+        ("utf8", seed.clone().into_bytes()),
+        ("bom", [&b"\xEF\xBB\xBF"[..], seed.as_bytes()].concat()),
+        ("utf16", utf16le(&seed)),
+    ] {
+        let t = tenant("widget");
+        i.import_ok(&t, &fixture("people-import.csv"), &[]);
+        let s = i.import_ok(&t, &i.file(&format!("contacts-{name}.tsv"), bytes), &[]);
+        assert_eq!(s["related"]["contacts_changed"], 3, "{name}: {s:#}");
+        assert_eq!(
+            counts(&s),
+            [0, 0, 0, 0, 0],
+            "{name}: no person changes: {s:#}"
+        );
+        assert_eq!(s["mode"], "delta", "{name}");
+        let people = i
+            .roster(&["directory", "--tenant", &t, "--format", "json"])
+            .json();
+        let got = (
+            contacts_of(&people, "frank.williams@widget.com"),
+            contacts_of(&people, "pierre.lefevre@widget.com"),
+        );
+        assert_eq!(got.0.len(), 1, "{name}: {people:#}");
+        assert_eq!(got.1.len(), 2, "{name}: {people:#}");
+        match &want {
+            None => want = Some(got),
+            Some(w) => assert_eq!(&got, w, "{name} reads as UTF-8 does"),
+        }
+    }
+    let pierre = want.unwrap().1;
+    assert!(
+        pierre
+            .iter()
+            .any(|c| c.contains("\"city\":\"Paris\"") && c.contains("\"zip\":\"75006\"")),
+        "{pierre:?}"
+    );
+
+    let t = tenant("widget");
+    i.import_ok(&t, &fixture("people-import.csv"), &[]);
+    i.import_ok(&t, &fixture("contact-details.tsv"), &[]);
+    let added = i.roster(&[
+        "contacts",
+        "add",
+        "--tenant",
+        &t,
+        "--person",
+        "pierre.lefevre@widget.com",
+        "--protocol",
+        "chat",
+        "--label",
+        "teams",
+        "--uri",
+        "pierre@teams",
+        "--json",
+    ]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let manual = added.json();
+    assert_eq!(manual["integration"], false);
+    let listed = i
+        .roster(&[
+            "contacts",
+            "list",
+            "--tenant",
+            &t,
+            "--person",
+            "pierre.lefevre@widget.com",
+            "--json",
+        ])
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed:#}");
+    let work = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["label"] == "work")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let integration_id = work.clone();
+    let removed = i.roster(&["contacts", "remove", "--tenant", &t, &integration_id]);
+    assert_eq!(
+        removed.code, 2,
+        "an integration-owned detail is the file's to decide"
+    );
+    assert!(removed.stderr.contains("integration"), "{}", removed.stderr);
+
+    // Pierre's rows apart, his home moved and his work phone as it was; Frank's mobile
+    // replaced; a person not in the directory.
+    let next = "Person\tContact Protocol\tContact Label\tContact URI\tAddress Label\tAddress Address\tAddress City\tAddress Zip\tAddress Country\tIntegration\n\
+pierre.lefevre@widget.com\ttelephone\twork\t+33 (1) 4703 5144\t\t\t\t\t\t1\n\
+frank.williams@widget.com\ttelephone\tmobile\t+1 (713) 555 0000\t\t\t\t\t\t1\n\
+ghost@widget.com\ttelephone\twork\t1\t\t\t\t\t\ttrue\n\
+pierre.lefevre@widget.com\t\t\t\thome\t3 Quai Voltaire\tParis\t75007\tFR\t1\n";
+    let (_, dry) = i.import(&t, &i.file("next.tsv", next), &["--dry-run"]);
+    assert_eq!(dry["related"]["contacts_changed"], 4, "{dry:#}");
+    let s = i.import_ok(&t, &i.file("next.tsv", next), &[]);
+    assert_eq!(
+        s["related"]["contacts_changed"], 4,
+        "2 added, 2 removed: {s:#}"
+    );
+    assert_eq!(s["rejected"], 1, "{s:#}");
+    assert_eq!(s["errors"][0]["line"], 4, "{s:#}");
+    assert!(
+        s["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ghost@widget.com")
+    );
+    let listed = i
+        .roster(&[
+            "contacts",
+            "list",
+            "--tenant",
+            &t,
+            "--person",
+            "pierre.lefevre@widget.com",
+            "--json",
+        ])
+        .json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(
+        listed.len(),
+        3,
+        "work phone, new home, the manual chat: {listed:#?}"
+    );
+    assert!(
+        listed.iter().any(|c| c["id"] == work.as_str()),
+        "the unchanged detail kept its id"
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|c| c["id"] == manual["id"] && c["integration"] == false)
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|c| c["address"]["address"] == "3 Quai Voltaire")
+    );
+    assert!(
+        !listed
+            .iter()
+            .any(|c| c["address"]["address"] == "14 Rue de Seine")
+    );
+
+    // An ID updates that one detail (and may hand it over to the person's own care).
+    let by_id = format!(
+        "Person,Contact Protocol,Contact Label,Contact URI,Integration,ID\n\
+pierre.lefevre@widget.com,telephone,work,+33 1 00 00 00 00,0,{work}\n"
+    );
+    let s = i.import_ok(&t, &i.file("by-id.csv", by_id), &[]);
+    assert_eq!(s["related"]["contacts_changed"], 1, "{s:#}");
+    let listed = i
+        .roster(&[
+            "contacts",
+            "list",
+            "--tenant",
+            &t,
+            "--person",
+            "pierre.lefevre@widget.com",
+            "--json",
+        ])
+        .json();
+    let updated = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == work.as_str())
+        .unwrap();
+    assert_eq!(updated["uri"], "+33 1 00 00 00 00");
+    assert_eq!(updated["integration"], false);
+    let removed = i.roster(&[
+        "contacts",
+        "remove",
+        "--tenant",
+        &t,
+        manual["id"].as_str().unwrap(),
+    ]);
+    assert_eq!(removed.code, 0, "{}", removed.stderr);
+    let listed = i
+        .roster(&[
+            "contacts",
+            "list",
+            "--tenant",
+            &t,
+            "--person",
+            "pierre.lefevre@widget.com",
+            "--json",
+        ])
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed:#}");
+    // Nothing of this reached another tenant.
+    let other = i
+        .roster(&["contacts", "list", "--tenant", &tenant("other"), "--json"])
+        .json();
+    assert_eq!(other, serde_json::json!([]));
+}
+
+/// Copies the bundle fixture into a folder of the install, with `edit` applied to each
+/// file's text (the byte-order mark kept).
+fn bundle(i: &Install, name: &str, edit: impl Fn(&str, &str) -> String) -> std::path::PathBuf {
+    let dir = i.path().join("files").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["users.csv", "groups.csv", "groups-mapping.csv"] {
+        let text = std::fs::read_to_string(fixture("bundle").join(file)).unwrap();
+        std::fs::write(dir.join(file), edit(file, &text)).unwrap();
+    }
+    dir
+}
+
+fn groups(i: &Install, t: &str) -> Value {
+    let ran = i.roster(&["groups", "--tenant", t, "--json"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    ran.json()
+}
+
+/// A three-file bundle as a folder or a zip: users, groups with managers and subgroups;
+/// a renamed group keeps its id and members, a removed line deactivates its user and
+/// drops their memberships; a cycle of subgroups or a file not UTF-8 with a BOM refuses
+/// the bundle naming them (unless the encoding check is waived), a mapping to an
+/// unknown user fails alone.
+pub fn bundles_bring_groups_memberships_and_renames(i: &Install) {
+    let t = tenant("ov");
+    let s = i.import_ok(&t, &bundle(i, "b1", |_, text| text.to_owned()), &[]);
+    assert_eq!(counts(&s), [3, 0, 0, 0, 0], "{s:#}");
+    assert_eq!(s["related"]["groups_created"], 3, "{s:#}");
+    assert_eq!(s["related"]["memberships_added"], 4, "{s:#}");
+    let g = groups(i, &t);
+    let sales = g
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == "g-sales")
+        .unwrap();
+    assert_eq!(sales["name"], "Sales");
+    assert_eq!(
+        sales["members"],
+        serde_json::json!(["ana.silva@widget.com"])
+    );
+    assert_eq!(
+        sales["managers"],
+        serde_json::json!(["ana.silva@widget.com"])
+    );
+    assert_eq!(sales["subgroups"], serde_json::json!(["g-emea"]));
+    let people = i
+        .roster(&["directory", "--tenant", &t, "--format", "json"])
+        .json();
+    assert_eq!(
+        person(&people, "bo.chen@widget.com")["groups"],
+        serde_json::json!([{"id": "g-emea", "name": "Sales EMEA", "manager": false}])
+    );
+    assert_eq!(
+        person(&people, "carla.diaz@widget.com")["last_name"],
+        "Díaz"
+    );
+
+    // The same bundle as a zip changes nothing.
+    let zip = i.path().join("files").join("b1.zip");
+    roster_parser::bundle::pack_folder(&i.path().join("files").join("b1"), &zip).unwrap();
+    let s = i.import_ok(&t, &zip, &[]);
+    assert_eq!(counts(&s), [0, 0, 0, 0, 3], "{s:#}");
+    assert!(
+        s.get("related").is_none() || s["related"].is_null(),
+        "{s:#}"
+    );
+
+    // Renamed, and Bo leaves: his line and his mapping go.
+    let renamed = bundle(i, "b2", |file, text| match file {
+        "groups.csv" => text.replace("g-emea,Sales EMEA", "g-emea,EMEA Sales"),
+        "users.csv" => text.replace("bo.chen@widget.com,Bo,Chen,Account Manager,en\r\n", ""),
+        _ => text.replace(
+            "g-emea,bo.chen@widget.com,false,\r\n",
+            "g-emea,carla.diaz@widget.com,1,\r\n",
+        ),
+    });
+    let s = i.import_ok(&t, &renamed, &[]);
+    assert_eq!(counts(&s)[2], 1, "Bo is deactivated: {s:#}");
+    assert_eq!(s["related"]["groups_renamed"], 1, "{s:#}");
+    assert_eq!(s["related"]["memberships_removed"], 1, "{s:#}");
+    assert_eq!(s["related"]["memberships_added"], 1, "{s:#}");
+    let g = groups(i, &t);
+    let emea = g
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == "g-emea")
+        .unwrap();
+    assert_eq!(emea["name"], "EMEA Sales");
+    assert_eq!(
+        emea["managers"],
+        serde_json::json!(["carla.diaz@widget.com"])
+    );
+    let before = (i.directory_csv(&t, true), groups(i, &t));
+
+    // A cycle of subgroups refuses the bundle, naming the groups; nothing changes.
+    let cycle = bundle(i, "b3", |file, text| match file {
+        "groups-mapping.csv" => format!("{text}g-emea,,,g-sales\r\n"),
+        _ => text.to_owned(),
+    });
+    let (code, s) = i.import(&t, &cycle, &[]);
+    assert_eq!(code, 2, "{s:#}");
+    let reason = s["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("cycle") && reason.contains("g-sales") && reason.contains("g-emea"),
+        "{reason}"
+    );
+    assert_eq!((i.directory_csv(&t, true), groups(i, &t)), before);
+
+    // A file without its byte-order mark refuses the bundle, naming it, unless waived.
+    let plain = bundle(i, "b4", |file, text| match file {
+        "groups.csv" => text.trim_start_matches('\u{FEFF}').to_owned(),
+        _ => text.to_owned(),
+    });
+    let (code, s) = i.import(&t, &plain, &[]);
+    assert_eq!(code, 2, "{s:#}");
+    let reason = s["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("groups.csv") && reason.contains("byte-order mark"),
+        "{reason}"
+    );
+    assert_eq!((i.directory_csv(&t, true), groups(i, &t)), before);
+    let s = i.import_ok(&t, &plain, &["--ignore-encoding"]);
+    assert_eq!(
+        s["related"]["groups_renamed"], 1,
+        "the fixture's name again: {s:#}"
+    );
+
+    // A mapping to a user the bundle does not have fails alone, with its line.
+    let unknown = bundle(i, "b5", |file, text| match file {
+        "groups-mapping.csv" => format!("{text}g-eng,nobody@widget.com,false,\r\n"),
+        _ => text.to_owned(),
+    });
+    let s = i.import_ok(&t, &unknown, &[]);
+    assert_eq!(s["rejected"], 1, "{s:#}");
+    assert_eq!(s["errors"][0]["line"], 6, "{s:#}");
+    assert!(
+        s["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nobody@widget.com"),
+        "{s:#}"
+    );
+}
+
 /// Runs every case against every backend: one module per backend, one test per case.
 macro_rules! backends {
     ([$($backend:ident => $make:expr),* $(,)?], $cases:tt) => {
@@ -937,5 +1307,7 @@ backends!(
         soap_answers_import_like_json,
         mapping_check_shows_how_a_file_is_read,
         a_tenants_file_mapping_reads_a_tenants_own_file,
+        contact_details_replace_the_integrations_and_keep_the_manual_ones,
+        bundles_bring_groups_memberships_and_renames,
     ]
 );

@@ -71,7 +71,7 @@ pub async fn handle(services: &Services, env: &Envelope<ChangesReady>) -> Result
         });
     }
     let now = Utc::now();
-    let _writing = if services.db.backend() == DbBackend::Sqlite {
+    let writing = if services.db.backend() == DbBackend::Sqlite {
         Some(crate::SQLITE_WRITES.lock().await)
     } else {
         None
@@ -121,7 +121,7 @@ pub async fn handle(services: &Services, env: &Envelope<ChangesReady>) -> Result
         outbox::record(&txn, tenant, run_id, &events).await?;
     }
     txn.commit().await?;
-    drop(_writing);
+    drop(writing);
     info!(
         changes = plan.changes.len(),
         errors = plan.errors.len(),

@@ -225,9 +225,9 @@ pub enum RelatedChange {
     /// A contact detail changed (by its `ID`).
     ContactUpdated {
         /// The detail as stored.
-        old: Contact,
+        old: Box<Contact>,
         /// The detail as it will be.
-        new: Contact,
+        new: Box<Contact>,
     },
     /// A contact detail owned by the integration is no longer in the file.
     ContactRemoved {
