@@ -162,11 +162,13 @@ impl Summary {
             reason: run.reason.clone(),
             file: run.file_name.clone(),
             mode: run.mode,
-            related: run
-                .related_counts
-                .as_deref()
-                .and_then(|c| serde_json::from_str(c).ok())
-                .filter(|_| run.related_key.is_some()),
+            // A run whose file had related records reports their counts, zeros too.
+            related: run.related_key.as_ref().map(|_| {
+                run.related_counts
+                    .as_deref()
+                    .and_then(|c| serde_json::from_str(c).ok())
+                    .unwrap_or_default()
+            }),
         }
     }
 

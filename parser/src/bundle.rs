@@ -19,6 +19,7 @@ use std::io::{Cursor, Read};
 
 use roster_shared::model::envelope::{Format, RowError};
 use roster_shared::model::mapping::normalize_header;
+pub use roster_shared::model::related::BundleFiles;
 use roster_shared::model::related::{Group, MemberKind, Membership, RelatedSnapshot};
 use roster_shared::stage::Progress;
 
@@ -28,27 +29,6 @@ use crate::csv_input::{self, TableRow};
 use crate::decode;
 use crate::error::{RejectReason, Rejection};
 use crate::rules::normalize_email;
-
-/// The names of a bundle's three files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BundleNames {
-    /// The people.
-    pub users: String,
-    /// The groups.
-    pub groups: String,
-    /// Who belongs to which group.
-    pub mappings: String,
-}
-
-impl Default for BundleNames {
-    fn default() -> Self {
-        BundleNames {
-            users: "users.csv".into(),
-            groups: "groups.csv".into(),
-            mappings: "groups-mapping.csv".into(),
-        }
-    }
-}
 
 /// Bytes one file of a bundle may unpack to: a small archive that unpacks to more is
 /// refused rather than filling memory.

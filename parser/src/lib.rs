@@ -131,7 +131,7 @@ pub struct ParseOptions {
     /// Read a bundle's files without checking that they are UTF-8 with a byte-order mark.
     pub ignore_encoding: bool,
     /// The names of a bundle's files.
-    pub bundle: bundle::BundleNames,
+    pub bundle: bundle::BundleFiles,
 }
 
 pub use collect::DEFAULT_SORT_MEMORY;
@@ -470,12 +470,13 @@ async fn parse_and_store(
         sort_memory: config.sort_memory,
         spill_dir: Some(services.blobs.scratch_dir().to_owned()),
         ignore_encoding: body.ignore_encoding,
-        bundle: bundle::BundleNames::default(),
+        bundle: reading.bundle,
     };
     let parse_config = tenants::parse_config(
         &options.mappings,
         &options.organizations,
         &options.value_rules,
+        &options.bundle,
     );
     let file = services.blobs.open(&body.blob_key).await?;
     // A second handle, to read the rejected rows back for the reject file.

@@ -108,7 +108,7 @@ async fn check(
         sort_memory: roster_parser::DEFAULT_SORT_MEMORY,
         spill_dir: None,
         ignore_encoding: false,
-        bundle: Default::default(),
+        bundle: reading.bundle,
     };
     let name = options.file_name.clone();
     let preview = match tokio::task::spawn_blocking(move || preview(&file, &options, rows)).await? {

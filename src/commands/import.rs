@@ -229,7 +229,7 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
         sort_memory: file.pipeline.parser.sort_memory(),
         spill_dir: None,
         ignore_encoding: file.ignore_encoding,
-        bundle: Default::default(),
+        bundle: reading.bundle,
     };
     let bar = Arc::new(Bar::new());
     let path = file.path.to_owned();

@@ -1251,6 +1251,35 @@ pub fn bundles_bring_groups_memberships_and_renames(i: &Install) {
             .contains("nobody@widget.com"),
         "{s:#}"
     );
+
+    // A tenant whose bundle's files have other names says so in the tenants file.
+    let named = tenant("named");
+    let file = i.file(
+        "tenants.yaml",
+        format!(
+            "tenants:\n  {named}:\n    bundle: {{users: people.csv, groups: teams.csv, \
+             mappings: team-members.csv}}\n"
+        ),
+    );
+    let ran = i.roster(&["tenants", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let dir = bundle(i, "b6", |_, text| text.to_owned());
+    let (code, s) = i.import(&named, &dir, &[]);
+    assert_eq!(code, 2, "the usual names are not this tenant's: {s:#}");
+    assert!(
+        s["reason"].as_str().unwrap().contains("people.csv"),
+        "{s:#}"
+    );
+    for (from, to) in [
+        ("users.csv", "people.csv"),
+        ("groups.csv", "teams.csv"),
+        ("groups-mapping.csv", "team-members.csv"),
+    ] {
+        std::fs::rename(dir.join(from), dir.join(to)).unwrap();
+    }
+    let s = i.import_ok(&named, &dir, &[]);
+    assert_eq!(s["created"], 3, "{s:#}");
+    assert_eq!(s["related"]["memberships_added"], 4, "{s:#}");
 }
 
 /// Runs every case against every backend: one module per backend, one test per case.

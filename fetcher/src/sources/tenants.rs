@@ -50,6 +50,10 @@ pub struct TenantSpec {
     /// tenant's column mappings (those `roster mapping set` made included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping: Option<MappingSpec>,
+    /// The names of its three-file bundle's files, when not `users.csv`, `groups.csv`
+    /// and `groups-mapping.csv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<roster_shared::model::related::BundleFiles>,
 }
 
 /// A tenant's `mapping:`.
@@ -208,6 +212,9 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<TenantsFile, Invalid
         }
         if let Some(mapping) = &tenant.mapping {
             problems.extend(mapping.columns(&format!("{at}.mapping")).1);
+        }
+        if let Some(bundle) = &tenant.bundle {
+            problems.extend(bundle.problems(&format!("{at}.bundle")));
         }
         for (i, name) in tenant.organizations.iter().flatten().enumerate() {
             if name.trim().is_empty() {
@@ -423,6 +430,8 @@ pub async fn apply(db: &Db, file: &TenantsFile) -> Result<ApplySummary, DbErr> {
             tenant.organizations.as_deref(),
         )
         .await?;
+        roster_shared::db::tenants::set_bundle_files(&txn, &tenant_id, tenant.bundle.as_ref())
+            .await?;
         if let Some(mapping) = &tenant.mapping {
             let (columns, _) = mapping.columns("");
             roster_shared::db::tenants::declare_mapping(
@@ -450,6 +459,7 @@ pub async fn apply(db: &Db, file: &TenantsFile) -> Result<ApplySummary, DbErr> {
         };
         summary.sources_disabled += db::disable_all(&txn, &tenant_id).await?;
         roster_shared::db::tenants::set_organizations(&txn, &tenant_id, None).await?;
+        roster_shared::db::tenants::set_bundle_files(&txn, &tenant_id, None).await?;
         if db::declare_push(&txn, &tenant_id, None).await? {
             summary.push_changed += 1;
         }

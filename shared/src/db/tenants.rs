@@ -11,6 +11,7 @@ use super::entity::{column_mapping, tenant};
 use crate::model::ids::TenantId;
 use crate::model::mapping::ValueRules;
 use crate::model::person::{MappingTarget, UnknownTarget};
+use crate::model::related::BundleFiles;
 
 /// Every tenant known to the database (the one query that spans tenants).
 pub async fn list(db: &Db) -> Result<Vec<TenantId>, DbErr> {
@@ -31,6 +32,7 @@ pub async fn ensure<C: ConnectionTrait>(conn: &C, tenant: &TenantId) -> Result<(
         created_at: Set(chrono::Utc::now()),
         organizations: Set(None),
         value_rules: Set(None),
+        bundle_files: Set(None),
     })
     .on_conflict(
         OnConflict::column(tenant::Column::Id)
@@ -57,11 +59,17 @@ pub fn parse_config(
     mappings: &[(String, MappingTarget)],
     organizations: &[String],
     rules: &ValueRules,
+    bundle: &BundleFiles,
 ) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update(concat!("roster ", env!("CARGO_PKG_VERSION"), "\n"));
     hash.update(PARSE_RULES);
+    if bundle != &BundleFiles::default() {
+        let names = serde_json::to_string(bundle).expect("strings serialise");
+        hash.update((names.len() as u64).to_le_bytes());
+        hash.update(names.as_bytes());
+    }
     let rules = serde_json::to_string(rules).expect("maps of strings serialise");
     hash.update((rules.len() as u64).to_le_bytes());
     hash.update(rules.as_bytes());
@@ -91,12 +99,19 @@ pub struct ReadingRules {
     pub organizations: Vec<String>,
     /// Its value rules (`mapping.values` and `mapping.defaults` in the tenants file).
     pub values: ValueRules,
+    /// The names of its bundle's files (`bundle:` in the tenants file).
+    pub bundle: BundleFiles,
 }
 
 impl ReadingRules {
     /// Their fingerprint ([`parse_config`]).
     pub fn fingerprint(&self) -> String {
-        parse_config(&self.mappings, &self.organizations, &self.values)
+        parse_config(
+            &self.mappings,
+            &self.organizations,
+            &self.values,
+            &self.bundle,
+        )
     }
 }
 
@@ -106,11 +121,14 @@ pub async fn reading_rules(db: &Db, tenant: &TenantId) -> Result<ReadingRules, D
     let row = tenant::Entity::find_by_id(tenant.as_str())
         .one(db.conn())
         .await?;
-    let (organizations, values) = row.map_or((None, None), |r| (r.organizations, r.value_rules));
+    let (organizations, values, bundle) = row.map_or((None, None, None), |r| {
+        (r.organizations, r.value_rules, r.bundle_files)
+    });
     Ok(ReadingRules {
         mappings,
         organizations: json_column(organizations, "tenants.organizations")?,
         values: json_column(values, "tenants.value_rules")?,
+        bundle: json_column(bundle, "tenants.bundle_files")?,
     })
 }
 
@@ -162,6 +180,19 @@ pub async fn set_organizations<C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     let json = organizations.map(|o| serde_json::to_string(o).expect("strings serialise"));
     set_json_column(conn, tenant, tenant::Column::Organizations, json).await
+}
+
+/// Sets the names of the tenant's bundle files through `conn` (`None`: the usual
+/// names). The tenant must exist ([`ensure`]).
+pub async fn set_bundle_files<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    bundle: Option<&BundleFiles>,
+) -> Result<(), DbErr> {
+    let json = bundle
+        .filter(|b| **b != BundleFiles::default())
+        .map(|b| serde_json::to_string(b).expect("strings serialise"));
+    set_json_column(conn, tenant, tenant::Column::BundleFiles, json).await
 }
 
 /// Sets one of the tenant's JSON columns (`None`: `NULL`): the writing side of

@@ -11,6 +11,52 @@ use serde::{Deserialize, Serialize};
 use crate::model::envelope::RowError;
 use crate::model::ids::{MessageId, RunId, TenantId};
 
+/// The names of a three-file bundle's files (`bundle:` in the tenants file), found in
+/// any folder of the archive, matched without regard to case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BundleFiles {
+    /// The people (default `users.csv`).
+    pub users: String,
+    /// The groups (default `groups.csv`).
+    pub groups: String,
+    /// Who belongs to which group (default `groups-mapping.csv`).
+    pub mappings: String,
+}
+
+impl Default for BundleFiles {
+    fn default() -> Self {
+        BundleFiles {
+            users: "users.csv".into(),
+            groups: "groups.csv".into(),
+            mappings: "groups-mapping.csv".into(),
+        }
+    }
+}
+
+impl BundleFiles {
+    /// What is wrong with the names (empty, or two alike), for the tenants file's check.
+    pub fn problems(&self, at: &str) -> Vec<String> {
+        let names = [
+            ("users", &self.users),
+            ("groups", &self.groups),
+            ("mappings", &self.mappings),
+        ];
+        let mut out = Vec::new();
+        for (i, (key, name)) in names.iter().enumerate() {
+            if name.trim().is_empty() || name.contains(['/', '\\']) {
+                out.push(format!("{at}.{key}: a file name, without folders"));
+            }
+            if names[..i].iter().any(|(_, n)| n.eq_ignore_ascii_case(name)) {
+                out.push(format!(
+                    "{at}.{key}: {name:?} names another of the bundle's files too"
+                ));
+            }
+        }
+        out
+    }
+}
+
 /// A group of a tenant: a stable id from the customer's system and a name. A changed
 /// name is a rename: the id and the memberships stay.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -19,6 +19,9 @@ pub struct Model {
     /// Its value rules as JSON ([`crate::model::mapping::ValueRules`]: `mapping.values`
     /// and `mapping.defaults` in the tenants file), or `NULL` when it has none.
     pub value_rules: Option<String>,
+    /// The names of its bundle's files as JSON ([`crate::model::related::BundleFiles`]:
+    /// `bundle:` in the tenants file), or `NULL` for the usual names.
+    pub bundle_files: Option<String>,
 }
 
 /// No relations are navigated through the ORM.

@@ -3,7 +3,8 @@
 //! manager flag) and contact details (`contact_details`, by Roster's id, per person,
 //! owned by the integration or added by hand). A run records the key of its related
 //! blob (`runs.related_key`) and what its related changes were (`runs.related_counts`,
-//! JSON), and whether its files' encoding check was waived (`runs.ignore_encoding`).
+//! JSON), and whether its files' encoding check was waived (`runs.ignore_encoding`). A
+//! tenant may name its bundle's files (`tenants.bundle_files`, JSON).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -48,6 +49,12 @@ enum ContactDetails {
     AddressCountry,
     Integration,
     UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Tenants {
+    Table,
+    BundleFiles,
 }
 
 #[derive(DeriveIden)]
@@ -162,6 +169,13 @@ impl MigrationTrait for Migration {
             Table::alter()
                 .table(Runs::Table)
                 .add_column(boolean(Runs::IgnoreEncoding).default(false))
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(Tenants::Table)
+                .add_column(text_null(Tenants::BundleFiles))
                 .to_owned(),
         )
         .await
