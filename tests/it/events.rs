@@ -110,6 +110,102 @@ fn a_consumer_bound_to_its_tenant_sees_only_its_tenant() {
     }
 }
 
+/// The group, membership and contact events of a bundle and a contact-details file, on
+/// the tenant's routing keys, each announcing what changed; a bundle delivered again
+/// announces nothing more.
+#[test]
+fn groups_memberships_and_contact_details_are_announced() {
+    use roster_shared::model::related::{RelatedChange, RelatedEventBatch};
+    let i = Install::distributed();
+    let t = tenant("ov");
+    let exchange = format!("{}roster.events", i.env("ROSTER_QUEUE_PREFIX").unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (connection, mut consumer) = rt.block_on(subscribe(&exchange, &format!("{t}.#")));
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = i.path().join("files").join("bundle");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["users.csv", "groups.csv", "groups-mapping.csv"] {
+        std::fs::copy(fixtures.join("bundle").join(f), dir.join(f)).unwrap();
+    }
+    i.import_ok(&t, &dir, &[]);
+    let contacts = i.file(
+        "contacts.csv",
+        "Person,Contact Protocol,Contact Label,Contact URI,Integration\n\
+         ana.silva@widget.com,telephone,work,+351 21 000 0000,1\n",
+    );
+    i.import_ok(&t, &contacts, &[]);
+    // Renamed: one more event.
+    let groups = std::fs::read_to_string(dir.join("groups.csv")).unwrap();
+    std::fs::write(
+        dir.join("groups.csv"),
+        groups.replace(",Engineering", ",R&D"),
+    )
+    .unwrap();
+    i.import_ok(&t, &dir, &[]);
+    let received = rt.block_on(async {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(3), consumer.next()).await {
+                Ok(Some(Ok(delivery))) => {
+                    let key = delivery.routing_key.as_str().to_owned();
+                    if key.ends_with("employee.created") {
+                        continue;
+                    }
+                    let env = Envelope::<RelatedEventBatch>::from_bytes(&delivery.data).unwrap();
+                    for e in env.body.events {
+                        assert_eq!(key, format!("{t}.{}", e.event));
+                        assert_eq!(e.tenant.as_str(), t);
+                        got.push(e);
+                    }
+                }
+                _ => break,
+            }
+        }
+        got
+    });
+    let _ = rt.block_on(connection.close(200, "done".into()));
+    let mut names: Vec<&str> = received.iter().map(|e| e.event.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "contact.changed",
+            "group.created",
+            "group.created",
+            "group.created",
+            "group.renamed",
+            "membership.added",
+            "membership.added",
+            "membership.added",
+            "membership.added",
+        ],
+        "{received:#?}"
+    );
+    let renamed = received
+        .iter()
+        .find(|e| e.event == "group.renamed")
+        .unwrap();
+    assert_eq!(
+        renamed.change,
+        RelatedChange::GroupRenamed {
+            id: "g-eng".into(),
+            from: "Engineering".into(),
+            to: "R&D".into(),
+        }
+    );
+    let contact = received
+        .iter()
+        .find(|e| e.event == "contact.changed")
+        .unwrap();
+    assert_eq!(contact.email.as_deref(), Some("ana.silva@widget.com"));
+    assert!(
+        matches!(&contact.change, RelatedChange::ContactAdded { contact } if contact.integration)
+    );
+    let ids: std::collections::BTreeSet<_> = received.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), received.len(), "every event has its own id");
+}
+
 #[test]
 fn what_postgres_refuses_in_the_data_is_never_retried() {
     let rt = tokio::runtime::Runtime::new().unwrap();

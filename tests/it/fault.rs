@@ -319,6 +319,35 @@ fn two_tenants_syncing_at_once_never_see_each_other() {
     assert_eq!(i.directory_csv(&b, true), expected_directory(15_000, 1));
 }
 
+/// A contact-details file delivered while the tenant's people file is still being
+/// applied waits for it: its details are of people that file brings.
+#[test]
+fn contact_details_wait_for_the_people_file_before_them() {
+    let i = Install::distributed();
+    let t = tenant("order");
+    let fp = i.file("people.csv", people(50_000, 0));
+    let child = i.spawn_roster(&["import", "--tenant", &t, "--json", fp.to_str().unwrap()]);
+    i.wait_until("the people run to exist", Duration::from_secs(120), || {
+        !runs(&i, &t).is_empty()
+    });
+    let mut contacts = String::from("Person,Contact Protocol,Contact URI,Integration\n");
+    let file = i.file("contacts.csv", "");
+    for k in (0..50_000).step_by(2500) {
+        contacts.push_str(&format!("p{k:06}@x.com,telephone,+1 555 {k:06},1\n"));
+    }
+    std::fs::write(&file, contacts).unwrap();
+    let state = runs(&i, &t)[0]["state"].as_str().unwrap().to_owned();
+    assert_ne!(
+        state, "applied",
+        "the people run must still be going for this to test"
+    );
+    let s = i.import_ok(&t, &file, &[]);
+    assert_eq!(s["rejected"], 0, "every person known by then: {s:#}");
+    assert_eq!(s["related"]["contacts_changed"], 20, "{s:#}");
+    let people_run = finish(&i, child);
+    assert_eq!(people_run["created"], 50_000);
+}
+
 #[test]
 fn an_interrupted_embedded_import_does_not_block_its_tenant() {
     let i = Install::embedded();
