@@ -32,7 +32,7 @@ use crate::rules::normalize_email;
 
 /// Bytes one file of a bundle may unpack to: a small archive that unpacks to more is
 /// refused rather than filling memory.
-pub const MAX_UNPACKED_BYTES: u64 = 2 << 30;
+pub const MAX_UNPACKED_BYTES: u64 = 512 << 20;
 
 /// Whether `head` (a file's first bytes) is a zip archive.
 pub fn is_zip(head: &[u8]) -> bool {
@@ -297,7 +297,7 @@ fn read_table(
     csv_input::table(
         decoded,
         delimiter,
-        options.limits.max_record_lines,
+        &options.limits,
         |header| {
             let columns: Vec<Column> = header.iter().map(|h| columns_of(h)).collect();
             let names: Vec<String> = header.iter().map(|h| h.trim().to_owned()).collect();
@@ -319,7 +319,7 @@ fn read_table(
                 return;
             }
             match table_row {
-                TableRow::Misshapen(error) => errors.push(error),
+                TableRow::Failed(error) => errors.push(error),
                 TableRow::Values { line, values } => {
                     let cells = Cells {
                         columns,
@@ -618,6 +618,17 @@ mod tests {
             ]),
             None
         );
+    }
+
+    #[test]
+    fn a_folder_with_a_link_is_not_packed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("users.csv"), "\u{FEFF}email\n").unwrap();
+        let elsewhere = tempfile::NamedTempFile::new().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("groups.csv")).unwrap();
+        let zip = dir.path().join("out.zip");
+        let err = pack_folder(dir.path(), &zip).unwrap_err();
+        assert!(err.to_string().contains("a link"), "{err}");
     }
 
     #[test]

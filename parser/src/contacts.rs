@@ -84,15 +84,15 @@ pub struct ContactsRead {
 pub fn read(
     decoded: Decoded,
     delimiter: u8,
-    max_record_lines: u64,
-    max_rows: u64,
+    limits: &crate::ParseLimits,
 ) -> Result<ContactsRead, RejectReason> {
+    let max_rows = limits.max_rows;
     let mut out = ContactsRead::default();
     let mut too_many = false;
     csv_input::table(
         decoded,
         delimiter,
-        max_record_lines,
+        limits,
         |header| {
             let columns: Vec<Column> = header.iter().map(|h| column_of(h)).collect();
             let names: Vec<String> = header.iter().map(|h| h.trim().to_owned()).collect();
@@ -112,7 +112,7 @@ pub fn read(
                 return;
             }
             match row {
-                TableRow::Misshapen(error) => out.errors.push(error),
+                TableRow::Failed(error) => out.errors.push(error),
                 TableRow::Values { line, values } => {
                     match contact_row(columns, names, line, values) {
                         Ok(row) => out.rows.push(row),
@@ -217,7 +217,7 @@ mod tests {
         )
         .unwrap();
         let delimiter = csv_input::sniff_delimiter(&decoded.head);
-        read(decoded, delimiter, 20, 1000).unwrap()
+        read(decoded, delimiter, &crate::ParseLimits::default()).unwrap()
     }
 
     #[test]
@@ -274,8 +274,58 @@ mod tests {
             None,
         )
         .unwrap();
-        let err = read(decoded, b',', 20, 10).unwrap_err();
+        let err = read(decoded, b',', &crate::ParseLimits::default()).unwrap_err();
         assert!(err.to_string().contains("no Person column"), "{err}");
+    }
+
+    fn refusal(text: &[u8]) -> String {
+        let decoded =
+            match crate::decode::decode(Box::new(std::io::Cursor::new(text.to_vec())), None) {
+                Ok(d) => d,
+                Err(e) => return e.to_string(),
+            };
+        let limits = crate::ParseLimits {
+            max_cell_bytes: 1024,
+            ..crate::ParseLimits::default()
+        };
+        match read(decoded, b',', &limits) {
+            Ok(read) => format!("{:?}", read.errors),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn what_breaks_people_files_breaks_contact_files_alike() {
+        let head = "Person,Contact Protocol,Contact URI,Integration\r\n";
+        let cut = format!("{head}a@x.com,telephone,1,1\r\nb@x.com,tele");
+        assert!(refusal(cut.as_bytes()).contains("line 3: the file ends in the middle"));
+        let open = format!("{head}a@x.com,\"telephone,1,1\r\nb@x.com,telephone,2,1\r\n");
+        assert!(
+            refusal(open.as_bytes()).contains("quoted value"),
+            "{}",
+            refusal(open.as_bytes())
+        );
+        // In the first bytes, a NUL refuses the file (not text); further on, its row.
+        let nul = format!("{head}a@x.com,telephone,1\u{0}2,1\r\n");
+        assert!(refusal(nul.as_bytes()).contains("NUL"));
+        let mut far = head.to_owned();
+        for k in 0..400 {
+            far.push_str(&format!("p{k}@x.com,telephone,{k},1\r\n"));
+        }
+        far.push_str("a@x.com,telephone,1\u{0}2,1\r\n");
+        let got = refusal(far.as_bytes());
+        assert!(
+            got.contains("control character") && got.contains("line: Some(402)"),
+            "{got}"
+        );
+        let huge = format!("{head}a@x.com,telephone,{},1\r\n", "9".repeat(2000));
+        assert!(refusal(huge.as_bytes()).contains("ROSTER_MAX_CELL_BYTES"));
+        let latin = b"Person,Contact URI\na@x.com,caf\xE9\n";
+        assert!(
+            refusal(latin).contains("line 2, column 2"),
+            "{}",
+            refusal(latin)
+        );
     }
 
     #[test]

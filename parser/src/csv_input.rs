@@ -326,24 +326,26 @@ pub enum TableRow<'a> {
         /// Its values, in header order.
         values: &'a [&'a str],
     },
-    /// A row of another length: it fails alone.
-    Misshapen(RowError),
+    /// A row that fails alone: another length than the header's, or a value that
+    /// cannot be stored (a control character, over `ROSTER_MAX_CELL_BYTES`).
+    Failed(RowError),
 }
 
 /// Reads a small delimited file of some other record kind than people (contact
 /// details, a bundle's groups and mappings) with the same care as the people reader:
 /// lines as an editor shows them, invalid UTF-8 named by line and column, a quote left
-/// open or a file cut mid-record refusing the file, a row of the wrong length failing
-/// alone. Hands `header` the header's names (what it makes of them, or the file's
+/// open or a file cut mid-record refusing the file, a row of the wrong length or with a
+/// value that cannot be stored failing alone, all within `limits`. Hands `header` the
+/// header's names (what it makes of them, or the file's
 /// refusal), then `row` what `header` made and every non-blank data row.
 pub fn table<H>(
     decoded: Decoded,
     delimiter: u8,
-    max_record_lines: u64,
+    limits: &crate::ParseLimits,
     header: impl FnOnce(&[String]) -> Result<H, RejectReason>,
     mut row: impl FnMut(&H, TableRow<'_>),
 ) -> Result<(), RejectReason> {
-    let (mut reader, watch) = records(decoded.reader, delimiter, max_record_lines);
+    let (mut reader, watch) = records(decoded.reader, delimiter, limits.max_record_lines);
     let mut record = csv::ByteRecord::new();
     let line_of =
         |position: Option<&csv::Position>| watch.line_at(position.map_or(0, csv::Position::byte));
@@ -375,6 +377,16 @@ pub fn table<H>(
             continue;
         }
         if values.len() == names.len() {
+            let unstorable = values.iter().enumerate().find_map(|(i, v)| {
+                rows::unstorable(v, limits).map(|why| (names[i].trim().to_owned(), why))
+            });
+            if let Some((column, why)) = unstorable {
+                row(
+                    &made,
+                    TableRow::Failed(RowError::new(Some(line), Some(column), why)),
+                );
+                continue;
+            }
             row(
                 &made,
                 TableRow::Values {
@@ -410,7 +422,7 @@ pub fn table<H>(
         }
         row(
             &made,
-            TableRow::Misshapen(RowError::new(
+            TableRow::Failed(RowError::new(
                 Some(line),
                 None,
                 format!(

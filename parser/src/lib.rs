@@ -260,12 +260,7 @@ fn contact_details(
         bom: decoded.bom,
         crlf: first_line.is_some_and(|l| l.ends_with(b"\r")),
     };
-    let read = contacts::read(
-        decoded,
-        delimiter,
-        options.limits.max_record_lines,
-        options.limits.max_rows,
-    )?;
+    let read = contacts::read(decoded, delimiter, &options.limits)?;
     let mut parsed = collect::Collector::new(options.limits, 1, None).finish(|_| None)?;
     parsed.rows_read = read.rows_read;
     parsed.rejected = read.errors.len() as u64;

@@ -40,7 +40,7 @@ pub enum RowOutcome {
 
 /// Why `value` cannot be stored, if it cannot: a control character (other than tab and
 /// line ends, which quoted values may hold), or more bytes than the limit.
-fn unstorable(value: &str, limits: &ParseLimits) -> Option<String> {
+pub(crate) fn unstorable(value: &str, limits: &ParseLimits) -> Option<String> {
     if value.len() > limits.max_cell_bytes {
         return Some(format!(
             "the value is {} KiB long, over the limit of {} KiB (ROSTER_MAX_CELL_BYTES)",
