@@ -242,32 +242,14 @@ fn read_rows(
             if values.iter().all(|v| v.trim().is_empty()) {
                 continue;
             }
-            let next_line = watch.line_at(reader.position().byte());
-            if next_line > line + 1 {
-                // At the end of the file still inside quotes: say that, it is plainer.
-                if watch.is_end(reader.position().byte())
-                    && let Some(trouble) = watch.trouble_at_end()
-                {
-                    return Err(quote_trouble(trouble));
-                }
-                // A record running over lines with the wrong shape: a quote opened and
-                // closed somewhere it should not, swallowing the lines between.
-                return Err(RejectReason::QuoteMismatch {
-                    line,
-                    last_line: next_line - 1,
-                    found: values.len(),
-                    expected: roles.len(),
-                });
-            }
-            if values.len() < roles.len()
-                && watch.is_end(reader.position().byte())
-                && !watch.ended_with_break()
-            {
-                return Err(RejectReason::Cut {
-                    line,
-                    found: values.len(),
-                    expected: roles.len(),
-                });
+            if let Some(refusal) = misshapen_refusal(
+                &watch,
+                reader.position().byte(),
+                line,
+                values.len(),
+                roles.len(),
+            ) {
+                return Err(refusal);
             }
             let error = RowError {
                 line: Some(line),
@@ -396,29 +378,14 @@ pub fn table<H>(
             );
             continue;
         }
-        let next_line = watch.line_at(reader.position().byte());
-        if next_line > line + 1 {
-            if watch.is_end(reader.position().byte())
-                && let Some(trouble) = watch.trouble_at_end()
-            {
-                return Err(trouble_reason(trouble));
-            }
-            return Err(RejectReason::QuoteMismatch {
-                line,
-                last_line: next_line - 1,
-                found: values.len(),
-                expected: names.len(),
-            });
-        }
-        if values.len() < names.len()
-            && watch.is_end(reader.position().byte())
-            && !watch.ended_with_break()
-        {
-            return Err(RejectReason::Cut {
-                line,
-                found: values.len(),
-                expected: names.len(),
-            });
+        if let Some(refusal) = misshapen_refusal(
+            &watch,
+            reader.position().byte(),
+            line,
+            values.len(),
+            names.len(),
+        ) {
+            return Err(refusal);
         }
         row(
             &made,
@@ -437,6 +404,43 @@ pub fn table<H>(
         return Err(trouble_reason(trouble));
     }
     Ok(())
+}
+
+/// For a record starting on `line` with `found` fields where the header has
+/// `expected`, read up to byte `next` of the text: the refusal of the whole file when the
+/// wrong length comes from broken quoting (the record ran over lines) or from the file
+/// being cut mid-record; `None` when the row merely fails alone.
+fn misshapen_refusal(
+    watch: &Watch,
+    next: u64,
+    line: u64,
+    found: usize,
+    expected: usize,
+) -> Option<RejectReason> {
+    let next_line = watch.line_at(next);
+    if next_line > line + 1 {
+        // At the end of the file still inside quotes: say that, it is plainer.
+        if watch.is_end(next)
+            && let Some(trouble) = watch.trouble_at_end()
+        {
+            return Some(trouble_reason(trouble));
+        }
+        // A record running over lines with the wrong shape: a quote opened and closed
+        // somewhere it should not, swallowing the lines between.
+        return Some(RejectReason::QuoteMismatch {
+            line,
+            last_line: next_line - 1,
+            found,
+            expected,
+        });
+    }
+    (found < expected && watch.is_end(next) && !watch.ended_with_break()).then_some(
+        RejectReason::Cut {
+            line,
+            found,
+            expected,
+        },
+    )
 }
 
 /// The refusal a quote trouble makes.

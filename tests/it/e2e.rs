@@ -900,6 +900,15 @@ fn contacts_of(people: &Value, email: &str) -> Vec<String> {
     out
 }
 
+/// `roster contacts list --json` of one person: their details, each with its `id`.
+fn contacts_list(i: &Install, t: &str, person: &str) -> Vec<Value> {
+    let ran = i.roster(&[
+        "contacts", "list", "--tenant", t, "--person", person, "--json",
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    ran.json().as_array().expect("a JSON list").clone()
+}
+
 /// The seed's contact-details file (UTF-8, UTF-8 with BOM, UTF-16LE) after its people
 /// file: each person's details as the rows say; a detail added by hand survives the
 /// next file, integration-owned ones are replaced by it (rows of one person need not be
@@ -966,29 +975,13 @@ pub fn contact_details_replace_the_integrations_and_keep_the_manual_ones(i: &Ins
     assert_eq!(added.code, 0, "{}", added.stderr);
     let manual = added.json();
     assert_eq!(manual["integration"], false);
-    let listed = i
-        .roster(&[
-            "contacts",
-            "list",
-            "--tenant",
-            &t,
-            "--person",
-            "pierre.lefevre@widget.com",
-            "--json",
-        ])
-        .json();
-    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed:#}");
-    let work = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["label"] == "work")
-        .unwrap()["id"]
+    let listed = contacts_list(i, &t, "pierre.lefevre@widget.com");
+    assert_eq!(listed.len(), 3, "{listed:#?}");
+    let work = listed.iter().find(|c| c["label"] == "work").unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let integration_id = work.clone();
-    let removed = i.roster(&["contacts", "remove", "--tenant", &t, &integration_id]);
+    let removed = i.roster(&["contacts", "remove", "--tenant", &t, &work]);
     assert_eq!(
         removed.code, 2,
         "an integration-owned detail is the file's to decide"
@@ -1017,18 +1010,7 @@ pierre.lefevre@widget.com\t\t\t\thome\t3 Quai Voltaire\tParis\t75007\tFR\t1\n";
             .unwrap()
             .contains("ghost@widget.com")
     );
-    let listed = i
-        .roster(&[
-            "contacts",
-            "list",
-            "--tenant",
-            &t,
-            "--person",
-            "pierre.lefevre@widget.com",
-            "--json",
-        ])
-        .json();
-    let listed = listed.as_array().unwrap();
+    let listed = contacts_list(i, &t, "pierre.lefevre@widget.com");
     assert_eq!(
         listed.len(),
         3,
@@ -1061,23 +1043,8 @@ pierre.lefevre@widget.com,telephone,work,+33 1 00 00 00 00,0,{work}\n"
     );
     let s = i.import_ok(&t, &i.file("by-id.csv", by_id), &[]);
     assert_eq!(s["related"]["contacts_changed"], 1, "{s:#}");
-    let listed = i
-        .roster(&[
-            "contacts",
-            "list",
-            "--tenant",
-            &t,
-            "--person",
-            "pierre.lefevre@widget.com",
-            "--json",
-        ])
-        .json();
-    let updated = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == work.as_str())
-        .unwrap();
+    let listed = contacts_list(i, &t, "pierre.lefevre@widget.com");
+    let updated = listed.iter().find(|c| c["id"] == work.as_str()).unwrap();
     assert_eq!(updated["uri"], "+33 1 00 00 00 00");
     assert_eq!(updated["integration"], false);
     let removed = i.roster(&[
@@ -1088,18 +1055,8 @@ pierre.lefevre@widget.com,telephone,work,+33 1 00 00 00 00,0,{work}\n"
         manual["id"].as_str().unwrap(),
     ]);
     assert_eq!(removed.code, 0, "{}", removed.stderr);
-    let listed = i
-        .roster(&[
-            "contacts",
-            "list",
-            "--tenant",
-            &t,
-            "--person",
-            "pierre.lefevre@widget.com",
-            "--json",
-        ])
-        .json();
-    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed:#}");
+    let listed = contacts_list(i, &t, "pierre.lefevre@widget.com");
+    assert_eq!(listed.len(), 2, "{listed:#?}");
     // Nothing of this reached another tenant.
     let other = i
         .roster(&["contacts", "list", "--tenant", &tenant("other"), "--json"])
