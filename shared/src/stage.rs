@@ -128,14 +128,18 @@ impl Services {
         Ok(finished)
     }
 
-    /// Removes the snapshot of a run that will never be planned again (applied, or
-    /// superseded by a later delivery; neither state is ever reopened), so snapshots do
-    /// not pile up run after run. The raw file stays. Best effort: a failure is logged and
+    /// Removes the snapshot and the related records of a run that will never be planned
+    /// again (applied, or superseded by a later delivery; neither state is ever reopened),
+    /// so snapshots do not pile up run after run. The raw file stays. Best effort: a failure is logged and
     /// leaves only a stray file behind.
     pub async fn discard_snapshot(&self, tenant: &TenantId, run: RunId) {
-        let key = BlobStore::snapshot_key(tenant, run);
-        if let Err(e) = self.blobs.delete(&key).await {
-            warn!(%key, error = %e, "could not remove a finished run's snapshot");
+        for key in [
+            BlobStore::snapshot_key(tenant, run),
+            BlobStore::related_key(tenant, run),
+        ] {
+            if let Err(e) = self.blobs.delete(&key).await {
+                warn!(%key, error = %e, "could not remove a finished run's snapshot");
+            }
         }
     }
 }
