@@ -1207,6 +1207,25 @@ pub fn bundles_bring_groups_memberships_and_renames(i: &Install) {
         "{s:#}"
     );
 
+    // The same bundle in UTF-16LE reads alike once its encoding check is waived.
+    let wide = bundle(i, "b7", |_, text| {
+        String::from(text.trim_start_matches('\u{FEFF}'))
+    });
+    for file in ["users.csv", "groups.csv", "groups-mapping.csv"] {
+        let text = std::fs::read_to_string(wide.join(file)).unwrap();
+        std::fs::write(wide.join(file), utf16le(&text)).unwrap();
+    }
+    let t16 = tenant("wide");
+    let (code, s) = i.import(&t16, &wide, &[]);
+    assert_eq!(code, 2, "UTF-16 is not UTF-8 with a BOM: {s:#}");
+    assert!(s["reason"].as_str().unwrap().contains("UTF-16"), "{s:#}");
+    let s = i.import_ok(&t16, &wide, &["--ignore-encoding"]);
+    assert_eq!(s["created"], 3, "{s:#}");
+    let t8 = tenant("narrow");
+    i.import_ok(&t8, &bundle(i, "b8", |_, text| text.to_owned()), &[]);
+    assert_eq!(groups(i, &t16), groups(i, &t8));
+    assert_eq!(i.directory_csv(&t16, true), i.directory_csv(&t8, true));
+
     // A tenant whose bundle's files have other names says so in the tenants file.
     let named = tenant("named");
     let file = i.file(
