@@ -504,6 +504,7 @@ tenants:
         archive_path: /outgoing/done
         mode: full
         format: auto
+        ignore_encoding: true
         schedule: 15m
       dmz:
         kind: http
@@ -518,10 +519,23 @@ tenants:
     push:
       password_hash: "{HASH}"
       authorized_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0 acme"]
+    bundle: {{users: people.csv, groups: teams.csv}}
 "#
         ));
         let acme = &file.tenants["acme"];
         let sftp = &acme.sources["hr-sftp"];
+        assert!(sftp.ignore_encoding);
+        assert!(!acme.sources["dmz"].ignore_encoding);
+        let bundle = acme.bundle.as_ref().unwrap();
+        assert_eq!(
+            (
+                bundle.users.as_str(),
+                bundle.groups.as_str(),
+                bundle.mappings.as_str()
+            ),
+            ("people.csv", "teams.csv", "groups-mapping.csv"),
+            "a name left out is the usual one"
+        );
         assert_eq!(
             sftp.known_hosts.as_deref(),
             Some(Path::new("/etc/roster/known_hosts"))
@@ -549,6 +563,16 @@ tenants:
             p,
             [
                 "tenants.acme.sources.s.host: \"-oProxyCommand=sh\" is not a host name or an IP address"
+            ]
+        );
+        let p = problems(
+            "tenants:\n  acme:\n    bundle: {users: a/b.csv, groups: B.csv, mappings: b.csv}\n",
+        );
+        assert_eq!(
+            p,
+            [
+                "tenants.acme.bundle.users: a file name, without folders",
+                "tenants.acme.bundle.mappings: \"b.csv\" names another of the bundle's files too"
             ]
         );
         let p = problems("tenants:\n  acme:\n    sauces: {}\n");
