@@ -200,6 +200,53 @@ fn fault_database_stopped_for_10s_mid_run() {
     });
 }
 
+/// A bundle zip and then a contact-details file dropped in a tenant's inbox are read as
+/// what they are, in the order they arrived.
+#[test]
+fn a_bundle_zip_and_a_contact_file_dropped_in_an_inbox_are_applied() {
+    let i = Install::distributed();
+    let t = tenant("inbox");
+    let inbox = std::path::PathBuf::from(i.env("ROSTER_DATA_DIR").unwrap())
+        .join("inbox")
+        .join(&t);
+    std::fs::create_dir_all(&inbox).unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let zip = i.path().join("export.zip");
+    roster_parser::bundle::pack_folder(&fixtures.join("bundle"), &zip).unwrap();
+    std::fs::copy(&zip, inbox.join("export.zip")).unwrap();
+    i.wait_until("the bundle to be applied", Duration::from_secs(180), || {
+        runs(&i, &t)
+            .first()
+            .is_some_and(|r| r["state"] == "applied")
+    });
+    std::fs::write(
+        inbox.join("contacts.csv"),
+        "Person,Contact Protocol,Contact URI,Integration\nbo.chen@widget.com,telephone,+1 555 0100,1\n",
+    )
+    .unwrap();
+    i.wait_until(
+        "the contacts to be applied",
+        Duration::from_secs(180),
+        || {
+            let r = runs(&i, &t);
+            r.len() == 2 && r[0]["state"] == "applied"
+        },
+    );
+    let groups = i.roster(&["groups", "--tenant", &t, "--json"]).json();
+    assert_eq!(groups.as_array().unwrap().len(), 3, "{groups:#}");
+    let people = i
+        .roster(&["directory", "--tenant", &t, "--format", "json"])
+        .json();
+    let bo = people
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["email"] == "bo.chen@widget.com")
+        .unwrap();
+    assert_eq!(bo["contacts"][0]["uri"], "+1 555 0100", "{bo:#}");
+    assert_eq!(bo["groups"][0]["id"], "g-emea", "{bo:#}");
+}
+
 #[test]
 fn the_same_file_delivered_twice_changes_nothing_the_second_time() {
     let i = Install::distributed();
