@@ -58,7 +58,7 @@ pub fn parse(
     input
         .read_to_end(&mut bytes)
         .map_err(|e| reject(RejectReason::Io(e)))?;
-    // An archive not declared a bundle, without the bundle's users file, is another
+    // An archive not declared a bundle, unreadable or without any CSV file, is another
     // kind of archive (a spreadsheet saved as xlsx, say): refused as the file it is.
     let not_text = |head: &[u8]| match decode::decode(Box::new(Cursor::new(head.to_vec())), None) {
         Err(reason) if options.format != Format::Bundle => Some(reject(reason)),
@@ -80,7 +80,12 @@ pub fn parse(
     let Some(users) =
         unpack(&mut archive, &names.users, options.ignore_encoding).map_err(reject)?
     else {
-        if let Some(refusal) = not_text(&head) {
+        // Without a CSV file at all it is no bundle, but some other archive.
+        let has_csv = archive
+            .file_names()
+            .filter_map(Result::ok)
+            .any(|n| n.to_lowercase().ends_with(".csv"));
+        if let Some(refusal) = not_text(&head).filter(|_| !has_csv) {
             return Err(refusal);
         }
         return Err(reject(bundle_error(format!(
@@ -618,6 +623,83 @@ mod tests {
             ]),
             None
         );
+    }
+
+    /// A bundle packed from `files` (name, bytes).
+    fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, bytes) in files {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    fn options() -> ParseOptions {
+        ParseOptions {
+            file_name: "bundle.zip".into(),
+            format: Format::Auto,
+            encoding: None,
+            mappings: Vec::new(),
+            organizations: Vec::new(),
+            value_rules: Default::default(),
+            limits: crate::ParseLimits::default(),
+            sort_memory: crate::DEFAULT_SORT_MEMORY,
+            spill_dir: None,
+            ignore_encoding: false,
+            bundle: BundleFiles::default(),
+        }
+    }
+
+    fn read(bytes: Vec<u8>) -> Result<ParsedFile, Rejection> {
+        parse(
+            Box::new(Cursor::new(bytes)),
+            &options(),
+            &roster_shared::stage::NoProgress,
+        )
+    }
+
+    #[test]
+    fn a_bundle_within_a_bundle_is_refused_not_opened() {
+        let inner = zip_of(&[("users.csv", b"\xEF\xBB\xBFemail\na@x.com\n")]);
+        let outer = zip_of(&[("users.csv", &inner)]);
+        let err = read(outer).unwrap_err().to_string();
+        assert!(err.contains("users.csv"), "{err}");
+        let empty = zip_of(&[("x", b"")]);
+        let err = read(zip_of(&[("users.csv", &empty)])).unwrap_err();
+        assert!(err.to_string().contains("users.csv"), "{err}");
+    }
+
+    #[test]
+    fn a_bundle_reads_in_any_folder_and_names_a_missing_file() {
+        let users = b"\xEF\xBB\xBFemail,firstName\r\na@x.com,Ann\r\n";
+        let groups = b"\xEF\xBB\xBFid,name\r\ng1,One\r\n";
+        let mapping = b"\xEF\xBB\xBFgroupId,userEmail,isManager\r\ng1,A@X.com,yes\r\n";
+        let parsed = read(zip_of(&[
+            ("Data/Users.CSV", users),
+            ("Data/groups.csv", groups),
+            ("Data/groups-mapping.csv", mapping),
+        ]))
+        .unwrap();
+        assert_eq!(parsed.accepted, 1);
+        let related = parsed.related.unwrap();
+        assert_eq!(related.groups.unwrap()[0].name, "One");
+        let memberships = related.memberships.unwrap();
+        assert_eq!(memberships[0].member, "a@x.com");
+        assert!(memberships[0].manager);
+        let err = read(zip_of(&[("groups.csv", groups)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no users.csv in the bundle"), "{err}");
+        let err = read(zip_of(&[
+            ("users.csv", users),
+            ("groups-mapping.csv", mapping),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no groups.csv"), "{err}");
     }
 
     #[test]

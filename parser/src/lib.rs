@@ -146,7 +146,9 @@ pub fn parse(
         file: options.file_name.clone(),
         reason,
     };
-    // A zip archive is a bundle (and only a bundle may be one: decoding refuses archives).
+    // A zip archive is a bundle (and only a bundle may be one: decoding refuses archives),
+    // unless the file was declared something else (a bundle's users file, say: a zip
+    // there is refused as not text, never opened as a bundle within the bundle).
     let mut input = input;
     let mut magic = Vec::with_capacity(4);
     (&mut input)
@@ -154,7 +156,9 @@ pub fn parse(
         .read_to_end(&mut magic)
         .map_err(|e| reject(RejectReason::Io(e)))?;
     let input: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(magic.clone()).chain(input));
-    if options.format == Format::Bundle || bundle::is_zip(&magic) {
+    if options.format == Format::Bundle
+        || (options.format == Format::Auto && bundle::is_zip(&magic))
+    {
         return bundle::parse(input, options, progress);
     }
     let decoded = decode::decode(input, options.encoding.as_deref()).map_err(reject)?;
@@ -207,13 +211,7 @@ pub fn parse(
                 ad::managers(decoded, delimiter, &headers, options.spill_dir.as_deref())
                     .map_err(reject)?;
             rules.managers = managers.map(Arc::new);
-            let first_line = decoded.head.split(|&b| b == b'\n').next();
-            layout = Some(rejects::Layout {
-                delimiter,
-                encoding: decoded.encoding,
-                bom: decoded.bom,
-                crlf: first_line.is_some_and(|l| l.ends_with(b"\r")),
-            });
+            layout = Some(rejects::Layout::of(&decoded, delimiter));
             csv_input::read(decoded, delimiter, &headers, &rules, &mut out, progress)
                 .map_err(reject)?
         }
@@ -253,13 +251,7 @@ fn contact_details(
     delimiter: u8,
     options: &ParseOptions,
 ) -> Result<ParsedFile, RejectReason> {
-    let first_line = decoded.head.split(|&b| b == b'\n').next();
-    let layout = rejects::Layout {
-        delimiter,
-        encoding: decoded.encoding,
-        bom: decoded.bom,
-        crlf: first_line.is_some_and(|l| l.ends_with(b"\r")),
-    };
+    let layout = rejects::Layout::of(&decoded, delimiter);
     let read = contacts::read(decoded, delimiter, &options.limits)?;
     let mut parsed = collect::Collector::new(options.limits, 1, None).finish(|_| None)?;
     parsed.rows_read = read.rows_read;

@@ -41,6 +41,19 @@ pub struct Layout {
     pub crlf: bool,
 }
 
+impl Layout {
+    /// The layout of the delimited file `decoded` (its head read), split by `delimiter`.
+    pub fn of(decoded: &crate::decode::Decoded, delimiter: u8) -> Layout {
+        let first_line = decoded.head.split(|&b| b == b'\n').next();
+        Layout {
+            delimiter,
+            encoding: decoded.encoding,
+            bom: decoded.bom,
+            crlf: first_line.is_some_and(|l| l.ends_with(b"\r")),
+        }
+    }
+}
+
 /// Bytes of reject file encoded at once.
 const CHUNK: usize = 1 << 16;
 
