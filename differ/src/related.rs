@@ -2,7 +2,8 @@
 //! stored tables.
 //!
 //! - groups and memberships in the file are the whole of them: a new id is created, a
-//!   changed name renamed (id and members stay), a missing one removed;
+//!   changed name renamed (id and members stay), a missing one removed (its memberships
+//!   first, even when the file has no memberships and leaves the others as they are);
 //! - contact details replace, for each person the file names with integration-owned
 //!   rows, that person's integration-owned details: a stored detail equal to a row
 //!   stays (no change), the others go, new rows are added. Details added by hand
@@ -19,7 +20,7 @@ use roster_shared::error::StageError;
 use roster_shared::model::envelope::RowError;
 use roster_shared::model::ids::TenantId;
 use roster_shared::model::related::{
-    Contact, ContactRow, Group, Membership, RelatedChange, RelatedPlan, RelatedSnapshot,
+    Contact, ContactRow, Group, MemberKind, Membership, RelatedChange, RelatedPlan, RelatedSnapshot,
 };
 use roster_shared::sea_orm::ConnectionTrait;
 
@@ -44,7 +45,7 @@ pub async fn load<C: ConnectionTrait>(
     if snapshot.groups.is_some() {
         stored.groups = related::groups(conn, tenant).await?;
     }
-    if snapshot.memberships.is_some() {
+    if snapshot.memberships.is_some() || snapshot.groups.is_some() {
         stored.memberships = related::memberships(conn, tenant).await?;
     }
     if !snapshot.contacts.is_empty() {
@@ -119,6 +120,24 @@ pub fn plan(
                     });
                 }
                 Some(_) => {}
+            }
+        }
+    }
+    if snapshot.memberships.is_none() {
+        // No mappings: memberships stay, but those of a removed group go with it.
+        let gone: BTreeSet<&str> = removed_groups
+            .iter()
+            .filter_map(|c| match c {
+                RelatedChange::GroupRemoved { group } => Some(group.id.as_str()),
+                _ => None,
+            })
+            .collect();
+        for m in &stored.memberships {
+            let subgroup_gone = m.kind == MemberKind::Group && gone.contains(m.member.as_str());
+            if gone.contains(m.group.as_str()) || subgroup_gone {
+                out.changes.push(RelatedChange::MembershipRemoved {
+                    membership: m.clone(),
+                });
             }
         }
     }
@@ -225,7 +244,7 @@ fn plan_contacts(
 
 #[cfg(test)]
 mod tests {
-    use roster_shared::model::related::{ContactContent, MemberKind, RelatedCounts};
+    use roster_shared::model::related::{ContactContent, RelatedCounts};
 
     use super::*;
 
@@ -409,5 +428,24 @@ mod tests {
             .position(|c| matches!(c, RelatedChange::MembershipRemoved { .. }))
             .unwrap();
         assert!(removed_membership < removed_group, "members leave first");
+
+        // Without mappings, memberships stay but for those of the removed group.
+        let snapshot = RelatedSnapshot {
+            groups: Some(vec![g("1", "Sales")]),
+            memberships: None,
+            contacts: Vec::new(),
+        };
+        let kept = super::plan(&snapshot, &stored, |_| true, ids());
+        let counts = RelatedCounts::of(&kept.changes);
+        assert_eq!(
+            (
+                counts.groups_removed,
+                counts.memberships_removed,
+                kept.changes.len()
+            ),
+            (1, 1, 2),
+            "{:?}",
+            kept.changes
+        );
     }
 }

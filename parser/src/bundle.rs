@@ -10,6 +10,9 @@
 //!   of them. A mapping to a user or group the bundle does not have fails alone; a
 //!   subgroup cycle refuses the bundle, naming the groups.
 //!
+//! Only the users file is required: without a groups file, groups and memberships stay
+//! as they are; without a mappings file, memberships do (those of removed groups aside).
+//!
 //! Every file must be UTF-8 with a byte-order mark unless the check is waived
 //! (`--ignore-encoding`, a source's `ignore_encoding: true`); a file in another encoding
 //! refuses the bundle, naming the file.
@@ -173,12 +176,14 @@ pub fn parse(
                         names_of.join(" → ")
                     ))));
                 }
-                read
+                Some(read)
             }
-            None => Vec::new(),
+            // No mappings file: the memberships stay as they are (but those of groups
+            // the bundle removes go with them).
+            None => None,
         };
         related.groups = Some(groups.into_values().collect());
-        related.memberships = Some(memberships);
+        related.memberships = memberships;
     }
     parsed.rows_read += rows;
     parsed.rejected += errors.len() as u64;
@@ -689,6 +694,9 @@ mod tests {
         let memberships = related.memberships.unwrap();
         assert_eq!(memberships[0].member, "a@x.com");
         assert!(memberships[0].manager);
+        let no_mappings = read(zip_of(&[("users.csv", users), ("groups.csv", groups)])).unwrap();
+        let related = no_mappings.related.unwrap();
+        assert!(related.groups.is_some() && related.memberships.is_none());
         let err = read(zip_of(&[("groups.csv", groups)]))
             .unwrap_err()
             .to_string();
