@@ -1,12 +1,11 @@
 //! The queries only the parser runs: recording a parsed run with its rejected rows.
 
 use chrono::Utc;
-use roster_shared::db::entity::run_error;
-use roster_shared::db::{Db, exec, raw, tv};
+use roster_shared::db::{Db, exec, raw, runs, tv};
 use roster_shared::model::envelope::{RowError, SnapshotParsed};
 use roster_shared::model::ids::{RunId, TenantId};
 use roster_shared::model::run::RunState;
-use roster_shared::sea_orm::{ActiveValue::Set, DbErr, EntityTrait, TransactionTrait};
+use roster_shared::sea_orm::{DbErr, TransactionTrait};
 
 /// What the parser found in a run's file, as recorded with the run.
 #[derive(Debug, Clone, Copy)]
@@ -87,19 +86,7 @@ pub async fn mark_parsed(
         ),
     )
     .await?;
-    for chunk in errors.chunks(500) {
-        run_error::Entity::insert_many(chunk.iter().map(|e| run_error::ActiveModel {
-            tenant_id: Set(tenant.to_string()),
-            run_id: Set(id.to_string()),
-            line: Set(e.line.map(|l| l as i64)),
-            column: Set(e.column.clone()),
-            message: Set(e.message.clone()),
-            severity: Set(e.severity.name().to_owned()),
-            ..Default::default()
-        }))
-        .exec(&txn)
-        .await?;
-    }
+    runs::insert_errors(&txn, tenant, id, errors).await?;
     txn.commit().await?;
     Ok(true)
 }

@@ -1082,6 +1082,17 @@ fn groups(i: &Install, t: &str) -> Value {
     ran.json()
 }
 
+/// The group `id` of `roster groups --json`.
+fn group(i: &Install, t: &str, id: &str) -> Value {
+    let all = groups(i, t);
+    all.as_array()
+        .expect("a JSON list")
+        .iter()
+        .find(|g| g["id"] == id)
+        .unwrap_or_else(|| panic!("no group {id} in {all:#}"))
+        .clone()
+}
+
 /// A three-file bundle as a folder or a zip: users, groups with managers and subgroups;
 /// a renamed group keeps its id and members, a removed line deactivates its user and
 /// drops their memberships; a cycle of subgroups or a file not UTF-8 with a BOM refuses
@@ -1093,13 +1104,7 @@ pub fn bundles_bring_groups_memberships_and_renames(i: &Install) {
     assert_eq!(counts(&s), [3, 0, 0, 0, 0], "{s:#}");
     assert_eq!(s["related"]["groups_created"], 3, "{s:#}");
     assert_eq!(s["related"]["memberships_added"], 4, "{s:#}");
-    let g = groups(i, &t);
-    let sales = g
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["id"] == "g-sales")
-        .unwrap();
+    let sales = group(i, &t, "g-sales");
     assert_eq!(sales["name"], "Sales");
     assert_eq!(
         sales["members"],
@@ -1144,13 +1149,7 @@ pub fn bundles_bring_groups_memberships_and_renames(i: &Install) {
     assert_eq!(s["related"]["groups_renamed"], 1, "{s:#}");
     assert_eq!(s["related"]["memberships_removed"], 1, "{s:#}");
     assert_eq!(s["related"]["memberships_added"], 1, "{s:#}");
-    let g = groups(i, &t);
-    let emea = g
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["id"] == "g-emea")
-        .unwrap();
+    let emea = group(i, &t, "g-emea");
     assert_eq!(emea["name"], "EMEA Sales");
     assert_eq!(
         emea["managers"],

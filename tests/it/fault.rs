@@ -54,6 +54,15 @@ fn runs(i: &Install, t: &str) -> Vec<Value> {
     ran.json().as_array().cloned().unwrap_or_default()
 }
 
+/// The tenant's inbox folder of the install, made.
+fn inbox(i: &Install, t: &str) -> std::path::PathBuf {
+    let inbox = std::path::PathBuf::from(i.env("ROSTER_DATA_DIR").unwrap())
+        .join("inbox")
+        .join(t);
+    std::fs::create_dir_all(&inbox).unwrap();
+    inbox
+}
+
 fn finish(i: &Install, mut child: Child) -> Value {
     let status = wait_child(&mut child, Duration::from_secs(300));
     let mut stdout = String::new();
@@ -206,10 +215,7 @@ fn fault_database_stopped_for_10s_mid_run() {
 fn a_bundle_zip_and_a_contact_file_dropped_in_an_inbox_are_applied() {
     let i = Install::distributed();
     let t = tenant("inbox");
-    let inbox = std::path::PathBuf::from(i.env("ROSTER_DATA_DIR").unwrap())
-        .join("inbox")
-        .join(&t);
-    std::fs::create_dir_all(&inbox).unwrap();
+    let inbox = inbox(&i, &t);
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let zip = i.path().join("export.zip");
     roster_parser::bundle::pack_folder(&fixtures.join("bundle"), &zip).unwrap();
@@ -251,10 +257,7 @@ fn a_bundle_zip_and_a_contact_file_dropped_in_an_inbox_are_applied() {
 fn the_same_file_delivered_twice_changes_nothing_the_second_time() {
     let i = Install::distributed();
     let t = tenant("inbox");
-    let inbox = std::path::PathBuf::from(i.env("ROSTER_DATA_DIR").unwrap())
-        .join("inbox")
-        .join(&t);
-    std::fs::create_dir_all(&inbox).unwrap();
+    let inbox = inbox(&i, &t);
     let content = people(2_000, 0);
     for (n, name) in ["monday.csv", "monday-again.csv"].iter().enumerate() {
         std::fs::write(inbox.join(name), &content).unwrap();

@@ -237,17 +237,10 @@ pub async fn handle(
         .progress
         .changes_applied(batch.changes.len() as u64);
 
+    publish_committed(services, outboxed, events).await?;
     if outboxed {
-        outbox::publish_recorded(services, events).await?;
         // And whatever an earlier try of this batch recorded but could not publish.
         outbox::publish(services, &event_ids(&env)).await?;
-    } else {
-        for (key, message) in events {
-            services
-                .transport
-                .publish_events(&key, vec![message])
-                .await?;
-        }
     }
     if applied.conflicts > 0 {
         warn!(
@@ -258,6 +251,26 @@ pub async fn handle(
     } else if services.finish_run(tenant, run_id, id.generation).await? {
         info!(file = %run.file_name, "run applied");
         refresh_statistics(services, tenant, run_id).await?;
+    }
+    Ok(())
+}
+
+/// Publishes the events of a batch just committed: from the outbox they were recorded in
+/// (`outboxed`), or straight to the process's subscribers.
+pub(crate) async fn publish_committed(
+    services: &Services,
+    outboxed: bool,
+    events: Vec<(String, Message)>,
+) -> Result<(), StageError> {
+    if outboxed {
+        outbox::publish_recorded(services, events).await?;
+    } else {
+        for (key, message) in events {
+            services
+                .transport
+                .publish_events(&key, vec![message])
+                .await?;
+        }
     }
     Ok(())
 }

@@ -127,16 +127,7 @@ pub async fn handle(services: &Services, env: &Envelope<ChangesReady>) -> Result
         errors = plan.errors.len(),
         "related records written"
     );
-    if outboxed {
-        outbox::publish_recorded(services, events).await?;
-    } else {
-        for (key, message) in events {
-            services
-                .transport
-                .publish_events(&key, vec![message])
-                .await?;
-        }
-    }
+    crate::publish_committed(services, outboxed, events).await?;
     if services.finish_run(tenant, run_id, id.generation).await? {
         info!(file = %run.file_name, "run applied");
     }
@@ -186,26 +177,7 @@ async fn record_outcome<C: ConnectionTrait>(
         ),
     )
     .await?;
-    for error in errors {
-        exec(
-            conn,
-            raw(
-                conn.get_database_backend(),
-                "INSERT INTO run_errors (tenant_id, run_id, line, \"column\", message, severity) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                vec![
-                    tv(tenant),
-                    run.to_string().into(),
-                    error.line.map(|l| l as i64).into(),
-                    error.column.clone().into(),
-                    error.message.clone().into(),
-                    error.severity.name().into(),
-                ],
-            ),
-        )
-        .await?;
-    }
-    Ok(())
+    runs::insert_errors(conn, tenant, run, errors).await
 }
 
 /// The id of the events message of `event` for the related batch `env`.

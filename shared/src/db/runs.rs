@@ -218,6 +218,31 @@ pub async fn errors(
         .collect())
 }
 
+/// Stores `errors` (row errors and notes) with the run through `conn`, 500 rows a
+/// statement: the parser's, and the writer's found at planning.
+pub async fn insert_errors<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    id: RunId,
+    errors: &[RowError],
+) -> Result<(), DbErr> {
+    use sea_orm::ActiveValue::Set;
+    for chunk in errors.chunks(500) {
+        run_error::Entity::insert_many(chunk.iter().map(|e| run_error::ActiveModel {
+            tenant_id: Set(tenant.to_string()),
+            run_id: Set(id.to_string()),
+            line: Set(e.line.map(|l| l as i64)),
+            column: Set(e.column.clone()),
+            message: Set(e.message.clone()),
+            severity: Set(e.severity.name().to_owned()),
+            ..Default::default()
+        }))
+        .exec(conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Moves the run to `applied` if every batch of `generation` is applied. Returns whether
 /// this call finished it.
 pub async fn finish_if_complete<C: ConnectionTrait>(
