@@ -711,6 +711,25 @@ mod tests {
     }
 
     #[test]
+    fn hostile_entry_names_are_only_names() {
+        // Nothing is ever unpacked to disk: a `../` name is matched by its last part and
+        // read in memory.
+        let users = b"\xEF\xBB\xBFemail\r\na@x.com\r\n";
+        let groups = b"\xEF\xBB\xBFid,name\r\ng1,One\r\n";
+        let parsed = read(zip_of(&[
+            ("../../etc/users.csv", users),
+            ("..\\groups.csv", groups),
+        ]))
+        .unwrap();
+        assert_eq!(parsed.accepted, 1);
+        assert_eq!(parsed.related.unwrap().groups.unwrap()[0].id, "g1");
+        let twice = read(zip_of(&[("users.csv", users), ("x/users.csv", users)]))
+            .unwrap_err()
+            .to_string();
+        assert!(twice.contains("more than once"), "{twice}");
+    }
+
+    #[test]
     fn a_folder_with_a_link_is_not_packed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("users.csv"), "\u{FEFF}email\n").unwrap();
