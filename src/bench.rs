@@ -699,6 +699,7 @@ async fn import_all(app: &App, jobs: &[(TenantId, PathBuf)]) -> anyhow::Result<D
                 encoding: None,
                 ignore_encoding: false,
                 seen: None,
+                options: Default::default(),
             },
             &roster_fetcher::FetchLimits::default(),
         )

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use roster::commands::{
-    admin, directory, dlq, fetch, import, keys, push, related, runs, serve, tenants,
+    admin, directory, dlq, fetch, import, keys, push, related, runs, serve, tenants, tokens,
 };
 use roster_shared::config::{LogSettings, StoreSettings};
 
@@ -59,6 +59,9 @@ enum Command {
     /// Fetches one source now and waits for its runs; prints a summary per run as
     /// `import` does. Exit codes as `import`.
     Fetch(fetch::FetchArgs),
+    /// The import API's bearer tokens: make, list, revoke.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Key pairs for logging in to a customer's SFTP server.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             Command::Sources(cmd) => tenants::sources(s, cmd).await,
             Command::Fetch(args) => fetch::run(s, args).await,
             Command::Keys(cmd) => keys::run(s, cmd).await,
+            Command::Tokens(cmd) => tokens::run(s, cmd).await,
             Command::PushServer(cmd) => push::run(s, cmd).await,
         }
     });

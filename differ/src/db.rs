@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use chrono::Utc;
 use roster_shared::db::entity::run;
 use roster_shared::db::{COPY_SIGNATURE, Db, exec, people, raw, runs, tv};
-use roster_shared::model::change::RowState;
+use roster_shared::model::change::{ChangeCounts, RowState};
+use roster_shared::model::envelope::RowError;
 use roster_shared::model::envelope::SyncMode;
 use roster_shared::model::ids::{MessageId, RunId, TenantId};
 use roster_shared::model::person::Person;
+use roster_shared::model::related::RelatedCounts;
 use roster_shared::model::run::RunState;
 use roster_shared::sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -269,6 +271,8 @@ pub async fn blocking_predecessor(
         .filter(run::Column::TenantId.eq(tenant.as_str()))
         .filter(run::Column::Seq.lt(seq))
         .filter(run::Column::State.is_not_in(passing))
+        // A dry run changes nothing, so nothing waits for it.
+        .filter(run::Column::DryRun.eq(false))
         .order_by_asc(run::Column::Seq)
         .one(db.conn())
         .await
@@ -304,6 +308,7 @@ pub async fn later_runs(
         run::Entity::find()
             .filter(run::Column::TenantId.eq(tenant.as_str()))
             .filter(run::Column::Seq.gt(seq))
+            .filter(run::Column::DryRun.eq(false))
             .order_by_desc(run::Column::Seq)
     };
     if mode == SyncMode::Full
@@ -397,6 +402,82 @@ pub async fn set_plan(
     )
     .await?;
     Ok(n > 0)
+}
+
+/// What [`finish_dry_run`] records.
+#[derive(Debug, Clone)]
+pub struct DryRunOutcome {
+    /// People the run would create, update, deactivate, reactivate.
+    pub counts: ChangeCounts,
+    /// People it would leave as they are.
+    pub unchanged: u64,
+    /// What it would change of the related records, when its file had any.
+    pub related: Option<RelatedCounts>,
+    /// Rows that would fail at planning (contact details of people not in the directory).
+    pub errors: Vec<RowError>,
+    /// Where its changes are.
+    pub changes_key: String,
+    /// Why it would be held, if it would.
+    pub held: Option<String>,
+    /// Milliseconds planning took.
+    pub diff_ms: i64,
+}
+
+/// Records a dry run's plan and moves it to `planned`, in one transaction with its
+/// planning-time row errors. Returns false (and records nothing) when the run was no
+/// longer plannable: a redelivery after it was recorded.
+pub async fn finish_dry_run(
+    db: &Db,
+    tenant: &TenantId,
+    id: RunId,
+    outcome: &DryRunOutcome,
+) -> Result<bool, DbErr> {
+    use roster_shared::sea_orm::TransactionTrait;
+    use roster_shared::sea_orm::sea_query::{Expr, ExprTrait};
+    let txn = db.conn().begin().await?;
+    let now = Utc::now();
+    let c = &outcome.counts;
+    let related = outcome
+        .related
+        .as_ref()
+        .map(|r| serde_json::to_string(r).expect("counts serialise"));
+    let moved = run::Entity::update_many()
+        .col_expr(run::Column::State, Expr::value(RunState::Planned))
+        .col_expr(run::Column::Reason, Expr::value(outcome.held.clone()))
+        .col_expr(run::Column::Created, Expr::value(c.created as i64))
+        .col_expr(run::Column::Updated, Expr::value(c.updated as i64))
+        .col_expr(run::Column::Deactivated, Expr::value(c.deactivated as i64))
+        .col_expr(run::Column::Reactivated, Expr::value(c.reactivated as i64))
+        .col_expr(
+            run::Column::Unchanged,
+            Expr::value(outcome.unchanged as i64),
+        )
+        .col_expr(run::Column::RelatedCounts, Expr::value(related))
+        .col_expr(
+            run::Column::Rejected,
+            Expr::col(run::Column::Rejected).add(outcome.errors.len() as i64),
+        )
+        .col_expr(
+            run::Column::ChangesKey,
+            Expr::value(outcome.changes_key.clone()),
+        )
+        .col_expr(run::Column::BatchesTotal, Expr::value(0))
+        .col_expr(run::Column::DiffMs, Expr::value(outcome.diff_ms))
+        .col_expr(run::Column::DiffedAt, Expr::value(now))
+        .col_expr(run::Column::FinishedAt, Expr::value(now))
+        .col_expr(run::Column::UpdatedAt, Expr::value(now))
+        .filter(run::Column::Id.eq(id.to_string()))
+        .filter(run::Column::TenantId.eq(tenant.as_str()))
+        .filter(run::Column::State.is_in(RunState::PLANNABLE))
+        .exec(&txn)
+        .await?
+        .rows_affected
+        > 0;
+    if moved {
+        runs::insert_errors(&txn, tenant, id, &outcome.errors).await?;
+    }
+    txn.commit().await?;
+    Ok(moved)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use roster_shared::model::envelope::{
     ChangesReady, Covered, Envelope, SnapshotParsed, SnapshotSlice, SyncMode,
 };
 use roster_shared::model::ids::{MessageId, RunId, TenantId};
-use roster_shared::model::related::{RelatedPlan, RelatedSnapshot};
+use roster_shared::model::related::{RelatedCounts, RelatedPlan, RelatedSnapshot};
 use roster_shared::model::run::RunState;
 use roster_shared::model::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
 use roster_shared::stage::{self, ConsumeOptions, Services};
@@ -110,6 +110,9 @@ pub async fn handle(
         }
         // Final or held: nothing to plan.
         _ => return Ok(()),
+    }
+    if run.dry_run {
+        return plan_dry_run(services, config, &run, &env).await;
     }
     // A run waits for earlier runs still moving, unless it started planning before they
     // were reopened (a replay): a started run finishes first, and the reopened one waits
@@ -693,6 +696,116 @@ async fn publish_related(
     Ok(())
 }
 
+/// Plans a dry run in the pipeline (an import API's sandbox or `dry_run`): the plan
+/// `roster import --dry-run --dump` makes, its changes written to the run's changes blob,
+/// its counts and planning-time row errors recorded, and the run moved to `planned`
+/// (with the reason it would be held, if it would). Nothing else is written, and the
+/// tenant's other runs neither wait for it nor it for them.
+async fn plan_dry_run(
+    services: &Services,
+    config: &DifferConfig,
+    run: &roster_shared::db::entity::run::Model,
+    env: &Envelope<SnapshotParsed>,
+) -> Result<(), StageError> {
+    let started = Instant::now();
+    let (db, tenant, run_id, body) = (&services.db, &env.tenant, env.run_id, &env.body);
+    let related = match &body.related_key {
+        Some(key) => Some(read_related(services, key).await?),
+        None => None,
+    };
+    let out = services.blobs.scratch_path("changes");
+    let mut writer =
+        std::io::BufWriter::new(File::create(&out).map_err(|e| StageError::Blob(e.into()))?);
+    let mut write_error = None;
+    let mut sink = |batch: Vec<Change>| {
+        for change in batch {
+            if let Err(e) = write_json_line(&mut writer, &change) {
+                write_error.get_or_insert(e);
+            }
+        }
+    };
+    let key = &body.snapshot_key;
+    let open = || async { Ok(services.blobs.open(key).await?) };
+    let planned = plan_only(
+        db,
+        tenant,
+        open,
+        body.accepted,
+        body.covered.as_ref(),
+        body.mode,
+        config.brake,
+        Some(&mut sink),
+        related.as_ref(),
+    )
+    .await;
+    let written = planned.and_then(|plan| {
+        for change in &plan.related.changes {
+            write_json_line(&mut writer, change).map_err(|e| StageError::Blob(e.into()))?;
+        }
+        if let Some(e) = write_error {
+            return Err(StageError::Blob(e.into()));
+        }
+        std::io::Write::flush(&mut writer).map_err(|e| StageError::Blob(e.into()))?;
+        Ok(plan)
+    });
+    drop(writer);
+    let plan = match written {
+        Ok(plan) => plan,
+        Err(e) => {
+            let _ = std::fs::remove_file(&out);
+            return Err(e);
+        }
+    };
+    if let Some(why) = plan.refused {
+        let _ = std::fs::remove_file(&out);
+        return Err(StageError::rejected(format!("{}: {why}", run.file_name)));
+    }
+    let changes_key = roster_shared::blob::BlobStore::changes_key(tenant, run_id);
+    services.blobs.put_file(&changes_key, &out).await?;
+    let related_counts = related
+        .as_ref()
+        .map(|_| RelatedCounts::of(&plan.related.changes));
+    let held = plan.held.map(|why| format!("would be held: {why}"));
+    let moved = db::finish_dry_run(
+        db,
+        tenant,
+        run_id,
+        &db::DryRunOutcome {
+            counts: plan.summary.counts,
+            unchanged: plan.summary.unchanged,
+            related: related_counts,
+            errors: plan.related.errors,
+            changes_key,
+            held: held.clone(),
+            diff_ms: started.elapsed().as_millis() as i64,
+        },
+    )
+    .await?;
+    if moved {
+        services.discard_snapshot(tenant, run_id).await;
+    }
+    info!(
+        created = plan.summary.counts.created,
+        updated = plan.summary.counts.updated,
+        deactivated = plan.summary.counts.deactivated,
+        reactivated = plan.summary.counts.reactivated,
+        unchanged = plan.summary.unchanged,
+        held = held.as_deref().unwrap_or(""),
+        ms = started.elapsed().as_millis() as u64,
+        "dry run planned"
+    );
+    Ok(())
+}
+
+/// Writes `value` as one JSON line.
+fn write_json_line<W: std::io::Write, T: serde::Serialize>(
+    out: &mut W,
+    value: &T,
+) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")
+}
+
 /// What a dry run found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DryRun {
@@ -721,18 +834,41 @@ pub async fn dry_run(
     changes: Option<&mut (dyn FnMut(Vec<Change>) + Send)>,
     related: Option<&RelatedSnapshot>,
 ) -> Result<DryRun, StageError> {
+    let open = || async { File::open(snapshot).map_err(|e| StageError::Blob(e.into())) };
+    plan_only(
+        db, tenant, open, accepted, covered, mode, brake, changes, related,
+    )
+    .await
+}
+
+/// [`dry_run`] on the snapshot `open` opens (twice when `changes` is given).
+#[allow(clippy::too_many_arguments)]
+async fn plan_only<F, Fut>(
+    db: &Db,
+    tenant: &TenantId,
+    open: F,
+    accepted: u64,
+    covered: Option<&Covered>,
+    mode: SyncMode,
+    brake: Brake,
+    changes: Option<&mut (dyn FnMut(Vec<Change>) + Send)>,
+    related: Option<&RelatedSnapshot>,
+) -> Result<DryRun, StageError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<File, StageError>>,
+{
     let index = Arc::new(db::load_index(db, tenant, RunId::new()).await?);
     let refused = (mode == SyncMode::Full && accepted == 0).then(|| {
         "no usable people in the file; a full sync of it would deactivate everyone, so it \
          would be refused"
             .to_owned()
     });
-    let open = || async { File::open(snapshot).map_err(|e| StageError::Blob(e.into())) };
-    let (summary, fills) = summarize_filled(db, tenant, &index, open, mode, covered).await?;
+    let (summary, fills) = summarize_filled(db, tenant, &index, &open, mode, covered).await?;
     let active = index.iter().filter(|e| e.state.active).count() as u64;
     let held = brake.check(summary.counts.deactivated, active);
     if let Some(sink) = changes {
-        let file = File::open(snapshot).map_err(|e| StageError::Blob(e.into()))?;
+        let file = open().await?;
         let mut batches = Batches::start(index.clone(), file, mode, fills);
         while let Some(planned) = batches.next(db.conn(), tenant).await? {
             if let Planned::Changes(batch) = planned {

@@ -37,6 +37,19 @@ pub struct NewRun {
     pub encoding: Option<String>,
     /// Whether a bundle's encoding check is waived.
     pub ignore_encoding: bool,
+    /// Dry run, and what an API import asked for.
+    pub options: RunOptions,
+}
+
+/// What an import may ask of its run beyond reading the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Plan and record the changes, apply nothing.
+    pub dry_run: bool,
+    /// Who the sync runs for (the import's `sync_manager_email`).
+    pub requested_by: Option<String>,
+    /// Whether new people should be invited.
+    pub invite_new_users: Option<bool>,
 }
 
 /// How a file was seen at its source, recorded so it is never taken twice.
@@ -207,6 +220,10 @@ async fn insert_run(
         mode: Set(new.mode),
         encoding: Set(new.encoding.clone()),
         ignore_encoding: Set(new.ignore_encoding),
+        dry_run: Set(new.options.dry_run),
+        changes_key: Set(None),
+        requested_by: Set(new.options.requested_by.clone()),
+        invite_new_users: Set(new.options.invite_new_users),
         related_key: Set(None),
         related_counts: Set(repeat.map(|_| "{}".to_owned())),
         state: Set(state),

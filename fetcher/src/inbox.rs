@@ -331,6 +331,7 @@ async fn take(
         encoding: None,
         ignore_encoding: false,
         seen: Some(seen.clone()),
+        options: Default::default(),
     };
     let max = limits.max_file_bytes;
     if file.size > max {

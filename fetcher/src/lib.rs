@@ -27,11 +27,12 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub mod api;
 pub mod db;
 pub mod inbox;
 pub mod sources;
 
-pub use db::{NewRun, SourceFile};
+pub use db::{NewRun, RunOptions, SourceFile};
 pub use inbox::{InboxState, poll_inbox};
 
 /// Default of `ROSTER_MAX_FILE_BYTES`: 2 GiB.
@@ -78,8 +79,12 @@ impl Default for FetchLimits {
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 2000;
 
 /// The fetcher's own settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct FetcherSettings {
+    /// The import API.
+    #[command(flatten)]
+    pub api: api::ApiSettings,
+
     /// What a delivered file may be.
     #[command(flatten)]
     pub limits: FetchLimits,
@@ -126,6 +131,7 @@ pub struct FetcherSettings {
 impl Default for FetcherSettings {
     fn default() -> Self {
         FetcherSettings {
+            api: api::ApiSettings::default(),
             limits: FetchLimits::default(),
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
             failing_after: 3,
@@ -148,6 +154,8 @@ pub struct FetcherConfig {
     pub limits: FetchLimits,
     /// How scheduled sources are fetched.
     pub scheduler: sources::schedule::SchedulerOptions,
+    /// The import API, when it is served.
+    pub api: api::ApiSettings,
 }
 
 impl FetcherConfig {
@@ -158,6 +166,7 @@ impl FetcherConfig {
             push: store.push_dir(),
             poll_interval: Duration::from_millis(settings.poll_interval_ms),
             limits: settings.limits,
+            api: settings.api.clone(),
             scheduler: sources::schedule::SchedulerOptions {
                 fetch: sources::FetchOptions {
                     dry_run: false,
@@ -193,6 +202,8 @@ pub struct Submission {
     pub ignore_encoding: bool,
     /// How the file was seen at its source, to record it as taken.
     pub seen: Option<SourceFile>,
+    /// Dry run, and what an API import asked for.
+    pub options: RunOptions,
 }
 
 /// Opens the file at `sub.path` (following links: the caller named it), then
@@ -285,8 +296,10 @@ pub async fn store_copied(
     let new = new_run(&sub, blob_key, sha256, size);
     // The same content as the tenant's last applied run, read the same way: nothing
     // would change, so the run ends here (a query or two instead of a parse and a plan;
-    // the mappings are read only when the content is the same).
-    if let Some(of) = db::repeated_run(&services.db, &new).await?
+    // the mappings are read only when the content is the same). A dry run is planned
+    // whatever it repeats: it is asked for its list of changes.
+    if !new.options.dry_run
+        && let Some(of) = db::repeated_run(&services.db, &new).await?
         && of.parse_config.as_deref()
             == Some(
                 &*tenants::reading_rules(&services.db, &sub.tenant)
@@ -324,6 +337,7 @@ fn new_run(sub: &Submission, blob_key: String, sha256: String, size: u64) -> New
         mode: sub.mode,
         encoding: sub.encoding.clone(),
         ignore_encoding: sub.ignore_encoding,
+        options: sub.options.clone(),
     }
 }
 
@@ -395,6 +409,14 @@ pub async fn run(
     services: Services,
     shutdown: CancellationToken,
 ) -> Result<(), StageError> {
+    let api = api::start(
+        &config.api,
+        services.clone(),
+        config.limits,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| StageError::internal(format!("{e:#}")))?;
     let mut inbox_state = InboxState::default();
     let mut push_state = InboxState::default();
     let mut scheduler = sources::schedule::Scheduler::new(config.scheduler.clone());
@@ -442,6 +464,9 @@ pub async fn run(
     }
     scheduler.stop(Duration::from_secs(10)).await;
     let _ = roster_shared::db::lease::release(&services.db, INBOX_LEASE, &holder).await;
+    if let Some(api) = api {
+        let _ = api.await;
+    }
     info!("fetcher stopped");
     Ok(())
 }

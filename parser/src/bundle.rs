@@ -564,35 +564,7 @@ pub fn find_cycle(memberships: &[Membership]) -> Option<Vec<String>> {
     None
 }
 
-/// Packs the bundle files of `folder` (regular files only, links refused: a link could
-/// name another tenant's files) into a zip archive at `to`.
-pub fn pack_folder(folder: &std::path::Path, to: &std::path::Path) -> std::io::Result<usize> {
-    use std::io::Write;
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(to)?);
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    let mut packed = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(folder)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(std::fs::DirEntry::file_name);
-    for entry in entries {
-        let kind = entry.file_type()?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if kind.is_symlink() {
-            return Err(std::io::Error::other(format!(
-                "{}: a link; a bundle folder must hold the files themselves",
-                entry.path().display()
-            )));
-        }
-        if !kind.is_file() || !name.to_lowercase().ends_with(".csv") {
-            continue;
-        }
-        zip.start_file(name, stored)?;
-        std::io::copy(&mut std::fs::File::open(entry.path())?, &mut zip)?;
-        packed += 1;
-    }
-    zip.finish()?.flush()?;
-    Ok(packed)
-}
+pub use roster_shared::archive::pack_folder;
 
 #[cfg(test)]
 mod tests {

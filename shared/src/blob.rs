@@ -94,6 +94,12 @@ impl BlobStore {
         format!("related/{tenant}/{run}.json")
     }
 
+    /// Key of a dry run's planned changes (JSON lines: the people's changes, then the
+    /// related ones, as `roster import --dry-run --dump` writes them).
+    pub fn changes_key(tenant: &TenantId, run: RunId) -> String {
+        format!("changes/{tenant}/{run}.jsonl")
+    }
+
     /// A fresh path in the scratch folder for staging a blob before [`BlobStore::put_file`].
     pub fn scratch_path(&self, hint: &str) -> PathBuf {
         self.scratch

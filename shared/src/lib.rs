@@ -20,6 +20,7 @@
 //! - [`config`]: settings groups; [`secret`]: URLs that never print their password;
 //!   [`error`]: what a stage's failure means; [`telemetry`]: logs and traces.
 
+pub mod archive;
 pub mod blob;
 pub mod config;
 pub mod db;

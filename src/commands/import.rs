@@ -154,6 +154,7 @@ async fn import(store: StoreSettings, args: &ImportArgs, name: String) -> anyhow
             encoding: args.encoding.clone(),
             ignore_encoding: args.ignore_encoding,
             seen: None,
+            options: Default::default(),
         },
         &args.fetch,
     )

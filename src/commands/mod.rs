@@ -11,6 +11,7 @@ pub mod related;
 pub mod runs;
 pub mod serve;
 pub mod tenants;
+pub mod tokens;
 
 use std::process::ExitCode;
 

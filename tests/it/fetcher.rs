@@ -107,6 +107,7 @@ async fn a_run_that_was_never_announced_is_announced_again() {
             mode: roster_shared::model::envelope::SyncMode::Full,
             encoding: None,
             ignore_encoding: false,
+            options: Default::default(),
         },
         None,
     )

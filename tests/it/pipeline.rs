@@ -87,6 +87,7 @@ fn submission(tenant: &TenantId, path: &std::path::Path, mode: SyncMode) -> Subm
         encoding: None,
         ignore_encoding: false,
         seen: None,
+        options: Default::default(),
     }
 }
 
@@ -112,6 +113,7 @@ fn new_run(tenant: &TenantId, id: RunId, file_name: &str, mode: SyncMode) -> New
         mode,
         encoding: None,
         ignore_encoding: false,
+        options: Default::default(),
     }
 }
 

@@ -73,6 +73,7 @@ fn two_fetchers_one_stalled_run_it_is_announced_once() {
                 mode: SyncMode::Full,
                 encoding: None,
                 ignore_encoding: false,
+                options: Default::default(),
             },
             None,
         )

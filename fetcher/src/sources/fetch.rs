@@ -259,6 +259,7 @@ async fn fetch_http(
         encoding: None,
         ignore_encoding: false,
         seen: None,
+        options: Default::default(),
     };
     let run = crate::store_copied(
         services,

@@ -210,6 +210,7 @@ async fn take(
         encoding: p.spec.encoding.clone(),
         ignore_encoding: p.spec.ignore_encoding,
         seen: Some(seen.clone()),
+        options: Default::default(),
     };
     let max = p.limits.max_file_bytes;
     if file.size > max && !p.dry_run {

@@ -24,6 +24,7 @@ pub mod people;
 pub mod related;
 pub mod runs;
 pub mod tenants;
+pub mod tokens;
 pub mod txn;
 
 pub use txn::{COPY_SIGNATURE, CopyWriter, Txn};

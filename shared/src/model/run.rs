@@ -25,6 +25,9 @@ crate::text_enum! {
         Rejected = "rejected",
         /// A later run of the tenant was applied first, so this one is not applied. Final.
         Superseded = "superseded",
+        /// A dry run: its changes were planned and recorded (`runs.changes_key`), nothing
+        /// was applied; `reason` says why it would have been held, if it would. Final.
+        Planned = "planned",
     }
 }
 
@@ -44,7 +47,11 @@ impl RunState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            RunState::Applied | RunState::Failed | RunState::Rejected | RunState::Superseded
+            RunState::Applied
+                | RunState::Failed
+                | RunState::Rejected
+                | RunState::Superseded
+                | RunState::Planned
         )
     }
 

@@ -3,6 +3,7 @@
 //! The directory table `people` has no entity: its columns come from the person's field
 //! table (see [`crate::db::people`]).
 
+pub mod api_token;
 pub mod column_mapping;
 pub mod dead_letter;
 pub mod fetched_file;

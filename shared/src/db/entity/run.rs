@@ -59,6 +59,16 @@ pub struct Model {
     pub related_counts: Option<String>,
     /// Whether the bundle encoding check (UTF-8 with a byte-order mark) was waived.
     pub ignore_encoding: bool,
+    /// Whether the run only plans: its changes are recorded (`changes_key`), nothing is
+    /// applied, and it never stands in the way of the tenant's other runs.
+    pub dry_run: bool,
+    /// Blob key of a dry run's planned changes (JSON lines, as `import --dry-run --dump`
+    /// writes them).
+    pub changes_key: Option<String>,
+    /// Who the sync runs for (an import's `sync_manager_email`).
+    pub requested_by: Option<String>,
+    /// Whether the import asked for new people to be invited.
+    pub invite_new_users: Option<bool>,
     /// People created.
     pub created: i64,
     /// People updated.

@@ -13,6 +13,7 @@ mod m20261129_000007_parse_config;
 mod m20261129_000008_outbox_lz4;
 mod m20261130_000009_people_files;
 mod m20261130_000010_related;
+mod m20261201_000011_import_api;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000008_outbox_lz4::Migration),
             Box::new(m20261130_000009_people_files::Migration),
             Box::new(m20261130_000010_related::Migration),
+            Box::new(m20261201_000011_import_api::Migration),
         ]
     }
 }
