@@ -594,6 +594,25 @@ pub fn pack_folder(folder: &std::path::Path, to: &std::path::Path) -> std::io::R
     Ok(packed)
 }
 
+/// Packs `files` (each the name it takes in the bundle and where it is) into a zip
+/// archive at `to`, in that order: a bundle made of files that are not in one folder,
+/// or not named as the bundle names them (`roster push` reads its files so).
+pub fn pack_files(
+    files: &[(String, &std::path::Path)],
+    to: &std::path::Path,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(to)?);
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, path) in files {
+        zip.start_file(name.as_str(), stored)?;
+        std::io::copy(&mut std::fs::File::open(path)?, &mut zip)?;
+    }
+    zip.finish()?.flush()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,6 +683,57 @@ mod tests {
             &options(),
             &roster_shared::stage::NoProgress,
         )
+    }
+
+    #[test]
+    fn files_packed_from_anywhere_read_as_a_bundle_and_repeated_keys_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("people.csv");
+        let groups = dir.path().join("teams.csv");
+        std::fs::write(
+            &users,
+            "\u{feff}email,firstName\r\na@x.com,A\r\nnot-an-email,B\r\na@x.com,C\r\n",
+        )
+        .unwrap();
+        std::fs::write(&groups, "\u{feff}id,name\ng1,One\ng1,Again\n").unwrap();
+        let zip = dir.path().join("bundle.zip");
+        let files = [
+            ("people.csv".to_owned(), users.as_path()),
+            ("teams.csv".to_owned(), groups.as_path()),
+        ];
+        pack_files(&files, &zip).unwrap();
+        let options = ParseOptions {
+            format: Format::Bundle,
+            bundle: BundleFiles {
+                users: "people.csv".into(),
+                groups: "teams.csv".into(),
+                mappings: "none.csv".into(),
+            },
+            ..options()
+        };
+        let bytes = std::fs::read(&zip).unwrap();
+        let parsed = parse(
+            Box::new(Cursor::new(bytes)),
+            &options,
+            &roster_shared::stage::NoProgress,
+        )
+        .unwrap();
+        let repeated: Vec<_> = parsed
+            .errors
+            .iter()
+            .filter(|e| crate::is_duplicate_key(e))
+            .map(|e| (e.line, e.message.split(':').next().unwrap().to_owned()))
+            .collect();
+        assert_eq!(
+            repeated,
+            [
+                (Some(4), "people.csv".to_owned()),
+                (Some(3), "teams.csv".to_owned())
+            ],
+            "{:?}",
+            parsed.errors
+        );
+        assert_eq!(parsed.errors.len(), 3, "the bad email is an error too");
     }
 
     #[test]
