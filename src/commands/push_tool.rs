@@ -1050,12 +1050,14 @@ async fn wait(
         if !response.status().is_success() {
             return Err(refusal(config, response, false).await);
         }
-        let import: Import = response.json().await.map_err(|e| {
+        let mut import: Import = response.json().await.map_err(|e| {
             PushError::Failed(format!(
                 "import {id}: the API's status is not one this tool reads: {}",
                 chain(&e)
             ))
         })?;
+        // Whatever the server says, the token is not shown.
+        import.reason = import.reason.map(|r| config.redact(&r));
         if verbose {
             eprintln!("import {id}: {}", import.status.name());
         }
