@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use roster::commands::{
-    admin, directory, dlq, fetch, import, keys, push, related, runs, serve, tenants, tokens,
+    admin, directory, dlq, fetch, import, keys, push, push_tool, related, runs, serve, tenants,
+    tokens,
 };
 use roster_shared::config::{LogSettings, StoreSettings};
 
@@ -68,6 +69,10 @@ enum Command {
     /// Our SFTP server for tenants who push their files (OpenSSH's sshd, jailed).
     #[command(subcommand)]
     PushServer(push::PushCommand),
+    /// Uploads files to a Roster import API and waits for the import: the customer-side
+    /// sync tool, for cron or a scheduled task. Exit codes: 0 done, 2 rejected or invalid,
+    /// 3 held by a brake, 1 anything else.
+    Push(push_tool::PushArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +106,8 @@ fn main() -> ExitCode {
             Command::Keys(cmd) => keys::run(s, cmd).await,
             Command::Tokens(cmd) => tokens::run(s, cmd).await,
             Command::PushServer(cmd) => push::run(s, cmd).await,
+            // The customer's tool: no database, no server settings.
+            Command::Push(args) => push_tool::run(args).await,
         }
     });
     match result {

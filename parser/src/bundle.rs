@@ -564,7 +564,7 @@ pub fn find_cycle(memberships: &[Membership]) -> Option<Vec<String>> {
     None
 }
 
-pub use roster_shared::archive::pack_folder;
+pub use roster_shared::archive::{pack_files, pack_folder};
 
 #[cfg(test)]
 mod tests {
@@ -636,6 +636,57 @@ mod tests {
             &options(),
             &roster_shared::stage::NoProgress,
         )
+    }
+
+    #[test]
+    fn files_packed_from_anywhere_read_as_a_bundle_and_repeated_keys_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("people.csv");
+        let groups = dir.path().join("teams.csv");
+        std::fs::write(
+            &users,
+            "\u{feff}email,firstName\r\na@x.com,A\r\nnot-an-email,B\r\na@x.com,C\r\n",
+        )
+        .unwrap();
+        std::fs::write(&groups, "\u{feff}id,name\ng1,One\ng1,Again\n").unwrap();
+        let zip = dir.path().join("bundle.zip");
+        let files = [
+            ("people.csv".to_owned(), users.clone()),
+            ("teams.csv".to_owned(), groups.clone()),
+        ];
+        pack_files(&files, &zip).unwrap();
+        let options = ParseOptions {
+            format: Format::Bundle,
+            bundle: BundleFiles {
+                users: "people.csv".into(),
+                groups: "teams.csv".into(),
+                mappings: "none.csv".into(),
+            },
+            ..options()
+        };
+        let bytes = std::fs::read(&zip).unwrap();
+        let parsed = parse(
+            Box::new(Cursor::new(bytes)),
+            &options,
+            &roster_shared::stage::NoProgress,
+        )
+        .unwrap();
+        let repeated: Vec<_> = parsed
+            .errors
+            .iter()
+            .filter(|e| crate::is_duplicate_key(e))
+            .map(|e| (e.line, e.message.split(':').next().unwrap().to_owned()))
+            .collect();
+        assert_eq!(
+            repeated,
+            [
+                (Some(4), "people.csv".to_owned()),
+                (Some(3), "teams.csv".to_owned())
+            ],
+            "{:?}",
+            parsed.errors
+        );
+        assert_eq!(parsed.errors.len(), 3, "the bad email is an error too");
     }
 
     #[test]

@@ -315,6 +315,9 @@ enum Merged<'d, 'a> {
     Snapshot(&'d mut Dedupe<'a>),
 }
 
+/// How the message of a row repeating an earlier row's email starts.
+pub(crate) const DUPLICATE_EMAIL: &str = "duplicate email ";
+
 /// Keeps the first row of each email in a stream sorted by [`sort_entries`]' order, and
 /// makes each later row of that email a row error, unless one of the two is protected (a
 /// rejected row, which has its own error).
@@ -353,7 +356,7 @@ impl<'a> Dedupe<'a> {
                         line: (entry.line > 0).then_some(entry.line),
                         column: (self.email_column)(entry.ordinal),
                         message: format!(
-                            "duplicate email {}: already on {where_first}; the first row was \
+                            "{DUPLICATE_EMAIL}{}: already on {where_first}; the first row was \
                              kept",
                             String::from_utf8_lossy(email)
                         ),

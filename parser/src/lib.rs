@@ -18,7 +18,7 @@ use roster_shared::blob::BlobStore;
 use roster_shared::config::ConsumeSettings;
 use roster_shared::db::{runs, tenants};
 use roster_shared::error::StageError;
-use roster_shared::model::envelope::{Envelope, FileFetched, Format, SnapshotParsed};
+use roster_shared::model::envelope::{Envelope, FileFetched, Format, RowError, SnapshotParsed};
 use roster_shared::model::ids::MessageId;
 use roster_shared::model::mapping::ValueRules;
 use roster_shared::model::person::MappingTarget;
@@ -579,6 +579,22 @@ async fn parse_and_store(
         "parsed"
     );
     Ok(result)
+}
+
+/// Whether `error` says its row repeats a key an earlier row has: a duplicate email in a
+/// people file or a bundle's users, a repeated group id in a bundle's groups. Such rows
+/// are rejected alone here; a client checking files before sending them (`roster push`)
+/// stops on them instead.
+pub fn is_duplicate_key(error: &RowError) -> bool {
+    // The messages are made by `collect::Dedupe::keep` and `bundle::read_groups`; a
+    // bundle's errors start with their file's name.
+    let message = error
+        .message
+        .split_once(": ")
+        .filter(|(file, _)| !file.contains(' '))
+        .map_or(error.message.as_str(), |(_, rest)| rest);
+    message.starts_with(collect::DUPLICATE_EMAIL)
+        || (message.starts_with("group id ") && message.contains(" is already on line "))
 }
 
 /// Row errors kept in the database per run (all of them are in the rejects blob).

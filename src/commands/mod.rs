@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod import;
 pub mod keys;
 pub mod push;
+pub mod push_tool;
 pub mod related;
 pub mod runs;
 pub mod serve;

@@ -231,6 +231,22 @@ impl Install {
         self.stages.insert(name, child);
     }
 
+    /// Starts `roster serve` with the import API on a free loopback port (`ROSTER_API_ADDR`)
+    /// and waits until it takes connections; returns the API's base URL.
+    pub fn serve_api(&mut self) -> String {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        self.env.push(("ROSTER_API_ADDR".into(), addr.clone()));
+        self.start_process("serve", "roster", &["serve"]);
+        self.wait_until("the import API", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+        format!("http://{addr}")
+    }
+
     /// Stops the process `name` with SIGTERM and returns its exit code, failing if it
     /// takes longer than `within`.
     pub fn terminate(&mut self, name: &str, within: Duration) -> i32 {

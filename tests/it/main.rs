@@ -11,6 +11,7 @@ mod harness;
 mod pipeline;
 mod probes;
 mod property;
+mod push_tool;
 mod remote;
 mod sources;
 mod ssh;
