@@ -234,17 +234,24 @@ impl Install {
     /// Starts `roster serve` with the import API on a free loopback port (`ROSTER_API_ADDR`)
     /// and waits until it takes connections; returns the API's base URL.
     pub fn serve_api(&mut self) -> String {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = free_addr();
         self.env.push(("ROSTER_API_ADDR".into(), addr.clone()));
         self.start_process("serve", "roster", &["serve"]);
-        self.wait_until("the import API", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(&addr).is_ok()
-        });
+        self.wait_for_port(&addr);
         format!("http://{addr}")
+    }
+
+    /// Sets an environment variable for the processes started from now on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// Waits until something listens on `addr`.
+    pub fn wait_for_port(&self, addr: &str) {
+        self.wait_until("a port to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(addr).is_ok()
+        });
     }
 
     /// Stops the process `name` with SIGTERM and returns its exit code, failing if it
@@ -486,6 +493,15 @@ impl Drop for Install {
 }
 
 /// A tenant id unique to this test run.
+/// A free loopback address (`127.0.0.1:<port>`) for a server to listen on.
+pub fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 pub fn tenant(name: &str) -> String {
     format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }

@@ -2,6 +2,7 @@
 //! subject. End-to-end cases are written once in `e2e` and run against every backend the
 //! harness offers.
 
+mod api;
 mod commands;
 mod e2e;
 mod events;

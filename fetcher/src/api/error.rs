@@ -11,10 +11,11 @@ use utoipa::ToSchema;
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// Stable, machine-readable: `missing_token`, `invalid_token`, `token_revoked`,
-    /// `not_found`, `not_ready`, `too_large`, `unsupported_media_type`,
-    /// `malformed_multipart`, `missing_file`, `unknown_type`, `invalid_field`,
-    /// `rate_limited`, `internal`.
+    /// Stable, machine-readable: `missing_token`, `invalid_token` (401),
+    /// `token_revoked` (403), `not_found` (404), `not_ready`, `not_a_dry_run`,
+    /// `no_changes` (409), `too_large` (413), `unsupported_media_type` (415),
+    /// `malformed_multipart`, `missing_file`, `too_many_files`, `unknown_type`,
+    /// `invalid_field` (422), `rate_limited` (429), `internal` (500).
     #[schema(example = "unknown_type")]
     pub code: String,
     /// What went wrong, for the person who fixes it.

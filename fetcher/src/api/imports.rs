@@ -12,7 +12,6 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use roster_shared::blob::BlobStore;
 use roster_shared::db::entity::run;
 use roster_shared::db::runs;
 use roster_shared::model::envelope::{Format, Severity, SyncMode};
@@ -154,26 +153,29 @@ pub struct ImportStatus {
 
 /// The multipart form of an upload (for the documentation).
 #[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UploadForm {
     /// The file; a bundle's files (users, groups, mappings) as up to three `file` parts.
     #[schema(value_type = Vec<String>, format = Binary, min_items = 1, max_items = 3)]
     file: Vec<Vec<u8>>,
     /// What the file is (default `auto`: decided from its content).
-    #[schema(value_type = Option<String>, example = "people")]
-    #[allow(clippy::struct_field_names)]
+    #[schema(nullable = false)]
     r#type: Option<TypeDoc>,
     /// `full` (people missing from the file are deactivated; the default) or `delta`.
-    #[schema(value_type = Option<String>)]
+    #[schema(nullable = false)]
     mode: Option<ModeDoc>,
     /// `true`: plan and report the changes, write nothing.
+    #[schema(nullable = false)]
     dry_run: Option<bool>,
     /// `true`: read a bundle's files without checking they are UTF-8 with a byte-order mark.
+    #[schema(nullable = false)]
     ignore_encoding: Option<bool>,
     /// Whether new people should be invited.
+    #[schema(nullable = false)]
     invite_new_users: Option<bool>,
     /// The admin the sync runs for.
-    #[schema(format = Email)]
+    #[schema(nullable = false, format = Email)]
     sync_manager_email: Option<String>,
 }
 
@@ -476,6 +478,9 @@ async fn blob(
         .into_response())
 }
 
+/// The content type of a reject file.
+const REJECTS_TYPE: &str = "text/csv; charset=utf-8";
+
 fn not_ready(what: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
@@ -492,10 +497,11 @@ fn not_ready(what: &str) -> ApiError {
     tag = "imports",
     params(("id" = String, Path, description = "The import's id")),
     responses(
-        (status = 200, description = "The reject file", content_type = "text/csv", body = String),
+        (status = 200, description = "The reject file (empty when no row was rejected alone)",
+            content_type = "text/csv", body = String),
         (status = 401, description = "No token, or not a valid one", body = ErrorBody),
         (status = 403, description = "The token was revoked", body = ErrorBody),
-        (status = 404, description = "No such import, or no rejected rows", body = ErrorBody),
+        (status = 404, description = "No such import for this token", body = ErrorBody),
         (status = 409, description = "Not read yet", body = ErrorBody),
         (status = 429, description = "Over the tenant's rate limit", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -513,13 +519,10 @@ pub async fn rejects(
     }
     match run.rejects_key.filter(|k| !k.is_empty()) {
         Some(key) if state.services.blobs.exists(&key).await? => {
-            blob(&state, &key, "text/csv; charset=utf-8").await
+            blob(&state, &key, REJECTS_TYPE).await
         }
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_rejects",
-            format!("{id}: no row was rejected alone"),
-        )),
+        // No row was rejected alone: an empty file.
+        _ => Ok(([(header::CONTENT_TYPE, REJECTS_TYPE)], "").into_response()),
     }
 }
 
@@ -535,8 +538,9 @@ pub async fn rejects(
             content_type = "application/x-ndjson", body = String),
         (status = 401, description = "No token, or not a valid one", body = ErrorBody),
         (status = 403, description = "The token was revoked", body = ErrorBody),
-        (status = 404, description = "No such import, or not a dry run", body = ErrorBody),
-        (status = 409, description = "Not planned yet", body = ErrorBody),
+        (status = 404, description = "No such import for this token", body = ErrorBody),
+        (status = 409, description = "Not a dry run, not planned yet, or refused before it \
+            was planned", body = ErrorBody),
         (status = 429, description = "Over the tenant's rate limit", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
@@ -550,7 +554,7 @@ pub async fn changes(
     let run = visible(&state, &caller, &id).await?;
     if !run.dry_run {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
+            StatusCode::CONFLICT,
             "not_a_dry_run",
             format!("{id}: only a dry run's changes are kept; its counts are in its status"),
         ));
@@ -558,16 +562,10 @@ pub async fn changes(
     match (run.state, run.changes_key) {
         (RunState::Planned, Some(key)) => blob(&state, &key, "application/x-ndjson").await,
         (state, _) if state.is_final() => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
+            StatusCode::CONFLICT,
             "no_changes",
             format!("{id}: the import was {state} before anything was planned"),
         )),
         _ => Err(not_ready("planned")),
     }
-}
-
-/// The key a run's changes would have (for tests and tools).
-pub fn changes_key(run: &run::Model) -> Option<String> {
-    let tenant = roster_shared::model::ids::TenantId::new(&run.tenant_id).ok()?;
-    Some(BlobStore::changes_key(&tenant, run.id.parse().ok()?))
 }

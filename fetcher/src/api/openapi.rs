@@ -3,6 +3,7 @@
 //! (`ROSTER_UPDATE_OPENAPI=1 cargo test -p roster-fetcher openapi` rewrites the file).
 
 use axum::Json;
+use serde_json::{Value, json};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -47,18 +48,38 @@ impl Modify for Bearer {
     }
 }
 
-/// The document as served and as kept in `docs/openapi.json`.
+/// The document: the generated one, with links from an upload to its status and from a
+/// status to its rejects and changes (so a client, or a tester, can follow an import from
+/// the id it is given; added here because utoipa 5 writes a link's `operationId` under
+/// the wrong name).
+pub fn value() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
+    let link = |operation: &str, description: &str| {
+        json!({
+            "operationId": operation,
+            "parameters": {"id": "$response.body#/id"},
+            "description": description,
+        })
+    };
+    doc["paths"]["/v1/imports"]["post"]["responses"]["202"]["links"] =
+        json!({"status": link("status", "The import's status")});
+    doc["paths"]["/v1/imports/{id}"]["get"]["responses"]["200"]["links"] = json!({
+        "rejects": link("rejects", "The import's rejected rows"),
+        "changes": link("changes", "A dry run's planned changes"),
+    });
+    doc
+}
+
+/// The document as kept in `docs/openapi.json`.
 pub fn document() -> String {
-    let mut json = ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises");
+    let mut json = serde_json::to_string_pretty(&value()).expect("the OpenAPI document serialises");
     json.push('\n');
     json
 }
 
 /// `GET /v1/openapi.json`.
-pub async fn serve() -> Json<serde_json::Value> {
-    Json(serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises"))
+pub async fn serve() -> Json<Value> {
+    Json(value())
 }
 
 #[cfg(test)]

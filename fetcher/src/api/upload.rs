@@ -188,6 +188,12 @@ pub async fn read(
                 ));
             }
             let index = upload.files.len();
+            if field.file_name().is_none() {
+                return Err(ApiError::invalid(
+                    "invalid_field",
+                    "file: send it as a file part (with a filename), not as a text field",
+                ));
+            }
             let name = file_name(field.file_name(), index)?;
             if let Some(ct) = field.content_type()
                 && !readable_type(ct)
@@ -264,6 +270,18 @@ pub async fn read(
         let value = String::from_utf8(value)
             .map_err(|_| ApiError::invalid("invalid_field", format!("{name}: not UTF-8 text")))?;
         let value = value.trim();
+        let known = [
+            "type",
+            "mode",
+            "dry_run",
+            "ignore_encoding",
+            "invite_new_users",
+            "sync_manager_email",
+        ];
+        if value.is_empty() && known.contains(&name.as_str()) {
+            // Sent empty: as good as not sent (the default holds).
+            continue;
+        }
         match name.as_str() {
             "type" => {
                 upload.format = Some(
