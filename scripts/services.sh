@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start (or stop) the project's own PostgreSQL and RabbitMQ on loopback for the tests,
-# and install the SFTP and FTP servers the tests start themselves (OpenSSH, vsftpd).
+# and install the SFTP and FTP servers the tests start themselves (OpenSSH, vsftpd), curl,
+# and schemathesis (PyPI, in a virtualenv) for the import API's OpenAPI document.
 #
 #   scripts/services.sh up     ensure both run; print `export ...` lines on stdout
 #   scripts/services.sh down   stop both
@@ -309,11 +310,29 @@ servers_install() {
         command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
     [[ -x /usr/sbin/vsftpd ]] || missing+=(vsftpd)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev/null ||
+        missing+=(python3 python3-venv)
     [[ ${#missing[@]} -eq 0 ]] && return 0
     log "missing: apt-get install -y ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
         { apt-get update >&2 &&
             DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
+}
+
+# ---------------------------------------------------------------- schemathesis
+
+# The import API's OpenAPI document is checked by schemathesis (PyPI), in a virtualenv of
+# its own, installed once at this version.
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV="${ROSTER_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/roster}/schemathesis-$SCHEMATHESIS_VERSION"
+
+schemathesis_install() {
+    [[ -x "$SCHEMATHESIS_VENV/bin/st" ]] && return 0
+    log "installing schemathesis $SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV"
+    rm -rf "$SCHEMATHESIS_VENV"
+    python3 -m venv "$SCHEMATHESIS_VENV" >&2
+    "$SCHEMATHESIS_VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION" >&2
 }
 
 # ---------------------------------------------------------------- main
@@ -325,11 +344,13 @@ print_env() {
     printf 'export ROSTER_TEST_PG_LOG=%s\n' "$(shq "$PG_LOG")"
     printf 'export ROSTER_TEST_AMQP_URL=%s\n' "$(shq "amqp://guest:guest@127.0.0.1:$RMQ_PORT/%2f")"
     printf 'export ROSTER_TEST_RABBITMQ_CTL=%s\n' "$(shq "$(rmq_ctl_cmd)")"
+    printf 'export ROSTER_TEST_SCHEMATHESIS=%s\n' "$(shq "$SCHEMATHESIS_VENV/bin/st")"
 }
 
 case "${1:-}" in
 up)
     servers_install
+    schemathesis_install
     pg_up
     rmq_up
     print_env
