@@ -286,7 +286,15 @@ pub async fn create(
             invite_new_users: upload.invite_new_users,
         },
     };
-    let id = crate::store_copied(&state.services, sub, copied.0).await?;
+    let scratch = copied.0.scratch.clone();
+    let id = match crate::store_copied(&state.services, sub, copied.0).await {
+        Ok(id) => id,
+        Err(e) => {
+            // Not stored: nothing of the upload stays behind.
+            let _ = tokio::fs::remove_file(&scratch).await;
+            return Err(e.into());
+        }
+    };
     info!(tenant = %caller.tenant, token = %caller.token, run = %id, dry_run, "import uploaded");
     let mut response = (
         StatusCode::ACCEPTED,
