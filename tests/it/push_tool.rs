@@ -311,3 +311,30 @@ fn push_tool_with_a_wrong_token_fails_without_showing_it() {
     assert!(runs(&i, &t).is_empty(), "nothing imported");
     assert!(i.emails(&t, false).is_empty());
 }
+
+#[test]
+fn push_tool_exits_3_when_the_import_is_held_and_2_when_it_is_rejected() {
+    let mut i = Install::embedded();
+    // Held when a run would deactivate more than half the people, however few.
+    i.set_env("ROSTER_DEACTIVATE_FLOOR", "0");
+    i.set_env("ROSTER_MAX_DEACTIVATE_PERCENT", "50");
+    let api = i.serve_api();
+    let t = tenant("pushheld");
+    let token = token(&i, &t, false);
+    let all = push_folder(&i, "all", &api, &[("people.csv", PEOPLE.as_bytes())], "");
+    assert_eq!(push(&i, &all, &token, &[]).code, 0);
+    let one = "\u{feff}Primary Email,Name\r\nann@x.com,Ann Lee\r\n";
+    let held = push_folder(&i, "one", &api, &[("people.csv", one.as_bytes())], "");
+    let ran = push(&i, &held, &token, &[]);
+    assert_eq!(ran.code, 3, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(summary(&ran).contains("held"), "{}", ran.stdout);
+    assert_eq!(i.emails(&t, false).len(), 3, "held: no one deactivated");
+    // Readable locally (an email column), refused by the server as a whole: a full file
+    // with nobody usable in it.
+    let nobody = "\u{feff}Primary Email,Name\r\nnot-an-email,Nobody\r\n";
+    let rejected = push_folder(&i, "nobody", &api, &[("people.csv", nobody.as_bytes())], "");
+    let ran = push(&i, &rejected, &token, &[]);
+    assert_eq!(ran.code, 2, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(summary(&ran).contains("rejected"), "{}", ran.stdout);
+    assert_eq!(i.emails(&t, false).len(), 3);
+}
