@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use reqwest::header::{LOCATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
+use roster_fetcher::api::error::ErrorBody as ApiError;
+use roster_fetcher::api::imports::Status as ImportStatus;
 use roster_parser::bundle::BundleFiles;
 use roster_parser::{ParseOptions, RejectReason, Rejection};
 use roster_shared::model::envelope::{Format, RowError, SyncMode};
@@ -655,50 +657,14 @@ struct Queued {
     id: String,
 }
 
-/// An error the API answers with.
-#[derive(Debug, Default, Deserialize)]
-struct ApiError {
-    /// Stable code (`invalid_token`, `too_large`, ...).
-    #[serde(default)]
-    code: String,
-    /// Words for a person.
-    #[serde(default)]
-    message: String,
-}
-
-/// Where an import is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ImportStatus {
-    Queued,
-    Processing,
-    Done,
-    Held,
-    Rejected,
-    Error,
-}
-
-impl ImportStatus {
-    fn name(self) -> &'static str {
-        match self {
-            ImportStatus::Queued => "queued",
-            ImportStatus::Processing => "processing",
-            ImportStatus::Done => "done",
-            ImportStatus::Held => "held",
-            ImportStatus::Rejected => "rejected",
-            ImportStatus::Error => "error",
-        }
-    }
-
-    /// The exit code of an import that ended so (`None` while it goes on).
-    fn exit_code(self) -> Option<u8> {
-        match self {
-            ImportStatus::Queued | ImportStatus::Processing => None,
-            ImportStatus::Done => Some(0),
-            ImportStatus::Held => Some(3),
-            ImportStatus::Rejected => Some(2),
-            ImportStatus::Error => Some(1),
-        }
+/// The exit code of an import that ended with `status` (`None` while it goes on).
+fn exit_code(status: ImportStatus) -> Option<u8> {
+    match status {
+        ImportStatus::Queued | ImportStatus::Processing => None,
+        ImportStatus::Done => Some(0),
+        ImportStatus::Held => Some(3),
+        ImportStatus::Rejected => Some(2),
+        ImportStatus::Error => Some(1),
     }
 }
 
@@ -792,7 +758,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
             format!("request written to {}; nothing sent", path.display()),
         ),
         Ok(Outcome::Finished(import)) => {
-            let code = import.status.exit_code().unwrap_or(1);
+            let code = exit_code(import.status).unwrap_or(1);
             if code != 0 {
                 eprintln!(
                     "roster push: import {} is {}: {}",
@@ -1070,7 +1036,7 @@ async fn wait(
             eprintln!("import {id}: {}", import.status.name());
         }
         last = import.status;
-        if import.status.exit_code().is_some() {
+        if exit_code(import.status).is_some() {
             return Ok(import);
         }
     }
@@ -1419,14 +1385,14 @@ mod tests {
             r#"{"id": "01", "status": "held", "dry_run": true, "reason": "would deactivate 60%"}"#,
         )
         .unwrap();
-        assert_eq!(held.status.exit_code(), Some(3));
+        assert_eq!(exit_code(held.status), Some(3));
         assert!(
             held.summary()
                 .starts_with("dry run import 01: held: 0 created")
         );
         assert!(held.summary().ends_with(": would deactivate 60%"));
-        assert_eq!(ImportStatus::Rejected.exit_code(), Some(2));
-        assert_eq!(ImportStatus::Processing.exit_code(), None);
+        assert_eq!(exit_code(ImportStatus::Rejected), Some(2));
+        assert_eq!(exit_code(ImportStatus::Processing), None);
         assert!(serde_json::from_str::<Import>(r#"{"id": "1", "status": "paused"}"#).is_err());
     }
 }

@@ -4,12 +4,12 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::error;
 use utoipa::ToSchema;
 
-/// The body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+/// The body of every error answer (also read by `roster push`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable, machine-readable: `missing_token`, `invalid_token` (401),
     /// `token_revoked` (403), `not_found` (404), `not_ready`, `not_a_dry_run`,
@@ -17,8 +17,10 @@ pub struct ErrorBody {
     /// `malformed_multipart`, `missing_file`, `too_many_files`, `unknown_type`,
     /// `invalid_field` (422), `rate_limited` (429), `internal` (500).
     #[schema(example = "unknown_type")]
+    #[serde(default)]
     pub code: String,
     /// What went wrong, for the person who fixes it.
+    #[serde(default)]
     pub message: String,
 }
 

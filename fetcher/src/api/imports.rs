@@ -17,7 +17,7 @@ use roster_shared::db::runs;
 use roster_shared::model::envelope::{Format, Severity, SyncMode};
 use roster_shared::model::ids::RunId;
 use roster_shared::model::run::RunState;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::info;
 use utoipa::ToSchema;
 
@@ -30,8 +30,8 @@ use crate::{Copied, RunOptions, Submission};
 /// Row errors an import's status lists, at most (all are in its rejects file).
 pub const MAX_ERRORS: u64 = 1000;
 
-/// Where an import stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+/// Where an import stands (also read by `roster push`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Stored, waiting for the parser.
@@ -49,6 +49,18 @@ pub enum Status {
 }
 
 impl Status {
+    /// Its name, as the API writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Processing => "processing",
+            Status::Done => "done",
+            Status::Held => "held",
+            Status::Rejected => "rejected",
+            Status::Error => "error",
+        }
+    }
+
     /// The status of a run.
     pub fn of(run: &run::Model) -> Status {
         match run.state {
