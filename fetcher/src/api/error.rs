@@ -17,10 +17,8 @@ pub struct ErrorBody {
     /// `malformed_multipart`, `missing_file`, `too_many_files`, `unknown_type`,
     /// `invalid_field` (422), `rate_limited` (429), `internal` (500).
     #[schema(example = "unknown_type")]
-    #[serde(default)]
     pub code: String,
     /// What went wrong, for the person who fixes it.
-    #[serde(default)]
     pub message: String,
 }
 
