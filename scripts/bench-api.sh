@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Measures the import API's upload path on a release build: the time from the first byte
-# of a 1M-people CSV upload to its 202 (streamed to disk, hashed, stored durably, run
+# of a CSV upload of 1M people (or as many as asked) to its 202 (streamed to disk, hashed, stored durably, run
 # created and announced), the uploading fetcher's peak memory, and a token's first
 # (Argon2id) and later (remembered) checks. The fetcher runs alone as `roster-fetcher`
 # on RabbitMQ and PostgreSQL (its defaults: fsync on), so its memory is the upload's.
 #
 #   ROSTER_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f \
 #   ROSTER_DATABASE_URL='postgres://postgres@127.0.0.1:5432/bench_api?sslmode=disable' \
-#   scripts/bench-api.sh [repeats]
+#   scripts/bench-api.sh [repeats] [people]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repeats="${1:-3}"
+people="${2:-1000000}"
 bin=target/release
 work="$(mktemp -d)"
 trap 'kill "$fetcher" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -23,16 +24,16 @@ addr=127.0.0.1:18443
 ROSTER_API_ADDR=$addr ROSTER_API_RATE_PER_MINUTE=100000 "$bin/roster-fetcher" >"$work/fetcher.log" 2>&1 &
 fetcher=$!
 until curl -s "http://$addr/v1/openapi.json" >/dev/null; do sleep 0.2; done
-python3 - "$work" "$repeats" <<'PY'
+python3 - "$work" "$repeats" "$people" <<'PY'
 import sys
-work, n = sys.argv[1], int(sys.argv[2])
+work, n, people = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 for r in range(n):
     with open(f"{work}/people-{r}.csv", "w") as f:
         f.write("Primary Email,Name,Job Title,Organization\n")
-        for i in range(1_000_000):
+        for i in range(people):
             f.write(f"person{i:07d}@example.com,Person {i} Round{r},Engineer {i % 50},Org {i % 20}\n")
 PY
-echo "file: $(stat -c %s "$work/people-0.csv") bytes, 1000000 people"
+echo "file: $(stat -c %s "$work/people-0.csv") bytes, $people people"
 for r in $(seq 0 $((repeats - 1))); do
     curl -s -o /dev/null -w "upload $r: %{http_code} in %{time_total} s (%{speed_upload} B/s)\n" \
         -H "Authorization: Bearer $token" -F "file=@$work/people-$r.csv" "http://$addr/v1/imports"
