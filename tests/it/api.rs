@@ -338,6 +338,19 @@ pub fn uploads_are_imported_polled_and_tried_in_the_sandbox(backend: &str) {
         "{rejected}"
     );
 
+    // A Windows export without a byte-order mark, in windows-1252, named so.
+    let w = tenant("apilatin");
+    let latin_token = token(&i, &w, false);
+    let latin = i.file(
+        "latin.csv",
+        b"Primary Email;Name\r\npierre@widget.com;Pierre Lef\xe8vre\r\n".as_slice(),
+    );
+    let id = api.accepted(&latin_token, &[&latin], &[("encoding", "windows-1252")]);
+    let done = api.wait(&latin_token, &id, &["done", "held", "rejected", "error"]);
+    assert_eq!(done["status"], "done", "{done}");
+    let people = i.directory(&w, false);
+    assert_eq!(people[0]["last_name"], "Lefèvre", "{people:?}");
+
     // A bundle's three files in one upload.
     let b = tenant("apibundle");
     let bundle_token = token(&i, &b, false);
@@ -496,6 +509,8 @@ fn refusals_answer_json_with_a_code_and_store_nothing() {
     api.upload(&live, &[&people], &[("colour", "blue")])
         .refused(422, "invalid_field");
     api.upload(&live, &[&people], &[("sync_manager_email", "admin")])
+        .refused(422, "invalid_field");
+    api.upload(&live, &[&people], &[("encoding", "klingon")])
         .refused(422, "invalid_field");
     api.upload(&live, &[], &[("type", "people")])
         .refused(422, "missing_file");

@@ -183,6 +183,10 @@ pub struct UploadForm {
     /// `true`: read a bundle's files without checking they are UTF-8 with a byte-order mark.
     #[schema(nullable = false)]
     ignore_encoding: Option<bool>,
+    /// The encoding of a file without a byte-order mark, if not UTF-8 (`windows-1252`,
+    /// `iso-8859-1`, ...: a WHATWG label).
+    #[schema(nullable = false, example = "windows-1252")]
+    encoding: Option<String>,
     /// Whether new people should be invited.
     #[schema(nullable = false)]
     invite_new_users: Option<bool>,
@@ -289,7 +293,7 @@ pub async fn create(
             upload.format.unwrap_or(Format::Auto)
         },
         mode: upload.mode.unwrap_or(SyncMode::Full),
-        encoding: None,
+        encoding: upload.encoding.clone(),
         ignore_encoding: upload.ignore_encoding,
         seen: None,
         options: RunOptions {

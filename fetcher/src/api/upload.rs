@@ -45,6 +45,8 @@ pub struct Upload {
     pub dry_run: bool,
     /// `ignore_encoding`.
     pub ignore_encoding: bool,
+    /// `encoding`: of a file without a byte-order mark, if not UTF-8.
+    pub encoding: Option<String>,
     /// `invite_new_users`.
     pub invite_new_users: Option<bool>,
     /// `sync_manager_email`.
@@ -275,6 +277,7 @@ pub async fn read(
             "mode",
             "dry_run",
             "ignore_encoding",
+            "encoding",
             "invite_new_users",
             "sync_manager_email",
         ];
@@ -299,6 +302,18 @@ pub async fn read(
             }
             "dry_run" => upload.dry_run = boolean("dry_run", value)?,
             "ignore_encoding" => upload.ignore_encoding = boolean("ignore_encoding", value)?,
+            "encoding" => {
+                if encoding_rs::Encoding::for_label(value.as_bytes()).is_none() {
+                    return Err(ApiError::invalid(
+                        "invalid_field",
+                        format!(
+                            "encoding: {value:?} is not an encoding Roster knows (e.g. \
+                             windows-1252, iso-8859-1, utf-16le)"
+                        ),
+                    ));
+                }
+                upload.encoding = Some(value.to_owned());
+            }
             "invite_new_users" => {
                 upload.invite_new_users = Some(boolean("invite_new_users", value)?);
             }
@@ -317,7 +332,7 @@ pub async fn read(
                     "invalid_field",
                     format!(
                         "{other:?} is not a field of an import (file, type, mode, dry_run, \
-                         ignore_encoding, invite_new_users, sync_manager_email)"
+                         ignore_encoding, encoding, invite_new_users, sync_manager_email)"
                     ),
                 ));
             }
