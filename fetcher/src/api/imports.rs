@@ -70,7 +70,7 @@ impl Status {
             RunState::Planned if run.reason.is_some() => Status::Held,
             RunState::Planned => Status::Done,
             RunState::Held => Status::Held,
-            RunState::Rejected => Status::Rejected,
+            RunState::Rejected | RunState::Stale => Status::Rejected,
             RunState::Failed | RunState::Superseded => Status::Error,
         }
     }

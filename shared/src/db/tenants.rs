@@ -33,6 +33,7 @@ pub async fn ensure<C: ConnectionTrait>(conn: &C, tenant: &TenantId) -> Result<(
         organizations: Set(None),
         value_rules: Set(None),
         bundle_files: Set(None),
+        safety: Set(None),
     })
     .on_conflict(
         OnConflict::column(tenant::Column::Id)

@@ -9,7 +9,8 @@
 //! - [`run`]: the states of a sync run;
 //! - [`envelope`]: the messages stages hand each other;
 //! - [`snapshot`]: the sorted snapshot file between parser and differ;
-//! - [`related`]: groups, memberships and contact details, planned beside people.
+//! - [`related`]: groups, memberships and contact details, planned beside people;
+//! - [`safety`]: a tenant's brake thresholds and file-time pattern.
 //!
 //! Closed sets (states, formats, modes, ...) are declared with [`text_enum!`]: each value
 //! has one name, used alike in messages, the database and on the command line, and an
@@ -23,6 +24,7 @@ pub mod person;
 pub mod record;
 pub mod related;
 pub mod run;
+pub mod safety;
 pub mod snapshot;
 pub mod source;
 
@@ -161,6 +163,7 @@ mod tests {
             ("record.rs", include_str!("record.rs")),
             ("related.rs", include_str!("related.rs")),
             ("run.rs", include_str!("run.rs")),
+            ("safety.rs", include_str!("safety.rs")),
             ("snapshot.rs", include_str!("snapshot.rs")),
         ];
         let allowed = [

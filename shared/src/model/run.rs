@@ -28,6 +28,9 @@ crate::text_enum! {
         /// A dry run: its changes were planned and recorded (`runs.changes_key`), nothing
         /// was applied; `reason` says why it would have been held, if it would. Final.
         Planned = "planned",
+        /// Its file was produced before the file of a run already applied: applying it
+        /// would put older data over newer, so it is not applied. Final.
+        Stale = "stale",
     }
 }
 
@@ -52,6 +55,7 @@ impl RunState {
                 | RunState::Rejected
                 | RunState::Superseded
                 | RunState::Planned
+                | RunState::Stale
         )
     }
 

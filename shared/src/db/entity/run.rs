@@ -69,6 +69,20 @@ pub struct Model {
     pub requested_by: Option<String>,
     /// Whether the import asked for new people to be invited.
     pub invite_new_users: Option<bool>,
+    /// The brakes that held the run, as a JSON array of brake names
+    /// ([`crate::model::run::BrakeName`]); `NULL` when none did.
+    pub held_by: Option<String>,
+    /// The `seq` of the tenant's last applied run when this one was held: an approval
+    /// applies the held plan only while it still is (otherwise the run is planned again,
+    /// brakes included).
+    pub held_base: Option<i64>,
+    /// When the run's file was produced (its delivery time, or a timestamp its name
+    /// carries); a file older than the last applied one is `stale`.
+    pub produced_at: Option<DateTimeUtc>,
+    /// Active people in the directory when the run was planned.
+    pub active_before: Option<i64>,
+    /// When an operator approved the run (brake windows start afresh after it).
+    pub approved_at: Option<DateTimeUtc>,
     /// People created.
     pub created: i64,
     /// People updated.

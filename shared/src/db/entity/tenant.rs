@@ -22,6 +22,9 @@ pub struct Model {
     /// The names of its bundle's files as JSON ([`crate::model::related::BundleFiles`]:
     /// `bundle:` in the tenants file), or `NULL` for the usual names.
     pub bundle_files: Option<String>,
+    /// The tenant's safety settings as JSON ([`crate::model::safety::Safety`]): brake
+    /// thresholds and how file names carry the time a file was produced.
+    pub safety: Option<String>,
 }
 
 /// No relations are navigated through the ORM.

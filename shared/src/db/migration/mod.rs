@@ -14,6 +14,7 @@ mod m20261129_000008_outbox_lz4;
 mod m20261130_000009_people_files;
 mod m20261130_000010_related;
 mod m20261201_000011_import_api;
+mod m20261202_000012_safety;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000009_people_files::Migration),
             Box::new(m20261130_000010_related::Migration),
             Box::new(m20261201_000011_import_api::Migration),
+            Box::new(m20261202_000012_safety::Migration),
         ]
     }
 }
