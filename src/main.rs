@@ -43,7 +43,7 @@ enum Command {
     /// A tenant's own column names.
     #[command(subcommand)]
     Mapping(admin::MappingCommand),
-    /// Lets a run held by the mass-deactivation brake go ahead.
+    /// Lets a run held by a brake go ahead (the same as `roster runs approve`).
     Approve(admin::ApproveArgs),
     /// Messages the stages gave up on: list, show, replay, drop.
     Dlq(dlq::DlqArgs),

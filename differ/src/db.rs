@@ -375,6 +375,7 @@ pub async fn set_plan(
     generation: i32,
     batches: u32,
     unchanged: u64,
+    active: u64,
     diff_ms: i64,
 ) -> Result<bool, DbErr> {
     let now = Utc::now();
@@ -384,7 +385,7 @@ pub async fn set_plan(
             db.backend(),
             &format!(
                 "UPDATE runs SET state = $8, batches_total = $1, unchanged = $2, \
-                 diffed_at = $3, diff_ms = $4, updated_at = $3 \
+                 diffed_at = $3, diff_ms = $4, updated_at = $3, active_before = $9 \
                  WHERE id = $5 AND tenant_id = $6 AND generation = $7 AND state IN ({})",
                 runs::states_sql(&RunState::PLANNABLE)
             ),
@@ -397,11 +398,156 @@ pub async fn set_plan(
                 tv(tenant),
                 generation.into(),
                 RunState::Diffed.into(),
+                (active as i64).into(),
             ],
         ),
     )
     .await?;
     Ok(n > 0)
+}
+
+/// The tenant's directory version: the `seq` of its last applied run (0: none). A held
+/// run remembers it ([`hold`]); an approval applies the held plan only while it is the
+/// same.
+pub async fn directory_base<C: ConnectionTrait>(conn: &C, tenant: &TenantId) -> Result<i64, DbErr> {
+    let last = run::Entity::find()
+        .filter(run::Column::TenantId.eq(tenant.as_str()))
+        .filter(run::Column::State.eq(RunState::Applied))
+        .filter(run::Column::DryRun.eq(false))
+        .order_by_desc(run::Column::Seq)
+        .one(conn)
+        .await?;
+    Ok(last.map_or(0, |r| r.seq))
+}
+
+/// When the file of the tenant's newest applied run was produced (`None`: no applied
+/// run, or none that knows).
+pub async fn newest_applied_file<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+) -> Result<Option<(String, chrono::DateTime<Utc>)>, DbErr> {
+    let newest = run::Entity::find()
+        .filter(run::Column::TenantId.eq(tenant.as_str()))
+        .filter(run::Column::State.eq(RunState::Applied))
+        .filter(run::Column::DryRun.eq(false))
+        .filter(run::Column::ProducedAt.is_not_null())
+        .order_by_desc(run::Column::ProducedAt)
+        .one(conn)
+        .await?;
+    Ok(newest.and_then(|r| Some((r.file_name, r.produced_at?))))
+}
+
+/// What the tenant's runs applied within the last `days` days did, after its last
+/// approved run (an approval accepts what the directory had become): the brakes' window.
+pub async fn window<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    days: u32,
+    now: chrono::DateTime<Utc>,
+) -> Result<crate::brake::Window, DbErr> {
+    let since = now - chrono::Duration::days(i64::from(days));
+    let applied = || {
+        run::Entity::find()
+            .filter(run::Column::TenantId.eq(tenant.as_str()))
+            .filter(run::Column::State.eq(RunState::Applied))
+            .filter(run::Column::DryRun.eq(false))
+    };
+    let approved = applied()
+        .filter(run::Column::Approved.eq(true))
+        .filter(run::Column::FinishedAt.gte(since))
+        .order_by_desc(run::Column::Seq)
+        .one(conn)
+        .await?
+        .map_or(0, |r| r.seq);
+    let runs = applied()
+        .filter(run::Column::FinishedAt.gte(since))
+        .filter(run::Column::Seq.gt(approved))
+        .order_by_asc(run::Column::Seq)
+        .all(conn)
+        .await?;
+    Ok(crate::brake::Window {
+        runs: runs.len() as u64,
+        deactivated: runs.iter().map(|r| r.deactivated.max(0) as u64).sum(),
+        baseline: runs
+            .first()
+            .and_then(|r| r.active_before)
+            .map(|a| a.max(0) as u64),
+    })
+}
+
+/// What [`hold`] records.
+#[derive(Debug, Clone, Copy)]
+pub struct Hold<'a> {
+    /// The brakes that tripped.
+    pub trips: &'a [crate::brake::Trip],
+    /// The directory version the run was planned against ([`directory_base`]).
+    pub base: i64,
+    /// Active people then.
+    pub active: u64,
+    /// What the run would do.
+    pub counts: ChangeCounts,
+    /// Put before the brakes' reasons (why it is held again, say).
+    pub prefix: &'a str,
+    /// Where what it would do is stored, for review.
+    pub changes_key: Option<&'a str>,
+}
+
+/// Holds a run that brakes stopped: state `held` with the reason, the brakes' names,
+/// the directory version it was planned against, the active people then and what it
+/// would do. Clears an earlier approval (an approved run held again needs approving
+/// again). Returns whether this call moved it.
+pub async fn hold<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    id: RunId,
+    hold: &Hold<'_>,
+) -> Result<bool, DbErr> {
+    use roster_shared::sea_orm::sea_query::Expr;
+    let Hold {
+        trips,
+        base,
+        active,
+        counts,
+        prefix,
+        changes_key,
+    } = *hold;
+    let now = Utc::now();
+    let names: Vec<&str> = trips.iter().map(|t| t.brake.name()).collect();
+    let reason = format!("{prefix}{}", crate::brake::Brake::reason(trips));
+    let moved = run::Entity::update_many()
+        .col_expr(run::Column::State, Expr::value(RunState::Held))
+        .col_expr(run::Column::Reason, Expr::value(reason))
+        .col_expr(
+            run::Column::HeldBy,
+            Expr::value(serde_json::to_string(&names).expect("names serialise")),
+        )
+        .col_expr(run::Column::HeldBase, Expr::value(base))
+        .col_expr(
+            run::Column::ChangesKey,
+            Expr::value(changes_key.map(str::to_owned)),
+        )
+        .col_expr(run::Column::ActiveBefore, Expr::value(active as i64))
+        .col_expr(run::Column::Approved, Expr::value(false))
+        .col_expr(run::Column::Created, Expr::value(counts.created as i64))
+        .col_expr(run::Column::Updated, Expr::value(counts.updated as i64))
+        .col_expr(
+            run::Column::Deactivated,
+            Expr::value(counts.deactivated as i64),
+        )
+        .col_expr(
+            run::Column::Reactivated,
+            Expr::value(counts.reactivated as i64),
+        )
+        .col_expr(run::Column::FinishedAt, Expr::value(now))
+        .col_expr(run::Column::UpdatedAt, Expr::value(now))
+        .filter(run::Column::Id.eq(id.to_string()))
+        .filter(run::Column::TenantId.eq(tenant.as_str()))
+        .filter(run::Column::State.is_in(RunState::PLANNABLE))
+        .exec(conn)
+        .await?
+        .rows_affected
+        > 0;
+    Ok(moved)
 }
 
 /// What [`finish_dry_run`] records.
@@ -419,6 +565,8 @@ pub struct DryRunOutcome {
     pub changes_key: String,
     /// Why it would be held, if it would.
     pub held: Option<String>,
+    /// The brakes that would hold it.
+    pub held_by: Vec<roster_shared::model::safety::BrakeName>,
     /// Milliseconds planning took.
     pub diff_ms: i64,
 }
@@ -444,6 +592,13 @@ pub async fn finish_dry_run(
     let moved = run::Entity::update_many()
         .col_expr(run::Column::State, Expr::value(RunState::Planned))
         .col_expr(run::Column::Reason, Expr::value(outcome.held.clone()))
+        .col_expr(
+            run::Column::HeldBy,
+            Expr::value(
+                (!outcome.held_by.is_empty())
+                    .then(|| serde_json::to_string(&outcome.held_by).expect("names serialise")),
+            ),
+        )
         .col_expr(run::Column::Created, Expr::value(c.created as i64))
         .col_expr(run::Column::Updated, Expr::value(c.updated as i64))
         .col_expr(run::Column::Deactivated, Expr::value(c.deactivated as i64))

@@ -23,11 +23,12 @@ use roster_shared::CHANGE_BATCH_SIZE;
 use roster_shared::config::ConsumeSettings;
 use roster_shared::db::{Db, runs};
 use roster_shared::error::StageError;
-use roster_shared::model::change::{Change, ChangeKind, FieldChange, RowState};
+use roster_shared::model::change::{Change, ChangeCounts, ChangeKind, FieldChange, RowState};
 use roster_shared::model::envelope::{
     ChangesReady, Covered, Envelope, SnapshotParsed, SnapshotSlice, SyncMode,
 };
 use roster_shared::model::ids::{MessageId, RunId, TenantId};
+use roster_shared::model::person::Field;
 use roster_shared::model::related::{RelatedCounts, RelatedPlan, RelatedSnapshot};
 use roster_shared::model::run::RunState;
 use roster_shared::model::snapshot::{SnapshotEntry, SnapshotError, SnapshotReader};
@@ -147,10 +148,25 @@ pub async fn handle(
     }
     if mode == SyncMode::Full && env.body.accepted == 0 {
         return Err(StageError::rejected(format!(
-            "{}: no usable people in the file; a full sync of it would deactivate everyone, \
-             so it was refused",
+            "{}: {EMPTY_FULL_SNAPSHOT}",
             run.file_name
         )));
+    }
+    if let Some(produced) = run.produced_at
+        && let Some((newer, newest)) = db::newest_applied_file(db.conn(), tenant).await?
+        && produced < newest
+    {
+        let why = format!(
+            "stale: {} was produced at {}, before {newer} ({}), which is applied already; \
+             an older file is not applied over a newer one",
+            run.file_name,
+            produced.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            newest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+        if stop_planning(db, tenant, run_id, RunState::Stale, &why).await? {
+            services.discard_snapshot(tenant, run_id).await;
+        }
+        return Ok(());
     }
     let from = i32::try_from(env.body.generation).unwrap_or(i32::MAX);
     let Some(generation) = db::begin_plan(db, tenant, run_id, from, env.message_id).await? else {
@@ -174,12 +190,52 @@ pub async fn handle(
             summarize_filled(db, tenant, &index, open, mode, env.body.covered.as_ref()).await?;
         (summary, None, fills)
     };
-    if !run.approved {
-        // Every mode: a delta marking everyone inactive deactivates as surely as a full
-        // file missing everyone.
-        let active = index.iter().filter(|e| e.state.active).count() as u64;
-        if let Some(why) = config.brake.check(summary.counts.deactivated, active) {
-            stop_planning(db, tenant, run_id, RunState::Held, &why).await?;
+    let active = index.iter().filter(|e| e.state.active).count() as u64;
+    let base = db::directory_base(db.conn(), tenant).await?;
+    // An approval lets through the plan the operator reviewed; if the directory moved
+    // since the run was held, the run is planned afresh and braked like any other.
+    let approved_as_held = run.approved && run.held_base.is_none_or(|held| held == base);
+    if !approved_as_held {
+        let key = &env.body.snapshot_key;
+        let open = || async { Ok(services.blobs.open(key).await?) };
+        let trips = check_brakes(
+            db,
+            tenant,
+            config.brake,
+            &index,
+            open,
+            mode,
+            &fills,
+            summary.counts,
+        )
+        .await?;
+        if !trips.is_empty() {
+            let again = if run.approved {
+                "held again: the directory changed after the run was held, and the new \
+                 plan trips a brake; "
+            } else {
+                ""
+            };
+            // What it would do, kept for review (`roster runs show RUN --changes`).
+            let changes_key = record_changes(services, config, &env)
+                .await?
+                .map(|(_, key)| key);
+            let hold = db::Hold {
+                trips: &trips,
+                base,
+                active,
+                counts: summary.counts,
+                prefix: again,
+                changes_key: changes_key.as_deref(),
+            };
+            if db::hold(db.conn(), tenant, run_id, &hold).await? {
+                info!(
+                    brakes = ?trips.iter().map(|t| t.brake.name()).collect::<Vec<_>>(),
+                    deactivated = summary.counts.deactivated,
+                    active,
+                    "held by a brake"
+                );
+            }
             return Ok(());
         }
     }
@@ -202,6 +258,7 @@ pub async fn handle(
         generation,
         batches,
         summary.unchanged,
+        active,
         diff_ms,
     )
     .await?
@@ -305,6 +362,84 @@ where
     let fills = Arc::new(fills);
     let (summary, _) = count(open().await?, fills.clone(), false).await?;
     Ok((summary, fills))
+}
+
+/// The brakes a run whose plan counts `counts` against `index` trips, with the tenant's
+/// own thresholds over `defaults`, the runs applied within its window, and (only when
+/// enough people change for it to matter) the attribute churn of the snapshot `open`
+/// gives.
+#[allow(clippy::too_many_arguments)]
+async fn check_brakes<F, Fut>(
+    db: &Db,
+    tenant: &TenantId,
+    defaults: Brake,
+    index: &Arc<Vec<IndexEntry>>,
+    open: F,
+    mode: SyncMode,
+    fills: &Arc<Fills>,
+    counts: ChangeCounts,
+) -> Result<Vec<brake::Trip>, StageError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<File, StageError>>,
+{
+    let safety = roster_shared::db::tenants::safety(db.conn(), tenant).await?;
+    let brake = defaults.with(&safety.brakes);
+    let active = index.iter().filter(|e| e.state.active).count() as u64;
+    let window = db::window(db.conn(), tenant, brake.window_days, chrono::Utc::now()).await?;
+    let changed = counts.updated + counts.reactivated + counts.deactivated;
+    let churn = if brake.churn_possible(changed, active) {
+        count_churn(db, tenant, index, open().await?, mode, fills).await?
+    } else {
+        None
+    };
+    Ok(brake.check_all(&brake::Observed {
+        active,
+        counts,
+        window,
+        churn,
+    }))
+}
+
+/// The attribute of [`brake::CHURN_FIELDS`] that the snapshot in `file` changes for the
+/// most stored people, with that number (`None`: none changes). Reads the stored records
+/// of the people it modifies, [`FILL_CHUNK`] at a time.
+async fn count_churn(
+    db: &Db,
+    tenant: &TenantId,
+    index: &Arc<Vec<IndexEntry>>,
+    file: File,
+    mode: SyncMode,
+    fills: &Arc<Fills>,
+) -> Result<Option<(Field, u64)>, StageError> {
+    let (index, fills) = (index.clone(), fills.clone());
+    let (_, modified) = tokio::task::spawn_blocking(move || {
+        plan::summarize_keeping(&index, &mut SnapshotReader::new(file), mode, &fills, true)
+    })
+    .await
+    .map_err(join_failed)?
+    .map_err(corrupt)?;
+    let mut changed = [0u64; brake::CHURN_FIELDS.len()];
+    for chunk in modified.chunks(FILL_CHUNK) {
+        let emails: Vec<&str> = chunk.iter().map(|e| e.email.as_str()).collect();
+        let stored = db::fetch(db.conn(), tenant, &emails).await?;
+        for entry in chunk {
+            let Some(old) = stored.get(&entry.email) else {
+                continue;
+            };
+            let new = entry.person().map_err(corrupt)?;
+            for (n, field) in changed.iter_mut().zip(brake::CHURN_FIELDS) {
+                if old.display(field) != new.display(field) {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    Ok(brake::CHURN_FIELDS
+        .into_iter()
+        .zip(changed)
+        .filter(|(_, n)| *n > 0)
+        .max_by_key(|(_, n)| *n))
 }
 
 /// Ends planning of a run in `to` (superseded or held) with the reason. Returns whether
@@ -708,6 +843,64 @@ async fn plan_dry_run(
     env: &Envelope<SnapshotParsed>,
 ) -> Result<(), StageError> {
     let started = Instant::now();
+    let (db, tenant, run_id) = (&services.db, &env.tenant, env.run_id);
+    let Some((plan, changes_key)) = record_changes(services, config, env).await? else {
+        return Err(StageError::rejected(format!(
+            "{}: {}",
+            run.file_name, EMPTY_FULL_SNAPSHOT
+        )));
+    };
+    let related_counts = env
+        .body
+        .related_key
+        .as_ref()
+        .map(|_| RelatedCounts::of(&plan.related.changes));
+    let held = plan.held.map(|why| format!("would be held: {why}"));
+    let moved = db::finish_dry_run(
+        db,
+        tenant,
+        run_id,
+        &db::DryRunOutcome {
+            counts: plan.summary.counts,
+            unchanged: plan.summary.unchanged,
+            related: related_counts,
+            errors: plan.related.errors,
+            changes_key,
+            held: held.clone(),
+            held_by: plan.held_by.clone(),
+            diff_ms: started.elapsed().as_millis() as i64,
+        },
+    )
+    .await?;
+    if moved {
+        services.discard_snapshot(tenant, run_id).await;
+    }
+    info!(
+        created = plan.summary.counts.created,
+        updated = plan.summary.counts.updated,
+        deactivated = plan.summary.counts.deactivated,
+        reactivated = plan.summary.counts.reactivated,
+        unchanged = plan.summary.unchanged,
+        held = held.as_deref().unwrap_or(""),
+        ms = started.elapsed().as_millis() as u64,
+        "dry run planned"
+    );
+    Ok(())
+}
+
+/// Why a full snapshot with nobody in it is refused.
+const EMPTY_FULL_SNAPSHOT: &str = "no usable people in the file; a full sync of it would deactivate everyone, so it was \
+     refused";
+
+/// Plans the run `env` announces without applying anything and stores its changes (people
+/// then related records, JSON lines as `import --dry-run --dump` writes them) under the
+/// run's changes key: what a dry run shows, and what a held run would do. Returns the
+/// plan and the key, or `None` when the run would be refused (nothing stored).
+async fn record_changes(
+    services: &Services,
+    config: &DifferConfig,
+    env: &Envelope<SnapshotParsed>,
+) -> Result<Option<(DryRun, String)>, StageError> {
     let (db, tenant, run_id, body) = (&services.db, &env.tenant, env.run_id, &env.body);
     let related = match &body.related_key {
         Some(key) => Some(read_related(services, key).await?),
@@ -750,51 +943,19 @@ async fn plan_dry_run(
     });
     drop(writer);
     let plan = match written {
-        Ok(plan) => plan,
+        Ok(plan) if plan.refused.is_none() => plan,
+        Ok(_) => {
+            let _ = std::fs::remove_file(&out);
+            return Ok(None);
+        }
         Err(e) => {
             let _ = std::fs::remove_file(&out);
             return Err(e);
         }
     };
-    if let Some(why) = plan.refused {
-        let _ = std::fs::remove_file(&out);
-        return Err(StageError::rejected(format!("{}: {why}", run.file_name)));
-    }
     let changes_key = roster_shared::blob::BlobStore::changes_key(tenant, run_id);
     services.blobs.put_file(&changes_key, &out).await?;
-    let related_counts = related
-        .as_ref()
-        .map(|_| RelatedCounts::of(&plan.related.changes));
-    let held = plan.held.map(|why| format!("would be held: {why}"));
-    let moved = db::finish_dry_run(
-        db,
-        tenant,
-        run_id,
-        &db::DryRunOutcome {
-            counts: plan.summary.counts,
-            unchanged: plan.summary.unchanged,
-            related: related_counts,
-            errors: plan.related.errors,
-            changes_key,
-            held: held.clone(),
-            diff_ms: started.elapsed().as_millis() as i64,
-        },
-    )
-    .await?;
-    if moved {
-        services.discard_snapshot(tenant, run_id).await;
-    }
-    info!(
-        created = plan.summary.counts.created,
-        updated = plan.summary.counts.updated,
-        deactivated = plan.summary.counts.deactivated,
-        reactivated = plan.summary.counts.reactivated,
-        unchanged = plan.summary.unchanged,
-        held = held.as_deref().unwrap_or(""),
-        ms = started.elapsed().as_millis() as u64,
-        "dry run planned"
-    );
-    Ok(())
+    Ok(Some((plan, changes_key)))
 }
 
 /// Writes `value` as one JSON line.
@@ -813,6 +974,8 @@ pub struct DryRun {
     pub summary: PlanSummary,
     /// Why the run would be held, if it would.
     pub held: Option<String>,
+    /// The brakes that would hold it.
+    pub held_by: Vec<roster_shared::model::safety::BrakeName>,
     /// Why the run would be refused, if it would.
     pub refused: Option<String>,
     /// What would change of the related records (groups, memberships, contacts).
@@ -865,8 +1028,19 @@ where
             .to_owned()
     });
     let (summary, fills) = summarize_filled(db, tenant, &index, &open, mode, covered).await?;
-    let active = index.iter().filter(|e| e.state.active).count() as u64;
-    let held = brake.check(summary.counts.deactivated, active);
+    let trips = check_brakes(
+        db,
+        tenant,
+        brake,
+        &index,
+        &open,
+        mode,
+        &fills,
+        summary.counts,
+    )
+    .await?;
+    let held_by = trips.iter().map(|t| t.brake).collect();
+    let held = (!trips.is_empty()).then(|| Brake::reason(&trips));
     if let Some(sink) = changes {
         let file = open().await?;
         let mut batches = Batches::start(index.clone(), file, mode, fills);
@@ -883,6 +1057,7 @@ where
     Ok(DryRun {
         summary,
         held,
+        held_by,
         refused,
         related,
     })

@@ -162,6 +162,22 @@ enum Start<'a> {
     Repeat(&'a run::Model),
 }
 
+/// When `new`'s file was produced: the timestamp its name carries when its tenant's
+/// `safety.file_time` pattern finds one, else `now` (its delivery).
+async fn produced_at<C: ConnectionTrait>(
+    conn: &C,
+    new: &NewRun,
+    now: chrono::DateTime<Utc>,
+) -> Result<chrono::DateTime<Utc>, DbErr> {
+    let safety = roster_shared::db::tenants::safety(conn, &new.tenant).await?;
+    let from_name = safety
+        .file_time
+        .as_ref()
+        .and_then(|spec| crate::file_time::FileTimePattern::new(spec).ok())
+        .and_then(|pattern| pattern.read(&new.file_name));
+    Ok(from_name.unwrap_or(now))
+}
+
 /// Creates a run in the state `start` names.
 async fn insert_run(
     db: &Db,
@@ -192,6 +208,7 @@ async fn insert_run(
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("tenant {}", new.tenant)))?;
     let seq: i64 = row.try_get_by_index::<i64>(0)? - 1;
+    let produced_at = produced_at(&txn, new, now).await?;
     let (state, reason) = match start {
         Start::Fetched => (RunState::Fetched, None),
         Start::Rejected(why) => (RunState::Rejected, Some(why.to_owned())),
@@ -238,7 +255,7 @@ async fn insert_run(
         covered: Set(repeat.and_then(|r| r.covered.clone())),
         held_by: Set(None),
         held_base: Set(None),
-        produced_at: Set(Some(now)),
+        produced_at: Set(Some(produced_at)),
         active_before: Set(None),
         approved_at: Set(None),
         created: Set(0),

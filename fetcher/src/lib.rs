@@ -29,6 +29,7 @@ use tracing::{info, warn};
 
 pub mod api;
 pub mod db;
+pub mod file_time;
 pub mod inbox;
 pub mod sources;
 

@@ -13,6 +13,7 @@
 //!   share, on SQLite or PostgreSQL;
 //! - [`stage`]: the services a stage gets and the consume loop that settles messages;
 //! - [`outbox`]: directory events, written with their changes and published from there;
+//! - [`review`]: a held or dry run's change list, read back for review;
 //! - [`supervisor`]: the install-wide chores one process does at a time (dead letters,
 //!   stalled runs, events left in the outbox);
 //! - [`runner`]: opening services from settings and running a stage as a process;
@@ -28,6 +29,7 @@ pub mod error;
 pub mod health;
 pub mod model;
 pub mod outbox;
+pub mod review;
 pub mod runner;
 pub mod secret;
 pub mod soap;

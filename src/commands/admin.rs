@@ -260,7 +260,10 @@ pub struct ApproveArgs {
     pub run: RunId,
 }
 
-/// Runs `roster approve`: lets a held run through the brake and waits for it.
+/// Runs `roster approve` (and `roster runs approve`): lets a held run through the brakes
+/// and waits for it. The differ applies the plan that was held while the directory is as
+/// it was then; otherwise it plans afresh, and the run is held again if a brake trips.
+/// Exit codes as `roster import`'s.
 pub async fn approve(store: StoreSettings, args: ApproveArgs) -> anyhow::Result<ExitCode> {
     let app = App::open_quiet(store, args.broker.clone()).await?;
     let db = &app.services.db;
@@ -271,7 +274,7 @@ pub async fn approve(store: StoreSettings, args: ApproveArgs) -> anyhow::Result<
         bail!("run {} is {}, not held", args.run, run.state);
     }
     let env = Envelope::new(
-        MessageId::derived(&["approved", &run.id]),
+        MessageId::derived(&["approved", &run.id, &run.generation.to_string()]),
         args.tenant.clone(),
         args.run,
         runs::parsed_body(&run),

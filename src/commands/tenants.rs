@@ -28,7 +28,8 @@ pub enum TenantsCommand {
     /// logins; sources no longer in it are disabled (their history kept). Exit codes: 0
     /// applied, 2 the file is wrong and nothing changed, 1 anything else.
     Apply(ApplyArgs),
-    /// Lists the tenants: sources, push login, when first seen.
+    /// Lists the tenants: sources, push login, the brake thresholds in force (a tenant's
+    /// own marked `*`) and its file-time pattern.
     List(ListArgs),
 }
 
@@ -49,6 +50,9 @@ pub struct ListArgs {
     /// Print a JSON array.
     #[arg(long)]
     pub json: bool,
+    /// The brakes' defaults (as the differ has them), under each tenant's own thresholds.
+    #[command(flatten)]
+    pub brake: roster_differ::BrakeSettings,
 }
 
 /// `roster sources ...`.
@@ -125,12 +129,18 @@ async fn list(store: StoreSettings, args: ListArgs) -> anyhow::Result<ExitCode> 
         let sources = sources_db::list(&db, &tenant).await?;
         let enabled = sources.iter().filter(|s| s.enabled).count();
         let failing = sources.iter().filter(|s| s.enabled && s.failing).count();
+        let safety = tenants::safety(db.conn(), &tenant).await?;
+        let brakes = args.brake.brake().with(&safety.brakes);
+        let own = serde_json::to_value(safety.brakes)?;
         rows.push(json!({
             "tenant": tenant.as_str(),
             "sources": enabled,
             "disabled_sources": sources.len() - enabled,
             "failing_sources": failing,
             "push": push.iter().any(|p| p == tenant.as_str()),
+            "brakes": brakes,
+            "own_brakes": own.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()),
+            "file_time": safety.file_time,
         }));
     }
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -140,23 +150,52 @@ async fn list(store: StoreSettings, args: ListArgs) -> anyhow::Result<ExitCode> 
     } else {
         writeln!(
             out,
-            "{:<32}  {:>7}  {:>8}  {:>7}  push",
-            "tenant", "sources", "disabled", "failing"
+            "{:<32}  {:>7}  {:>8}  {:>7}  {:<4}  brakes (* the tenant's own)",
+            "tenant", "sources", "disabled", "failing", "push"
         )?;
         for r in &rows {
             writeln!(
                 out,
-                "{:<32}  {:>7}  {:>8}  {:>7}  {}",
+                "{:<32}  {:>7}  {:>8}  {:>7}  {:<4}  {}",
                 r["tenant"].as_str().unwrap_or_default(),
                 r["sources"],
                 r["disabled_sources"],
                 r["failing_sources"],
-                if r["push"] == true { "yes" } else { "no" }
+                if r["push"] == true { "yes" } else { "no" },
+                brakes_text(r)
             )?;
         }
     }
     out.flush()?;
     Ok(super::ok())
+}
+
+/// A tenant row's brakes in one line: `name=value`, a tenant's own marked `*`, then the
+/// file-time pattern if any.
+fn brakes_text(row: &serde_json::Value) -> String {
+    let own: Vec<&str> = row["own_brakes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let mut parts: Vec<String> = row["brakes"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    let mark = if own.contains(&k.as_str()) { "*" } else { "" };
+                    format!("{k}={v}{mark}")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(ft) = row["file_time"].as_object() {
+        parts.push(format!(
+            "file_time={}|{}",
+            ft["regex"].as_str().unwrap_or_default(),
+            ft["format"].as_str().unwrap_or_default()
+        ));
+    }
+    parts.join(" ")
 }
 
 /// Runs `roster sources ...`.

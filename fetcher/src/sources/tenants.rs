@@ -54,6 +54,10 @@ pub struct TenantSpec {
     /// and `groups-mapping.csv`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<roster_shared::model::related::BundleFiles>,
+    /// Its brake thresholds over the defaults, and how its file names carry the time a
+    /// file was produced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<roster_shared::model::safety::Safety>,
 }
 
 /// A tenant's `mapping:`.
@@ -215,6 +219,16 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<TenantsFile, Invalid
         }
         if let Some(bundle) = &tenant.bundle {
             problems.extend(bundle.problems(&format!("{at}.bundle")));
+        }
+        if let Some(safety) = &tenant.safety {
+            problems.extend(safety.problems(&format!("{at}.safety")));
+            if let Some(Err(e)) = safety
+                .file_time
+                .as_ref()
+                .map(crate::file_time::FileTimePattern::new)
+            {
+                problems.push(format!("{at}.safety.file_time.{e}"));
+            }
         }
         for (i, name) in tenant.organizations.iter().flatten().enumerate() {
             if name.trim().is_empty() {
@@ -432,6 +446,7 @@ pub async fn apply(db: &Db, file: &TenantsFile) -> Result<ApplySummary, DbErr> {
         .await?;
         roster_shared::db::tenants::set_bundle_files(&txn, &tenant_id, tenant.bundle.as_ref())
             .await?;
+        roster_shared::db::tenants::set_safety(&txn, &tenant_id, tenant.safety.as_ref()).await?;
         if let Some(mapping) = &tenant.mapping {
             let (columns, _) = mapping.columns("");
             roster_shared::db::tenants::declare_mapping(
@@ -460,6 +475,7 @@ pub async fn apply(db: &Db, file: &TenantsFile) -> Result<ApplySummary, DbErr> {
         summary.sources_disabled += db::disable_all(&txn, &tenant_id).await?;
         roster_shared::db::tenants::set_organizations(&txn, &tenant_id, None).await?;
         roster_shared::db::tenants::set_bundle_files(&txn, &tenant_id, None).await?;
+        roster_shared::db::tenants::set_safety(&txn, &tenant_id, None).await?;
         if db::declare_push(&txn, &tenant_id, None).await? {
             summary.push_changed += 1;
         }

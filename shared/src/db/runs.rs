@@ -298,15 +298,17 @@ pub async fn reopen(db: &Db, tenant: &TenantId, id: RunId, to: RunState) -> Resu
     Ok(n > 0)
 }
 
-/// Clears a held run for planning again (`held` to `parsed`, approved). Returns whether
-/// it was held.
+/// Clears a held run for planning again (`held` to `parsed`, approved, `approved_at`
+/// now): the differ applies the plan the operator reviewed while the directory is as it
+/// was when the run was held, and plans (and brakes) afresh otherwise. Returns whether it
+/// was held.
 pub async fn approve(db: &Db, tenant: &TenantId, id: RunId) -> Result<bool, DbErr> {
     let n = exec(
         db.conn(),
         raw(
             db.backend(),
             "UPDATE runs SET state = $5, approved = $1, finished_at = NULL, \
-             updated_at = $2 WHERE id = $3 AND tenant_id = $4 AND state = $6",
+             updated_at = $2, approved_at = $2 WHERE id = $3 AND tenant_id = $4 AND state = $6",
             vec![
                 true.into(),
                 Utc::now().into(),
@@ -319,6 +321,20 @@ pub async fn approve(db: &Db, tenant: &TenantId, id: RunId) -> Result<bool, DbEr
     )
     .await?;
     Ok(n > 0)
+}
+
+/// Drops a held run an operator rejected: `rejected`, with `why` as its reason (the
+/// brakes that held it stay in `held_by`). Returns false when the run is not held.
+pub async fn reject(db: &Db, tenant: &TenantId, id: RunId, why: &str) -> Result<bool, DbErr> {
+    transition(
+        db.conn(),
+        tenant,
+        id,
+        &[RunState::Held],
+        RunState::Rejected,
+        Some(why),
+    )
+    .await
 }
 
 /// The run's change counts as stored.

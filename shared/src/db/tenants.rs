@@ -12,6 +12,7 @@ use crate::model::ids::TenantId;
 use crate::model::mapping::ValueRules;
 use crate::model::person::{MappingTarget, UnknownTarget};
 use crate::model::related::BundleFiles;
+use crate::model::safety::Safety;
 
 /// Every tenant known to the database (the one query that spans tenants).
 pub async fn list(db: &Db) -> Result<Vec<TenantId>, DbErr> {
@@ -194,6 +195,27 @@ pub async fn set_bundle_files<C: ConnectionTrait>(
         .filter(|b| **b != BundleFiles::default())
         .map(|b| serde_json::to_string(b).expect("strings serialise"));
     set_json_column(conn, tenant, tenant::Column::BundleFiles, json).await
+}
+
+/// Sets the tenant's safety settings through `conn` (`None` or the defaults: `NULL`). The
+/// tenant must exist ([`ensure`]).
+pub async fn set_safety<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    safety: Option<&Safety>,
+) -> Result<(), DbErr> {
+    let json = safety
+        .filter(|s| !s.is_default())
+        .map(|s| serde_json::to_string(s).expect("settings serialise"));
+    set_json_column(conn, tenant, tenant::Column::Safety, json).await
+}
+
+/// The tenant's safety settings (the defaults for a tenant not known yet, or without any).
+pub async fn safety<C: ConnectionTrait>(conn: &C, tenant: &TenantId) -> Result<Safety, DbErr> {
+    let row = tenant::Entity::find_by_id(tenant.as_str())
+        .one(conn)
+        .await?;
+    json_column(row.and_then(|r| r.safety), "tenants.safety")
 }
 
 /// Sets one of the tenant's JSON columns (`None`: `NULL`): the writing side of

@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeSet;
+
 use crate::model::person::Person;
-use crate::model::record::Record;
+use crate::model::record::{Record, RecordField};
 
 /// The state of a stored person that a change is checked against: the content hash
 /// ([`Person::content_hash`]) and the activity flag.
@@ -153,6 +155,36 @@ impl ChangeCounts {
     pub fn total(&self) -> u64 {
         self.created + self.updated + self.deactivated + self.reactivated
     }
+}
+
+/// The fields (and extra attributes, as `extra.<name>`) whose values differ between
+/// `before` and `after`, with both values (`None`: absent). Activity is included when it
+/// changed. Fields come in table order, then extras by name.
+pub fn field_changes<R: Record>(before: &R, after: &R) -> Vec<FieldChange> {
+    let present = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+    let mut out = Vec::new();
+    for field in R::Field::ALL {
+        let (old, new) = (before.display(*field), after.display(*field));
+        if old != new {
+            out.push(FieldChange {
+                field: field.name().to_owned(),
+                old: present(old),
+                new: present(new),
+            });
+        }
+    }
+    let names: BTreeSet<&String> = before.extra().keys().chain(after.extra().keys()).collect();
+    for name in names {
+        let (old, new) = (before.extra().get(name), after.extra().get(name));
+        if old != new {
+            out.push(FieldChange {
+                field: format!("extra.{name}"),
+                old: old.cloned(),
+                new: new.cloned(),
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]

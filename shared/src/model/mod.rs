@@ -10,7 +10,8 @@
 //! - [`envelope`]: the messages stages hand each other;
 //! - [`snapshot`]: the sorted snapshot file between parser and differ;
 //! - [`related`]: groups, memberships and contact details, planned beside people;
-//! - [`safety`]: a tenant's brake thresholds and file-time pattern.
+//! - [`safety`]: a tenant's brake thresholds and file-time pattern;
+//! - [`review`]: what a run would do, person by person, as a reviewer reads it.
 //!
 //! Closed sets (states, formats, modes, ...) are declared with [`text_enum!`]: each value
 //! has one name, used alike in messages, the database and on the command line, and an
@@ -23,6 +24,7 @@ pub mod mapping;
 pub mod person;
 pub mod record;
 pub mod related;
+pub mod review;
 pub mod run;
 pub mod safety;
 pub mod snapshot;
@@ -162,6 +164,7 @@ mod tests {
             ("person.rs", include_str!("person.rs")),
             ("record.rs", include_str!("record.rs")),
             ("related.rs", include_str!("related.rs")),
+            ("review.rs", include_str!("review.rs")),
             ("run.rs", include_str!("run.rs")),
             ("safety.rs", include_str!("safety.rs")),
             ("snapshot.rs", include_str!("snapshot.rs")),
