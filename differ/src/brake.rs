@@ -249,10 +249,11 @@ impl Brake {
     /// active, nobody applied in the window) trips none.
     pub fn check_all(&self, o: &Observed) -> Vec<Trip> {
         let mut trips = Vec::new();
+        // The population at the window's start (the most the leak counts against).
         let baseline = o.window.baseline.unwrap_or(o.active);
         let deactivated = o.counts.deactivated;
         let total = deactivated + o.window.deactivated;
-        let limit = self.limit(baseline);
+        let limit = self.limit(baseline.max(o.active));
         if deactivated > 0 && total > limit {
             let earlier = if o.window.deactivated > 0 {
                 format!(

@@ -420,14 +420,19 @@ pub async fn directory_base<C: ConnectionTrait>(conn: &C, tenant: &TenantId) -> 
     Ok(last.map_or(0, |r| r.seq))
 }
 
-/// When the file of the tenant's newest applied run was produced (`None`: no applied
-/// run, or none that knows).
+/// The name of the newest file (by when it was produced) among the tenant's applied runs
+/// that arrived before run `seq`, and when it was produced (`None`: no such run). A run
+/// whose file is older arrived after a newer file was applied: it is `stale`. (Runs that
+/// arrived after it and were applied while it waited, held or dead-lettered, do not make
+/// it stale: an approval or a replay plans it against today's directory.)
 pub async fn newest_applied_file<C: ConnectionTrait>(
     conn: &C,
     tenant: &TenantId,
+    seq: i64,
 ) -> Result<Option<(String, chrono::DateTime<Utc>)>, DbErr> {
     let newest = run::Entity::find()
         .filter(run::Column::TenantId.eq(tenant.as_str()))
+        .filter(run::Column::Seq.lt(seq))
         .filter(run::Column::State.eq(RunState::Applied))
         .filter(run::Column::DryRun.eq(false))
         .filter(run::Column::ProducedAt.is_not_null())
@@ -468,10 +473,12 @@ pub async fn window<C: ConnectionTrait>(
     Ok(crate::brake::Window {
         runs: runs.len() as u64,
         deactivated: runs.iter().map(|r| r.deactivated.max(0) as u64).sum(),
+        // A first import (nobody active before it) starts no baseline.
         baseline: runs
-            .first()
-            .and_then(|r| r.active_before)
-            .map(|a| a.max(0) as u64),
+            .iter()
+            .filter_map(|r| r.active_before)
+            .find(|a| *a > 0)
+            .map(|a| a as u64),
     })
 }
 
@@ -484,8 +491,6 @@ pub struct Hold<'a> {
     pub base: i64,
     /// Active people then.
     pub active: u64,
-    /// What the run would do.
-    pub counts: ChangeCounts,
     /// Put before the brakes' reasons (why it is held again, say).
     pub prefix: &'a str,
     /// Where what it would do is stored, for review.
@@ -493,8 +498,8 @@ pub struct Hold<'a> {
 }
 
 /// Holds a run that brakes stopped: state `held` with the reason, the brakes' names,
-/// the directory version it was planned against, the active people then and what it
-/// would do. Clears an earlier approval (an approved run held again needs approving
+/// the directory version it was planned against, the active people then and where its
+/// change list is (its counts stay as they were: the writer adds them up when applied). Clears an earlier approval (an approved run held again needs approving
 /// again). Returns whether this call moved it.
 pub async fn hold<C: ConnectionTrait>(
     conn: &C,
@@ -507,7 +512,6 @@ pub async fn hold<C: ConnectionTrait>(
         trips,
         base,
         active,
-        counts,
         prefix,
         changes_key,
     } = *hold;
@@ -528,16 +532,6 @@ pub async fn hold<C: ConnectionTrait>(
         )
         .col_expr(run::Column::ActiveBefore, Expr::value(active as i64))
         .col_expr(run::Column::Approved, Expr::value(false))
-        .col_expr(run::Column::Created, Expr::value(counts.created as i64))
-        .col_expr(run::Column::Updated, Expr::value(counts.updated as i64))
-        .col_expr(
-            run::Column::Deactivated,
-            Expr::value(counts.deactivated as i64),
-        )
-        .col_expr(
-            run::Column::Reactivated,
-            Expr::value(counts.reactivated as i64),
-        )
         .col_expr(run::Column::FinishedAt, Expr::value(now))
         .col_expr(run::Column::UpdatedAt, Expr::value(now))
         .filter(run::Column::Id.eq(id.to_string()))

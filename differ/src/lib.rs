@@ -153,7 +153,7 @@ pub async fn handle(
         )));
     }
     if let Some(produced) = run.produced_at
-        && let Some((newer, newest)) = db::newest_applied_file(db.conn(), tenant).await?
+        && let Some((newer, newest)) = db::newest_applied_file(db.conn(), tenant, run.seq).await?
         && produced < newest
     {
         let why = format!(
@@ -195,7 +195,10 @@ pub async fn handle(
     // An approval lets through the plan the operator reviewed; if the directory moved
     // since the run was held, the run is planned afresh and braked like any other.
     let approved_as_held = run.approved && run.held_base.is_none_or(|held| held == base);
-    if !approved_as_held {
+    // A run planned before (diffed or applying: a redelivery after a crash) passed the
+    // brakes then; braking its re-plan would weigh it against its own partial work.
+    let passed_before = matches!(run.state, RunState::Diffed | RunState::Applying);
+    if !approved_as_held && !passed_before {
         let key = &env.body.snapshot_key;
         let open = || async { Ok(services.blobs.open(key).await?) };
         let trips = check_brakes(
@@ -224,7 +227,6 @@ pub async fn handle(
                 trips: &trips,
                 base,
                 active,
-                counts: summary.counts,
                 prefix: again,
                 changes_key: changes_key.as_deref(),
             };

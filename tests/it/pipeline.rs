@@ -132,7 +132,7 @@ async fn planned_run(app: &App, tenant: &TenantId, batches: u32) -> RunId {
         Some(1)
     );
     assert!(
-        differ_db::set_plan(db, tenant, id, 1, batches, 0, 0)
+        differ_db::set_plan(db, tenant, id, 1, batches, 0, 0, 0)
             .await
             .unwrap()
     );
