@@ -385,7 +385,8 @@ pub async fn set_plan(
             db.backend(),
             &format!(
                 "UPDATE runs SET state = $8, batches_total = $1, unchanged = $2, \
-                 diffed_at = $3, diff_ms = $4, updated_at = $3, active_before = $9 \
+                 diffed_at = $3, diff_ms = $4, updated_at = $3, \
+                 active_before = COALESCE(active_before, $9) \
                  WHERE id = $5 AND tenant_id = $6 AND generation = $7 AND state IN ({})",
                 runs::states_sql(&RunState::PLANNABLE)
             ),

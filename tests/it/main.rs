@@ -14,6 +14,7 @@ mod probes;
 mod property;
 mod push_tool;
 mod remote;
+mod safety;
 mod sources;
 mod ssh;
 mod supervisor;
