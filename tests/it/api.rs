@@ -89,6 +89,12 @@ impl Api {
         }
     }
 
+    fn post(&self, token: &str, path: &str) -> Answer {
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Authorization: Bearer {token}");
+        self.curl(&["-X", "POST", &url, "-H", &auth])
+    }
+
     fn get(&self, token: Option<&str>, path: &str) -> Answer {
         let url = format!("{}{path}", self.base);
         let auth = token.map(|t| format!("Authorization: Bearer {t}"));
@@ -324,6 +330,51 @@ pub fn uploads_are_imported_polled_and_tried_in_the_sandbox(backend: &str) {
         i.emails(&t, false).len(),
         3,
         "a held import deactivates no one"
+    );
+    // Reviewed field by field, as `roster runs show --changes --json` lists it.
+    let review = api.get(Some(&live), &format!("/v1/imports/{id}/review"));
+    assert_eq!(review.status, 200, "{}", review.text());
+    let review = review.json();
+    assert_eq!(review["held_by"][0], "deactivations", "{review}");
+    assert_eq!(review["totals"]["deactivated"], 2, "{review}");
+    let cli = i
+        .roster(&["runs", "show", &id, "--changes", "--json"])
+        .json();
+    assert_eq!(review, cli, "the API and the command line list the same");
+    // The sandbox cannot see it, a live token can approve it once.
+    api.post(&sandbox, &format!("/v1/imports/{id}/approve"))
+        .refused(404, "not_found");
+    let approved = api.post(&live, &format!("/v1/imports/{id}/approve"));
+    assert_eq!(approved.status, 202, "{}", approved.text());
+    let done = api.wait(&live, &id, &["done", "held", "rejected", "error"]);
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["counts"]["deactivated"], 2, "{done}");
+    assert_eq!(i.emails(&t, false), ["ann@x.com"]);
+    api.post(&live, &format!("/v1/imports/{id}/approve"))
+        .refused(409, "not_held");
+    // Another held one, rejected: nothing applied.
+    let everyone = i.file(
+        "everyone.csv",
+        "Primary Email,Name\nann@x.com,Ann Lee\nbo@x.com,Bo Chen\ncy@x.com,Cy Diaz\n",
+    );
+    let back = api.accepted(&live, &[&everyone], &[]);
+    let back = api.wait(&live, &back, &["done", "held", "rejected", "error"]);
+    assert_eq!(back["status"], "done", "{back}");
+    let id = api.accepted(&live, &[&only_ann], &[]);
+    let held = api.wait(&live, &id, &["done", "held", "rejected", "error"]);
+    assert_eq!(held["status"], "held", "{held}");
+    let rejected = api.post(&live, &format!("/v1/imports/{id}/reject"));
+    assert_eq!(rejected.status, 200, "{}", rejected.text());
+    assert_eq!(
+        (&rejected.json()["status"], &rejected.json()["state"]),
+        (&"rejected".into(), &"rejected".into())
+    );
+    api.get(Some(&live), &format!("/v1/imports/{id}/review"))
+        .refused(409, "no_changes");
+    assert_eq!(
+        i.emails(&t, false).len(),
+        3,
+        "a rejected import changes nothing"
     );
 
     // A file without an email column is refused as a whole.

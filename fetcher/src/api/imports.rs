@@ -434,13 +434,22 @@ pub async fn status(
     Path(id): Path<String>,
 ) -> Result<Json<ImportStatus>, ApiError> {
     let run = visible(&state, &caller, &id).await?;
+    describe(&state, &caller, run).await.map(Json)
+}
+
+/// The status of `run` as the API shows it.
+async fn describe(
+    state: &ApiState,
+    caller: &Caller,
+    run: run::Model,
+) -> Result<ImportStatus, ApiError> {
     let run_id: RunId = run.id.parse().map_err(|e| ApiError::internal(&e))?;
     let mut errors =
         runs::errors(&state.services.db, &caller.tenant, run_id, MAX_ERRORS + 1).await?;
     let errors_truncated = errors.len() as u64 > MAX_ERRORS;
     errors.truncate(MAX_ERRORS as usize);
     let counts = runs::counts(&run);
-    Ok(Json(ImportStatus {
+    Ok(ImportStatus {
         id: run.id.clone(),
         status: Status::of(&run),
         state: run.state.name().into(),
@@ -484,7 +493,7 @@ pub async fn status(
         parsed_at: run.parsed_at,
         finished_at: run.finished_at,
         updated_at: run.updated_at,
-    }))
+    })
 }
 
 /// Streams the blob `key` as `content_type`.
@@ -592,4 +601,187 @@ pub async fn changes(
         )),
         _ => Err(not_ready("planned")),
     }
+}
+
+/// A held import that is not held (or a dry run, which nothing applies).
+fn not_held(run: &run::Model) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "not_held",
+        format!(
+            "{}: the import is {}{}; only a held import is approved or rejected",
+            run.id,
+            run.state,
+            if run.dry_run { " (a dry run)" } else { "" }
+        ),
+    )
+}
+
+/// What a held import (or a dry run) would do, person by person and field by field: the
+/// list `roster runs show RUN --changes --json` prints.
+#[utoipa::path(
+    get,
+    path = "/v1/imports/{id}/review",
+    tag = "imports",
+    params(("id" = String, Path, description = "The import's id")),
+    responses(
+        (status = 200, description = "The change list", body = ReviewDoc),
+        (status = 401, description = "No token, or not a valid one", body = ErrorBody),
+        (status = 403, description = "The token was revoked", body = ErrorBody),
+        (status = 404, description = "No such import for this token", body = ErrorBody),
+        (status = 409, description = "Neither held nor a planned dry run", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn review(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let run = visible(&state, &caller, &id).await?;
+    match roster_shared::review::change_list(&state.services.blobs, &run).await {
+        Ok(list) => Ok(Json(list).into_response()),
+        Err(e @ roster_shared::review::ReviewError::NoPlan { .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_changes",
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
+
+/// Approves a held import: it is applied as reviewed (planned afresh, and held again if a
+/// brake trips, when the directory changed since it was held). Poll its status.
+#[utoipa::path(
+    post,
+    path = "/v1/imports/{id}/approve",
+    tag = "imports",
+    params(("id" = String, Path, description = "The import's id")),
+    responses(
+        (status = 202, description = "Approved: being applied", body = ImportStatus),
+        (status = 401, description = "No token, or not a valid one", body = ErrorBody),
+        (status = 403, description = "The token was revoked", body = ErrorBody),
+        (status = 404, description = "No such import for this token", body = ErrorBody),
+        (status = 409, description = "The import is not held", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn approve(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ImportStatus>), ApiError> {
+    let run = visible(&state, &caller, &id).await?;
+    let run_id: RunId = run.id.parse().map_err(|e| ApiError::internal(&e))?;
+    if run.dry_run || !runs::approve(&state.services.db, &caller.tenant, run_id).await? {
+        return Err(not_held(&run));
+    }
+    let env = roster_shared::model::envelope::Envelope::new(
+        roster_shared::model::ids::MessageId::derived(&[
+            "approved",
+            &run.id,
+            &run.generation.to_string(),
+        ]),
+        caller.tenant.clone(),
+        run_id,
+        runs::parsed_body(&run),
+    );
+    state
+        .services
+        .publish(
+            roster_shared::transport::Queue::Parsed,
+            &env,
+            Some(&run.file_name),
+        )
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    info!(tenant = %caller.tenant, run = %run.id, "held import approved");
+    let now = runs::get(&state.services.db, &caller.tenant, run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&id))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(describe(&state, &caller, now).await?),
+    ))
+}
+
+/// Rejects a held import: nothing of it is applied, and it ends `rejected`.
+#[utoipa::path(
+    post,
+    path = "/v1/imports/{id}/reject",
+    tag = "imports",
+    params(("id" = String, Path, description = "The import's id")),
+    responses(
+        (status = 200, description = "Rejected", body = ImportStatus),
+        (status = 401, description = "No token, or not a valid one", body = ErrorBody),
+        (status = 403, description = "The token was revoked", body = ErrorBody),
+        (status = 404, description = "No such import for this token", body = ErrorBody),
+        (status = 409, description = "The import is not held", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn reject(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ImportStatus>, ApiError> {
+    let run = visible(&state, &caller, &id).await?;
+    let run_id: RunId = run.id.parse().map_err(|e| ApiError::internal(&e))?;
+    let why = "rejected through the import API";
+    if run.dry_run || !runs::reject(&state.services.db, &caller.tenant, run_id, why).await? {
+        return Err(not_held(&run));
+    }
+    state
+        .services
+        .discard_snapshot(&caller.tenant, run_id)
+        .await;
+    info!(tenant = %caller.tenant, run = %run.id, "held import rejected");
+    let now = runs::get(&state.services.db, &caller.tenant, run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&id))?;
+    Ok(Json(describe(&state, &caller, now).await?))
+}
+
+/// A change list (the document of `GET /v1/imports/{id}/review`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReviewDoc {
+    /// The import's id.
+    pub run: Option<String>,
+    /// The run's state (`held`, or `planned` for a dry run).
+    pub state: String,
+    /// The brakes that hold it (or would): `deactivations`, `attribute_churn`,
+    /// `population_drift`.
+    pub held_by: Vec<String>,
+    /// Changes by kind (`created`, `updated`, `deactivated`, `reactivated`), zero included.
+    pub totals: std::collections::BTreeMap<String, u64>,
+    /// Every change, in email order.
+    pub changes: Vec<ReviewChangeDoc>,
+}
+
+/// One person's change in a [`ReviewDoc`].
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReviewChangeDoc {
+    /// The person.
+    pub email: String,
+    /// `created`, `updated`, `deactivated` or `reactivated`.
+    pub kind: String,
+    /// The fields that change (a creation: every field it sets).
+    pub fields: Vec<FieldChangeDoc>,
+}
+
+/// One field's change in a [`ReviewChangeDoc`].
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldChangeDoc {
+    /// The field's name (`extra.<header>` for extra attributes).
+    pub field: String,
+    /// Its value before (`null`: empty).
+    pub old: Option<String>,
+    /// Its value after (`null`: empty).
+    pub new: Option<String>,
 }

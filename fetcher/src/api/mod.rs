@@ -95,6 +95,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/imports/{id}", get(imports::status))
         .route("/v1/imports/{id}/rejects", get(imports::rejects))
         .route("/v1/imports/{id}/changes", get(imports::changes))
+        .route("/v1/imports/{id}/review", get(imports::review))
+        .route("/v1/imports/{id}/approve", post(imports::approve))
+        .route("/v1/imports/{id}/reject", post(imports::reject))
         .route("/v1/openapi.json", get(openapi::serve))
         .with_state(state)
 }

@@ -20,7 +20,15 @@ use super::imports;
             a token sees only its tenant's imports, a sandbox token only its dry runs.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    paths(imports::create, imports::status, imports::rejects, imports::changes),
+    paths(
+        imports::create,
+        imports::status,
+        imports::rejects,
+        imports::changes,
+        imports::review,
+        imports::approve,
+        imports::reject
+    ),
     components(schemas(
         ErrorBody,
         imports::Accepted,
@@ -30,6 +38,9 @@ use super::imports;
         imports::Status,
         imports::TypeDoc,
         imports::ModeDoc,
+        imports::ReviewDoc,
+        imports::ReviewChangeDoc,
+        imports::FieldChangeDoc,
     )),
     modifiers(&Bearer),
     tags((name = "imports", description = "Uploading files and following their imports"))
