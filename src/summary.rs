@@ -127,6 +127,10 @@ pub struct Summary {
     /// has none, or nothing of them was applied yet).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub related: Option<RelatedCounts>,
+    /// A dry run's change list, when asked for (`--changes`): printed in place of the
+    /// summary, which it then carries under `summary`.
+    #[serde(skip)]
+    pub changes: Option<roster_shared::model::review::ChangeList>,
 }
 
 impl Summary {
@@ -169,6 +173,7 @@ impl Summary {
                     .and_then(|c| serde_json::from_str(c).ok())
                     .unwrap_or_default()
             }),
+            changes: None,
         }
     }
 
@@ -205,6 +210,7 @@ impl Summary {
             file: file.to_owned(),
             mode,
             related: None,
+            changes: None,
         }
     }
 
@@ -232,6 +238,7 @@ impl Summary {
             file: file.to_owned(),
             mode,
             related: None,
+            changes: None,
         }
     }
 

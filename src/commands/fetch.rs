@@ -46,6 +46,10 @@ pub struct FetchArgs {
     /// Fetch and show what would change; write nothing (here or on the server).
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: list what would change, person by person and field by field, as
+    /// `roster import --dry-run --changes` does.
+    #[arg(long, requires = "dry_run")]
+    pub changes: bool,
     /// Print each run's summary as one JSON object per line.
     #[arg(long)]
     pub json: bool,
@@ -175,6 +179,7 @@ async fn dry_run(
                     ignore_encoding: file.ignore_encoding,
                     pipeline: &args.pipeline,
                     dump: None,
+                    changes: args.changes,
                 },
             )
             .await

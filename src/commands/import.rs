@@ -18,6 +18,8 @@ use roster_shared::db::{Db, runs, tenants};
 use roster_shared::model::envelope::{Format, SyncMode};
 use roster_shared::model::ids::TenantId;
 use roster_shared::model::related::RelatedCounts;
+use roster_shared::model::review::ChangeList;
+use roster_shared::model::run::RunState;
 use roster_shared::stage::Progress;
 
 use crate::app::{App, read_db};
@@ -52,6 +54,11 @@ pub struct ImportArgs {
     /// With --dry-run: also write the planned changes to this file, as JSON lines.
     #[arg(long, requires = "dry_run")]
     pub dump: Option<PathBuf>,
+    /// With --dry-run: list what would change, person by person and field by field (the
+    /// list `roster runs show RUN --changes` shows; with --json its document, the summary
+    /// under `summary`).
+    #[arg(long, requires = "dry_run")]
+    pub changes: bool,
     /// Encoding of a file without a byte-order mark, if not UTF-8 (e.g. windows-1252).
     #[arg(long)]
     pub encoding: Option<String>,
@@ -122,14 +129,26 @@ pub async fn run(store: StoreSettings, args: ImportArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::from(summary.exit_code()))
 }
 
-/// Prints a summary on stdout.
+/// Prints a summary on stdout (a dry run's change list too, when it has one: as JSON, the
+/// list's document with the summary under `summary`).
 pub fn print(summary: &Summary, json: bool) -> anyhow::Result<()> {
     let mut out = BufWriter::new(std::io::stdout().lock());
-    if json {
-        serde_json::to_writer(&mut out, summary)?;
-        writeln!(out)?;
-    } else {
-        summary.write_text(&mut out)?;
+    match (&summary.changes, json) {
+        (Some(list), true) => {
+            let mut doc = serde_json::to_value(list)?;
+            doc["summary"] = serde_json::to_value(summary)?;
+            serde_json::to_writer(&mut out, &doc)?;
+            writeln!(out)?;
+        }
+        (Some(list), false) => {
+            summary.write_text(&mut out)?;
+            list.write_text(&mut out)?;
+        }
+        (None, true) => {
+            serde_json::to_writer(&mut out, summary)?;
+            writeln!(out)?;
+        }
+        (None, false) => summary.write_text(&mut out)?,
     }
     out.flush()?;
     Ok(())
@@ -185,6 +204,7 @@ async fn dry_run(store: StoreSettings, args: &ImportArgs, name: String) -> anyho
             ignore_encoding: args.ignore_encoding,
             pipeline: &args.pipeline,
             dump: args.dump.as_deref(),
+            changes: args.changes,
         },
     )
     .await
@@ -210,6 +230,8 @@ pub struct DryRun<'a> {
     pub pipeline: &'a PipelineSettings,
     /// Where to write the planned changes as JSON lines, if anywhere.
     pub dump: Option<&'a Path>,
+    /// Whether to list the changes in the summary ([`Summary::changes`]).
+    pub changes: bool,
 }
 
 /// Parses and plans `file` against `db` in this process and writes nothing (but the
@@ -264,7 +286,15 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
             None => None,
         };
         let mut write_error = None;
+        let mut list = file
+            .changes
+            .then(|| ChangeList::new(None, RunState::Planned.name(), Vec::new()));
         let mut sink = |batch: Vec<roster_shared::model::change::Change>| {
+            if let Some(list) = list.as_mut() {
+                for change in &batch {
+                    list.push(change);
+                }
+            }
             if let Some(out) = dump.as_mut() {
                 for change in batch {
                     let line = serde_json::to_writer(&mut *out, &change)
@@ -284,8 +314,7 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
             Some(&parsed.covered),
             mode,
             file.pipeline.brake.brake(),
-            file.dump
-                .is_some()
+            (file.dump.is_some() || file.changes)
                 .then_some(&mut sink as &mut (dyn FnMut(_) + Send)),
             parsed.related.as_ref(),
         )
@@ -302,12 +331,16 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
         if let Some(mut out) = dump {
             out.flush()?;
         }
-        anyhow::Ok(plan)
+        let list = list.map(|mut list| {
+            list.held_by.clone_from(&plan.held_by);
+            list
+        });
+        anyhow::Ok((plan, list))
     }
     .await;
     let _ = std::fs::remove_file(&snapshot);
     bar.finish();
-    let plan = result?;
+    let (plan, list) = result?;
     if let Some(why) = plan.refused {
         return Ok(Summary::refused(tenant, &name, mode, why));
     }
@@ -329,6 +362,7 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
     if parsed.related.is_some() {
         summary.related = Some(RelatedCounts::of(&plan.related.changes));
     }
+    summary.changes = list;
     Ok(summary)
 }
 

@@ -310,6 +310,24 @@ pub fn uploads_are_imported_polled_and_tried_in_the_sandbox(backend: &str) {
             "{}",
             lines[0]
         );
+        // Its review is the list `roster import --dry-run --changes` makes of the file.
+        let review = api.get(Some(token), &format!("/v1/imports/{id}/review"));
+        assert_eq!(review.status, 200, "{}", review.text());
+        let review = review.json();
+        let local = i.roster(&[
+            "import",
+            "--tenant",
+            &t,
+            "--dry-run",
+            "--changes",
+            "--json",
+            tried.to_str().unwrap(),
+        ]);
+        let local = local.json();
+        for key in ["held_by", "totals", "changes"] {
+            assert_eq!(review[key], local[key], "{key}: {review} vs {local}");
+        }
+        assert_eq!(review["totals"]["deactivated"], 1, "{review}");
         assert_eq!(i.directory_csv(&t, true), before, "a dry run wrote nothing");
     }
     // A live run would take the dry run's place in no way: the next live import still

@@ -176,6 +176,27 @@ pub fn a_shifted_column_is_caught_by_attribute_churn(i: &Install) {
             {"field": "department", "old": "Dept 0", "new": "Sales"}
         ]})
     );
+    // A dry run of the same file lists the same, with its summary.
+    let file = i.file("shifted-again.csv", &shifted);
+    let dry = i.roster(&[
+        "import",
+        "--tenant",
+        &t,
+        "--dry-run",
+        "--changes",
+        "--json",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    let dry = dry.json();
+    assert_eq!(
+        (&dry["run"], &dry["state"]),
+        (&Value::Null, &"planned".into())
+    );
+    for key in ["held_by", "totals", "changes"] {
+        assert_eq!(dry[key], review[key], "{key}");
+    }
+    assert_eq!(dry["summary"]["updated"], 16, "{dry:#}");
     let text = i.roster(&["runs", "show", run, "--changes"]).stdout;
     assert!(text.contains("department: Dept 0 -> Sales"), "{text}");
     assert!(text.contains("held by: attribute_churn"), "{text}");
