@@ -8,8 +8,13 @@
 //!   one is `superseded`, never applied; a delta is planned against today's directory;
 //! - an announcement made for an older planning generation starts nothing;
 //! - a full snapshot with nobody in it is refused (it would deactivate everyone), and a
-//!   run of any mode that would deactivate more than the brake allows is `held` for an
-//!   operator;
+//!   run of any mode that trips a brake ([`brake`]: deactivations over a rolling window,
+//!   attribute churn, population drift; the tenant's thresholds over the defaults) is
+//!   `held` for an operator, with what it would do stored for review; an approved run is
+//!   applied as it was reviewed while the directory is as it was, and braked afresh
+//!   otherwise;
+//! - a run whose file was produced before the file of a run applied before it arrived is
+//!   `stale`, never applied;
 //! - an unchanged person costs a hash comparison; records are decoded only for changes;
 //! - planning again (a redelivery, a stale batch) starts a new generation, and the writer
 //!   ignores batches of older ones.
