@@ -162,8 +162,13 @@ enum Start<'a> {
     Repeat(&'a run::Model),
 }
 
+/// A timestamp in a file's name this far past the delivery is not believed (a typo such
+/// as 2099 would otherwise make every later file stale).
+const FUTURE_SLACK: chrono::Duration = chrono::Duration::days(1);
+
 /// When `new`'s file was produced: the timestamp its name carries when its tenant's
-/// `safety.file_time` pattern finds one, else `now` (its delivery).
+/// `safety.file_time` pattern finds one (and it is not in the future), else `now` (its
+/// delivery).
 async fn produced_at<C: ConnectionTrait>(
     conn: &C,
     new: &NewRun,
@@ -174,7 +179,8 @@ async fn produced_at<C: ConnectionTrait>(
         .file_time
         .as_ref()
         .and_then(|spec| crate::file_time::FileTimePattern::new(spec).ok())
-        .and_then(|pattern| pattern.read(&new.file_name));
+        .and_then(|pattern| pattern.read(&new.file_name))
+        .filter(|t| *t <= now + FUTURE_SLACK);
     Ok(from_name.unwrap_or(now))
 }
 

@@ -400,6 +400,15 @@ pub fn an_old_file_arriving_after_a_newer_one_is_stale(i: &Install) {
         &[],
     );
     assert_eq!(s["updated"], 3);
+    // A name from the future is not believed: it would make every later file stale.
+    let typo = i.file("export_20991231T0000.csv", crowd(3, "Typo", "active"));
+    assert_eq!(i.import_ok(&t, &typo, &[])["updated"], 3);
+    let later = i.file("people.csv", crowd(3, "Later", "active"));
+    assert_eq!(
+        i.import_ok(&t, &later, &[])["updated"],
+        3,
+        "not stale behind a file dated 2099"
+    );
 }
 
 /// Runs every case against every backend: one module per backend, one test per case.
