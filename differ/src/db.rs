@@ -367,7 +367,10 @@ pub async fn begin_plan(
 }
 
 /// Records a finished plan of `batches` batches for `generation` and moves the run to
-/// `diffed`. Returns false when a newer generation or a final state overtook it.
+/// `diffed`, with the active people its plan started from (kept from the first planning:
+/// a re-plan after a crash sees its own partial work). Returns false when a newer
+/// generation or a final state overtook it.
+#[allow(clippy::too_many_arguments)]
 pub async fn set_plan(
     db: &Db,
     tenant: &TenantId,

@@ -51,14 +51,11 @@ pub fn held_by(run: &run::Model) -> Vec<BrakeName> {
 /// The change list of `run`: people's changes in email order (related records' changes,
 /// stored beside them, are counted in the run's summary, not listed here).
 pub async fn change_list(blobs: &BlobStore, run: &run::Model) -> Result<ChangeList, ReviewError> {
-    let key = match (&run.changes_key, run.state) {
-        (Some(key), RunState::Held | RunState::Planned) => key,
-        _ => {
-            return Err(ReviewError::NoPlan {
-                run: run.id.clone(),
-                state: run.state,
-            });
-        }
+    let (Some(key), RunState::Held | RunState::Planned) = (&run.changes_key, run.state) else {
+        return Err(ReviewError::NoPlan {
+            run: run.id.clone(),
+            state: run.state,
+        });
     };
     let bytes = blobs
         .get_bytes(key)

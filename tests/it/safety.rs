@@ -113,7 +113,7 @@ pub fn deactivations_by_share_and_count_in_full_and_delta_runs(i: &Install) {
         &["--mode", "delta"],
         &["deactivations"],
     );
-    let s = i.import_ok(&c, &i.file("three.csv", &without_first(&all, 3)), &[]);
+    let s = i.import_ok(&c, &i.file("three.csv", without_first(&all, 3)), &[]);
     assert_eq!(s["deactivated"], 3);
     // `tenants list` shows the tenant's own thresholds over the defaults.
     let list = i.roster(&["tenants", "list", "--json"]).json();
@@ -258,7 +258,7 @@ pub fn a_slow_leak_is_caught_across_runs(i: &Install) {
     let ran = i.roster(&["runs", "approve", run, "--json"]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     assert_eq!(ran.json()["deactivated"], 4);
-    let s = i.import_ok(&t, &i.file("cut3.csv", &without_first(&all, 16)), &[]);
+    let s = i.import_ok(&t, &i.file("cut3.csv", without_first(&all, 16)), &[]);
     assert_eq!(s["deactivated"], 4);
 }
 
