@@ -17,3 +17,4 @@ mod remote;
 mod sources;
 mod ssh;
 mod supervisor;
+mod webhooks;
