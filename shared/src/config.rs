@@ -367,9 +367,7 @@ impl std::str::FromStr for Backoff {
                     .ok()
                     .filter(|ms| *ms > 0)
                     .map(Duration::from_millis)
-                    .ok_or_else(|| {
-                        format!("{part:?} is not a positive number of milliseconds")
-                    })
+                    .ok_or_else(|| format!("{part:?} is not a positive number of milliseconds"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if waits.is_empty() {

@@ -236,7 +236,10 @@ pub async fn invite<C: ConnectionTrait>(
 fn message_id(endpoint: &Endpoint, parts: &[&str]) -> String {
     let mut all = vec!["webhook", endpoint.url.as_str()];
     all.extend_from_slice(parts);
-    format!("msg_{}", MessageId::derived(&all).to_string().replace('-', ""))
+    format!(
+        "msg_{}",
+        MessageId::derived(&all).to_string().replace('-', "")
+    )
 }
 
 /// Records, through `conn` (the transaction that applies a batch), a message for each of

@@ -76,7 +76,8 @@ pub async fn run(store: StoreSettings, command: WebhooksCommand) -> anyhow::Resu
                         d.url,
                         d.status,
                         d.attempts,
-                        d.last_code.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                        d.last_code
+                            .map_or_else(|| "-".to_owned(), |c| c.to_string()),
                         when
                     );
                 }

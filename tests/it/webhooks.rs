@@ -188,7 +188,10 @@ fn webhooks_story(mut i: Install) {
     i.import_ok(&a, &i.file("a1.csv", people(40)), &[]);
     let second = format!("{}p40@x.com,Person 40\n,No Mail\n", people(40));
     let s = i.import_ok(&a, &i.file("a2.csv", second), &[]);
-    assert_eq!((s["created"].as_u64(), s["rejected"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (s["created"].as_u64(), s["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
     let (code, s) = i.import(&a, &i.file("a3.csv", people(6)), &[]);
     assert_eq!((code, s["status"].as_str()), (1, Some("held")), "{s:#}");
     let (code, s) = i.import(&a, &i.file("a4.csv", "Name\nX\n"), &[]);
@@ -209,17 +212,30 @@ fn webhooks_story(mut i: Install) {
             .map(|r| r.json()["type"].as_str().unwrap_or_default().to_owned())
             .collect()
     };
-    let wanted = ["run.applied", "run.held", "run.rejected", "employee.created"];
+    let wanted = [
+        "run.applied",
+        "run.held",
+        "run.rejected",
+        "employee.created",
+    ];
     let started = Instant::now();
-    i.wait_until("A's flaky endpoint to get every kind of message", Duration::from_secs(60), || {
-        let got = types(&of(&flaky));
-        wanted.iter().all(|w| got.iter().any(|g| g == w))
-            && got.iter().filter(|g| *g == "run.applied").count() == 2
-    });
-    i.wait_until("B's endpoint to get its messages", Duration::from_secs(60), || {
-        let got = types(&of(&fast_b));
-        got.contains(&"run.applied".to_owned()) && got.contains(&"employee.created".to_owned())
-    });
+    i.wait_until(
+        "A's flaky endpoint to get every kind of message",
+        Duration::from_secs(60),
+        || {
+            let got = types(&of(&flaky));
+            wanted.iter().all(|w| got.iter().any(|g| g == w))
+                && got.iter().filter(|g| *g == "run.applied").count() == 2
+        },
+    );
+    i.wait_until(
+        "B's endpoint to get its messages",
+        Duration::from_secs(60),
+        || {
+            let got = types(&of(&fast_b));
+            got.contains(&"run.applied".to_owned()) && got.contains(&"employee.created".to_owned())
+        },
+    );
     // Every request is signed with its endpoint's secret.
     for r in of(&flaky) {
         assert_signed(&r, &secret_a);
@@ -232,8 +248,29 @@ fn webhooks_story(mut i: Install) {
     }
 
     // The first message was refused (500) and came again under the same id.
+    let first = of(&flaky)[0].clone();
+    i.wait_until(
+        "the refused message to come again",
+        Duration::from_secs(30),
+        || of(&flaky).iter().filter(|r| r.id == first.id).count() >= 2,
+    );
+    // And the slow endpoint's first attempt to time out.
+    i.wait_until(
+        "a slow attempt to time out",
+        Duration::from_secs(30),
+        || {
+            let list = i
+                .roster(&["webhooks", "deliveries", "--tenant", &a, "--json"])
+                .json();
+            list.as_array().unwrap().iter().any(|d| {
+                d["last_error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("no answer within")
+            })
+        },
+    );
     let got = of(&flaky);
-    let first = &got[0];
     assert_eq!(
         got.iter().filter(|r| r.id == first.id).count(),
         2,
@@ -248,7 +285,10 @@ fn webhooks_story(mut i: Install) {
         .collect();
 
     // Run outcomes with their counts and row errors.
-    let applied: Vec<&Value> = bodies.iter().filter(|b| b["type"] == "run.applied").collect();
+    let applied: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| b["type"] == "run.applied")
+        .collect();
     let second = applied
         .iter()
         .find(|b| b["data"]["counts"]["created"] == 1)
@@ -304,7 +344,10 @@ fn webhooks_story(mut i: Install) {
         .flat_map(|b| b["data"]["events"].as_array().unwrap().clone())
         .collect();
     assert_eq!(b_created.len(), 2);
-    assert!(b_created.iter().all(|e| e["invite"] == true), "{b_created:#?}");
+    assert!(
+        b_created.iter().all(|e| e["invite"] == true),
+        "{b_created:#?}"
+    );
 
     // The listing: every delivery, with its attempts.
     let list = i
@@ -321,7 +364,10 @@ fn webhooks_story(mut i: Install) {
     // A slow endpoint delayed none of the fast one's messages: each went on its first
     // attempt within moments of being recorded, while the slow one's time out.
     let mut fast_count = 0;
-    for d in list.iter().filter(|d| d["url"] == format!("{base}/{flaky}")) {
+    for d in list
+        .iter()
+        .filter(|d| d["url"] == format!("{base}/{flaky}"))
+    {
         assert_eq!(d["status"], "delivered", "{d:#}");
         if d["attempts"] == 1 {
             let at = |k: &str| d[k].as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
@@ -338,18 +384,29 @@ fn webhooks_story(mut i: Install) {
         .iter()
         .filter(|d| d["url"] == format!("{base}/{slow}"))
         .collect();
-    assert_eq!(slow_ones.len(), fast_count, "every message goes to both endpoints");
-    assert!(slow_ones.iter().all(|d| d["status"] == "pending"), "{slow_ones:#?}");
+    assert_eq!(
+        slow_ones.len(),
+        fast_count,
+        "every message goes to both endpoints"
+    );
     assert!(
-        slow_ones
-            .iter()
-            .any(|d| d["last_error"].as_str().unwrap_or("").contains("no answer within")),
+        slow_ones.iter().all(|d| d["status"] == "pending"),
+        "{slow_ones:#?}"
+    );
+    assert!(
+        slow_ones.iter().any(|d| d["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no answer within")),
         "{slow_ones:#?}"
     );
     assert!(started.elapsed() < Duration::from_secs(60));
     let text = i.roster(&["webhooks", "deliveries", "--tenant", &a]);
     assert_eq!(text.code, 0, "{}", text.stderr);
-    assert!(text.stdout.starts_with("ID\tEVENT\tURL\tSTATUS\tATTEMPTS\tLAST_CODE"));
+    assert!(
+        text.stdout
+            .starts_with("ID\tEVENT\tURL\tSTATUS\tATTEMPTS\tLAST_CODE")
+    );
     assert!(text.stdout.contains(&first.id), "{}", text.stdout);
     // B's listing holds B's alone.
     let list_b = i

@@ -569,7 +569,10 @@ mod tests {
         let secret = problems(
             "tenants:\n  acme:\n    webhooks:\n      - {url: https://x.example/, secret: whsec_abc}\n",
         );
-        assert!(secret[0].contains("webhooks[0].secret: unknown key"), "{secret:?}");
+        assert!(
+            secret[0].contains("webhooks[0].secret: unknown key"),
+            "{secret:?}"
+        );
     }
 
     #[test]

@@ -66,7 +66,9 @@ impl MigrationTrait for Migration {
                     WebhookDeliveries::ClaimedUntil,
                 ))
                 .col(string_null(WebhookDeliveries::ClaimedBy))
-                .col(timestamp_with_time_zone_null(WebhookDeliveries::DeliveredAt))
+                .col(timestamp_with_time_zone_null(
+                    WebhookDeliveries::DeliveredAt,
+                ))
                 .to_owned(),
         )
         .await?;
