@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use roster::commands::{
     admin, directory, dlq, fetch, import, keys, push, push_tool, related, runs, serve, tenants,
-    tokens,
+    tokens, webhooks,
 };
 use roster_shared::config::{LogSettings, StoreSettings};
 
@@ -63,6 +63,9 @@ enum Command {
     /// The import API's bearer tokens: make, list, revoke.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// A tenant's webhook deliveries: what was sent to its endpoints, and how it went.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Key pairs for logging in to a customer's SFTP server.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
             Command::Fetch(args) => fetch::run(s, args).await,
             Command::Keys(cmd) => keys::run(s, cmd).await,
             Command::Tokens(cmd) => tokens::run(s, cmd).await,
+            Command::Webhooks(cmd) => webhooks::run(s, cmd).await,
             Command::PushServer(cmd) => push::run(s, cmd).await,
             // The customer's tool: no database, no server settings.
             Command::Push(args) => push_tool::run(args).await,

@@ -283,6 +283,7 @@ async fn insert_run(
         diff_ms: Set(None),
         parse_config: Set(repeat.and_then(|r| r.parse_config.clone())),
         updated_at: Set(now),
+        announced: Set(None),
     };
     run::Entity::insert(model.clone()).exec(&txn).await?;
     if let Some(of) = repeat {

@@ -31,6 +31,16 @@ pub const DEFAULT_STALL_AFTER_SECS: u64 = 120;
 pub const DEFAULT_SUPERVISE_INTERVAL_MS: u64 = 2000;
 /// Default of `ROSTER_SUPERVISOR_LEASE_SECS`.
 pub const DEFAULT_SUPERVISOR_LEASE_SECS: u64 = 15;
+/// Default of `ROSTER_WEBHOOK_BACKOFF_MS`: 5 s, 30 s, 2 min, 10 min, 30 min, then hourly.
+pub const DEFAULT_WEBHOOK_BACKOFF_MS: &str = "5000,30000,120000,600000,1800000,3600000";
+/// Default of `ROSTER_WEBHOOK_GIVE_UP_SECS`: a day.
+pub const DEFAULT_WEBHOOK_GIVE_UP_SECS: u64 = 24 * 3600;
+/// Default of `ROSTER_WEBHOOK_TIMEOUT_MS`.
+pub const DEFAULT_WEBHOOK_TIMEOUT_MS: u64 = 10_000;
+/// Default of `ROSTER_WEBHOOK_INTERVAL_MS`.
+pub const DEFAULT_WEBHOOK_INTERVAL_MS: u64 = 1000;
+/// Default of `ROSTER_WEBHOOK_ENDPOINTS_AT_ONCE`.
+pub const DEFAULT_WEBHOOK_ENDPOINTS_AT_ONCE: usize = 32;
 
 /// Where an install keeps its state. Every command and binary takes these.
 #[derive(Debug, Clone, Args)]
@@ -234,6 +244,10 @@ pub struct SupervisorSettings {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub lease_secs: u64,
+
+    /// Webhook deliveries, which every long-running process sends alongside.
+    #[command(flatten)]
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for SupervisorSettings {
@@ -242,7 +256,124 @@ impl Default for SupervisorSettings {
             stall_after_secs: DEFAULT_STALL_AFTER_SECS,
             supervise_interval_ms: DEFAULT_SUPERVISE_INTERVAL_MS,
             lease_secs: DEFAULT_SUPERVISOR_LEASE_SECS,
+            webhooks: WebhookSettings::default(),
         }
+    }
+}
+
+/// How webhook messages are sent (see [`crate::webhooks`]).
+#[derive(Debug, Clone, Args)]
+pub struct WebhookSettings {
+    /// Milliseconds to wait before each retry of a failed delivery, comma-separated; the
+    /// last one repeats until the delivery gives up.
+    #[arg(long, env = "ROSTER_WEBHOOK_BACKOFF_MS", default_value = DEFAULT_WEBHOOK_BACKOFF_MS)]
+    pub webhook_backoff_ms: Backoff,
+
+    /// Seconds after a message was recorded when its delivery gives up (`failed`).
+    #[arg(
+        long,
+        env = "ROSTER_WEBHOOK_GIVE_UP_SECS",
+        default_value_t = DEFAULT_WEBHOOK_GIVE_UP_SECS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub webhook_give_up_secs: u64,
+
+    /// Milliseconds one request to an endpoint may take, connecting included.
+    #[arg(
+        long,
+        env = "ROSTER_WEBHOOK_TIMEOUT_MS",
+        default_value_t = DEFAULT_WEBHOOK_TIMEOUT_MS,
+        value_parser = clap::value_parser!(u64).range(100..=600_000)
+    )]
+    pub webhook_timeout_ms: u64,
+
+    /// How often due deliveries and unannounced runs are looked for, in milliseconds.
+    #[arg(
+        long,
+        env = "ROSTER_WEBHOOK_INTERVAL_MS",
+        default_value_t = DEFAULT_WEBHOOK_INTERVAL_MS,
+        value_parser = clap::value_parser!(u64).range(10..=600_000)
+    )]
+    pub webhook_interval_ms: u64,
+
+    /// Endpoints a process sends to at once (each endpoint's messages go one at a time,
+    /// in order; a slow endpoint holds only its own).
+    #[arg(
+        long,
+        env = "ROSTER_WEBHOOK_ENDPOINTS_AT_ONCE",
+        default_value_t = DEFAULT_WEBHOOK_ENDPOINTS_AT_ONCE,
+        value_parser = clap::value_parser!(usize)
+    )]
+    pub webhook_endpoints_at_once: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            webhook_backoff_ms: DEFAULT_WEBHOOK_BACKOFF_MS
+                .parse()
+                .expect("the default backoff parses"),
+            webhook_give_up_secs: DEFAULT_WEBHOOK_GIVE_UP_SECS,
+            webhook_timeout_ms: DEFAULT_WEBHOOK_TIMEOUT_MS,
+            webhook_interval_ms: DEFAULT_WEBHOOK_INTERVAL_MS,
+            webhook_endpoints_at_once: DEFAULT_WEBHOOK_ENDPOINTS_AT_ONCE,
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// How long after its recording a message stops being retried.
+    pub fn give_up_after(&self) -> Duration {
+        Duration::from_secs(self.webhook_give_up_secs)
+    }
+
+    /// How long one request may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.webhook_timeout_ms)
+    }
+
+    /// How often the dispatcher looks for work.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.webhook_interval_ms)
+    }
+
+    /// Endpoints served at once, at least one.
+    pub fn endpoints_at_once(&self) -> usize {
+        self.webhook_endpoints_at_once.max(1)
+    }
+}
+
+/// Waits between retries: the `n`th failed attempt waits the `n`th, the last repeating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff(Vec<Duration>);
+
+impl Backoff {
+    /// The wait after the `attempts`th failed attempt (from 1).
+    pub fn after(&self, attempts: u32) -> Duration {
+        let i = (attempts.max(1) as usize - 1).min(self.0.len() - 1);
+        self.0[i]
+    }
+}
+
+impl std::str::FromStr for Backoff {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let waits = s
+            .split(',')
+            .map(|part| {
+                part.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| format!("{part:?} is not a positive number of milliseconds"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if waits.is_empty() {
+            return Err("give at least one wait".into());
+        }
+        Ok(Backoff(waits))
     }
 }
 

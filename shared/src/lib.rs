@@ -37,6 +37,7 @@ pub mod stage;
 pub mod supervisor;
 pub mod telemetry;
 pub mod transport;
+pub mod webhooks;
 
 pub use sea_orm;
 

@@ -52,6 +52,11 @@ pub struct Pass {
 /// Competes for the supervisor lease until `shutdown`, doing the chores while holding
 /// it; gives the lease up on the way out.
 pub async fn run(services: Services, settings: SupervisorSettings, shutdown: CancellationToken) {
+    let webhooks = tokio::spawn(crate::webhooks::run(
+        services.db.clone(),
+        settings.webhooks.clone(),
+        shutdown.clone(),
+    ));
     let me = lease::process_name();
     let mut holding = false;
     loop {
@@ -81,6 +86,7 @@ pub async fn run(services: Services, settings: SupervisorSettings, shutdown: Can
     if holding && let Err(e) = lease::release(&services.db, LEASE, &me).await {
         warn!(error = %e, "could not give the supervisor lease up; it will expire");
     }
+    let _ = webhooks.await;
 }
 
 /// One pass of the chores: archive dead letters, announce stalled runs again, publish

@@ -13,6 +13,7 @@ pub mod runs;
 pub mod serve;
 pub mod tenants;
 pub mod tokens;
+pub mod webhooks;
 
 use std::process::ExitCode;
 

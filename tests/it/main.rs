@@ -18,3 +18,4 @@ mod safety;
 mod sources;
 mod ssh;
 mod supervisor;
+mod webhooks;

@@ -38,6 +38,7 @@ use roster_shared::sea_orm::{ConnectionTrait, DbBackend, DbErr};
 use roster_shared::stage::{self, ConsumeOptions, Services};
 use roster_shared::transport::Message;
 use roster_shared::transport::Stage;
+use roster_shared::webhooks;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -197,13 +198,25 @@ pub async fn handle(
     // Nobody to receive them (an embedded install without subscribers): not built.
     // Built on a blocking thread: thousands of events take milliseconds the other
     // batches this stage works on (one task) should not wait for.
-    let events = if services.transport.events_wanted() {
+    // The tenant's webhooks get the same events, recorded with the changes too.
+    let hooks = webhooks::settings(&txn, tenant).await?;
+    let hooked = hooks.as_ref().is_some_and(|h| !h.endpoints.is_empty());
+    let events = if services.transport.events_wanted() || hooked {
+        let creates = applied
+            .applied
+            .iter()
+            .any(|&i| env.body.changes[i].kind == ChangeKind::Created);
+        let invite = if creates {
+            Some(webhooks::invite(&txn, &run, hooks.as_ref()).await?)
+        } else {
+            None
+        };
         let (env, applied) = (Arc::clone(&env), applied.applied.clone());
         // The thread is outside this batch's span: its trace goes along by hand.
         let trace = roster_shared::telemetry::current_trace_context();
         tokio::task::spawn_blocking(move || {
             let changes: Vec<&Change> = applied.iter().map(|&i| &env.body.changes[i]).collect();
-            events(&env, &changes, now, &trace)
+            events(&env, &changes, now, &trace, invite)
         })
         .await
         .map_err(|e| StageError::internal(format!("building the batch's events: {e}")))?
@@ -221,6 +234,7 @@ pub async fn handle(
         }
         outbox::record(&txn, tenant, run_id, &events).await?;
     }
+    webhooks::record_events(&txn, tenant, run_id, hooks.as_ref(), &events).await?;
     if applied.conflicts > 0 {
         // Not done: the stale part must be planned again, so this batch must not count
         // toward finishing the run's generation (its applied part stays applied).
@@ -416,12 +430,14 @@ pub async fn apply(
 }
 
 /// The events messages announcing `changes` (one per kind, holding that kind's events),
-/// each with its routing key: `<tenant>.employee.<kind>`.
+/// each with its routing key: `<tenant>.employee.<kind>`. `invite` says, on each
+/// `employee.created` event, whether the new person should be invited.
 fn events(
     env: &Envelope<ChangesReady>,
     changes: &[&Change],
     at: DateTime<Utc>,
     trace: &TraceContext,
+    invite: Option<bool>,
 ) -> Vec<(String, Message)> {
     let mut by_kind: BTreeMap<ChangeKind, Vec<&Change>> = BTreeMap::new();
     for change in changes {
@@ -440,6 +456,7 @@ fn events(
                     tenant: &env.tenant,
                     run: env.run_id,
                     at,
+                    invite: (kind == ChangeKind::Created).then_some(invite.unwrap_or(false)),
                 },
             );
             out.trace = trace.clone();

@@ -111,7 +111,10 @@ pub async fn handle(services: &Services, env: &Envelope<ChangesReady>) -> Result
         &plan.errors,
     )
     .await?;
-    let events = if services.transport.events_wanted() {
+    // The tenant's webhooks get the same events, recorded with the changes too.
+    let hooks = roster_shared::webhooks::settings(&txn, tenant).await?;
+    let hooked = hooks.as_ref().is_some_and(|h| !h.endpoints.is_empty());
+    let events = if services.transport.events_wanted() || hooked {
         events(env, now)
     } else {
         Vec::new()
@@ -120,6 +123,7 @@ pub async fn handle(services: &Services, env: &Envelope<ChangesReady>) -> Result
     if outboxed {
         outbox::record(&txn, tenant, run_id, &events).await?;
     }
+    roster_shared::webhooks::record_events(&txn, tenant, run_id, hooks.as_ref(), &events).await?;
     txn.commit().await?;
     drop(writing);
     info!(

@@ -58,6 +58,62 @@ pub struct TenantSpec {
     /// file was produced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<roster_shared::model::safety::Safety>,
+    /// Its webhook endpoints, which receive its run outcomes and directory events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookSpec>,
+    /// Whether new people's `created` events ask for an invite (default false; an
+    /// import may say otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_new_users: Option<bool>,
+    /// Whether the tenant's first import asks for invites too (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_on_first_import: Option<bool>,
+}
+
+/// One of a tenant's `webhooks:`: `{url, secret_env}`, the secret (`whsec_` + base64)
+/// being read from that environment variable when a message is sent.
+pub use roster_shared::webhooks::Endpoint as WebhookSpec;
+
+impl TenantSpec {
+    /// Its webhook settings, as stored with the tenant.
+    pub fn webhook_settings(&self) -> roster_shared::webhooks::TenantWebhooks {
+        roster_shared::webhooks::TenantWebhooks {
+            endpoints: self.webhooks.clone(),
+            invite_new_users: self.invite_new_users.unwrap_or(false),
+            invite_on_first_import: self.invite_on_first_import.unwrap_or(false),
+        }
+    }
+}
+
+/// What is wrong with a tenant's `webhooks:` (`at` names the key).
+fn check_webhooks(webhooks: &[WebhookSpec], at: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, hook) in webhooks.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        match url::Url::parse(&hook.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            Ok(_) => problems.push(format!("{at}.url: an http:// or https:// URL with a host")),
+            Err(e) => problems.push(format!("{at}.url: not a URL ({e})")),
+        }
+        let name = &hook.secret_env;
+        let plausible = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !plausible {
+            problems.push(format!(
+                "{at}.secret_env: the name of an environment variable (letters, digits, '_'), \
+                 not the secret itself"
+            ));
+        }
+        if webhooks[..i].iter().any(|h| h.url == hook.url) {
+            problems.push(format!("{at}.url: the same URL is listed twice"));
+        }
+    }
+    problems
 }
 
 /// A tenant's `mapping:`.
@@ -230,6 +286,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<TenantsFile, Invalid
                 problems.push(format!("{at}.safety.file_time.{e}"));
             }
         }
+        problems.extend(check_webhooks(&tenant.webhooks, &format!("{at}.webhooks")));
         for (i, name) in tenant.organizations.iter().flatten().enumerate() {
             if name.trim().is_empty() {
                 problems.push(format!(
@@ -447,6 +504,8 @@ pub async fn apply(db: &Db, file: &TenantsFile) -> Result<ApplySummary, DbErr> {
         roster_shared::db::tenants::set_bundle_files(&txn, &tenant_id, tenant.bundle.as_ref())
             .await?;
         roster_shared::db::tenants::set_safety(&txn, &tenant_id, tenant.safety.as_ref()).await?;
+        let hooks = tenant.webhook_settings();
+        roster_shared::webhooks::set(&txn, &tenant_id, Some(&hooks)).await?;
         if let Some(mapping) = &tenant.mapping {
             let (columns, _) = mapping.columns("");
             roster_shared::db::tenants::declare_mapping(
@@ -476,6 +535,7 @@ pub async fn apply(db: &Db, file: &TenantsFile) -> Result<ApplySummary, DbErr> {
         roster_shared::db::tenants::set_organizations(&txn, &tenant_id, None).await?;
         roster_shared::db::tenants::set_bundle_files(&txn, &tenant_id, None).await?;
         roster_shared::db::tenants::set_safety(&txn, &tenant_id, None).await?;
+        roster_shared::webhooks::set(&txn, &tenant_id, None).await?;
         if db::declare_push(&txn, &tenant_id, None).await? {
             summary.push_changed += 1;
         }
@@ -498,6 +558,37 @@ mod tests {
         parse(text, "tenants.yaml", Path::new("/etc/roster"))
             .unwrap_err()
             .problems
+    }
+
+    #[test]
+    fn webhooks_and_invite_settings_read_and_are_checked() {
+        let file = parse_ok(
+            "tenants:\n  acme:\n    webhooks:\n      - {url: https://hooks.acme.example/roster, secret_env: ACME_WHSEC}\n    invite_new_users: true\n",
+        );
+        let hooks = file.tenants["acme"].webhook_settings();
+        assert_eq!(hooks.endpoints[0].url, "https://hooks.acme.example/roster");
+        assert_eq!(hooks.endpoints[0].secret_env, "ACME_WHSEC");
+        assert!(hooks.invite_new_users && !hooks.invite_on_first_import);
+        let bad = problems(
+            "tenants:\n  acme:\n    webhooks:\n      - {url: ftp://x.example/, secret_env: whsec_abc=}\n      - {url: ftp://x.example/, secret_env: OK}\n",
+        );
+        assert_eq!(
+            bad,
+            [
+                "tenants.acme.webhooks[0].url: an http:// or https:// URL with a host",
+                "tenants.acme.webhooks[0].secret_env: the name of an environment variable \
+                 (letters, digits, '_'), not the secret itself",
+                "tenants.acme.webhooks[1].url: an http:// or https:// URL with a host",
+                "tenants.acme.webhooks[1].url: the same URL is listed twice",
+            ]
+        );
+        let secret = problems(
+            "tenants:\n  acme:\n    webhooks:\n      - {url: https://x.example/, secret: whsec_abc}\n",
+        );
+        assert!(
+            secret[0].contains("webhooks[0].secret: unknown key"),
+            "{secret:?}"
+        );
     }
 
     #[test]

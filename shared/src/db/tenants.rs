@@ -35,6 +35,7 @@ pub async fn ensure<C: ConnectionTrait>(conn: &C, tenant: &TenantId) -> Result<(
         value_rules: Set(None),
         bundle_files: Set(None),
         safety: Set(None),
+        webhooks: Set(None),
     })
     .on_conflict(
         OnConflict::column(tenant::Column::Id)

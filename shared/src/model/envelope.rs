@@ -378,6 +378,11 @@ pub struct DirectoryEvent {
     pub changed: Vec<FieldChange>,
     /// When the change was stored.
     pub at: DateTime<Utc>,
+    /// On an `employee.created` event: whether the new person should be invited (the
+    /// import's or the tenant's `invite_new_users`, never on the tenant's first import
+    /// unless `invite_on_first_import`). Absent on other events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<bool>,
 }
 
 impl DirectoryEvent {
@@ -399,6 +404,7 @@ impl DirectoryEvent {
             person: change.person.clone(),
             changed: change.changed.clone(),
             at,
+            invite: None,
         }
     }
 }
@@ -431,6 +437,9 @@ pub struct EventBatchOf<'a> {
     pub run: RunId,
     /// When they were stored.
     pub at: DateTime<Utc>,
+    /// Whether new people should be invited: set on every event of an
+    /// `employee.created` batch ([`DirectoryEvent::invite`]), `None` on others.
+    pub invite: Option<bool>,
 }
 
 impl Serialize for EventBatchOf<'_> {
@@ -450,6 +459,8 @@ impl Serialize for EventBatchOf<'_> {
             #[serde(skip_serializing_if = "<[FieldChange]>::is_empty")]
             changed: &'a [FieldChange],
             at: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            invite: Option<bool>,
         }
 
         struct Events<'a>(&'a EventBatchOf<'a>, &'a str);
@@ -469,6 +480,7 @@ impl Serialize for EventBatchOf<'_> {
                         person: change.person.as_ref(),
                         changed: &change.changed,
                         at,
+                        invite: batch.invite,
                     })?;
                 }
                 seq.end()
@@ -621,6 +633,7 @@ mod tests {
             tenant: &tenant,
             run,
             at,
+            invite: None,
         })
         .unwrap();
         let owned = EventBatch {

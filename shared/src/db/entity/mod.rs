@@ -14,3 +14,4 @@ pub mod run_batch;
 pub mod run_error;
 pub mod source;
 pub mod tenant;
+pub mod webhook_delivery;

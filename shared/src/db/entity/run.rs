@@ -121,6 +121,9 @@ pub struct Model {
     pub parse_config: Option<String>,
     /// Last change of this row.
     pub updated_at: DateTimeUtc,
+    /// The settled state (`applied`, `held`, `failed`, `rejected`) last announced to the
+    /// tenant's webhooks; `NULL` until one is (see [`crate::webhooks`]).
+    pub announced: Option<String>,
 }
 
 /// No relations are navigated through the ORM.

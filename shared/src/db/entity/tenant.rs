@@ -25,6 +25,9 @@ pub struct Model {
     /// The tenant's safety settings as JSON ([`crate::model::safety::Safety`]): brake
     /// thresholds and how file names carry the time a file was produced.
     pub safety: Option<String>,
+    /// Its webhook endpoints and invite settings as JSON
+    /// ([`crate::webhooks::TenantWebhooks`]), or `NULL` when it has none.
+    pub webhooks: Option<String>,
 }
 
 /// No relations are navigated through the ORM.
