@@ -404,6 +404,54 @@ pub async fn set_plan(
     Ok(n > 0)
 }
 
+/// Records the row errors planning generation `generation` found (rows it left out, see
+/// [`crate::identity`]) beside the parser's, in one transaction: replaces those an
+/// earlier planning of the run recorded, and sets the run's rejected rows to the
+/// parser's `parser_rejected` plus these. Writes nothing for a first planning that found
+/// none.
+pub async fn set_plan_errors(
+    db: &Db,
+    tenant: &TenantId,
+    id: RunId,
+    generation: i32,
+    parser_rejected: u64,
+    errors: &[RowError],
+) -> Result<(), DbErr> {
+    use roster_shared::sea_orm::TransactionTrait;
+    if errors.is_empty() && generation <= 1 {
+        return Ok(());
+    }
+    let txn = db.conn().begin().await?;
+    exec(
+        &txn,
+        raw(
+            db.backend(),
+            "DELETE FROM run_errors WHERE run_id = $1 AND tenant_id = $2 AND message LIKE $3",
+            vec![
+                id.to_string().into(),
+                tv(tenant),
+                format!("{}%", crate::identity::EMAIL_TAKEN).into(),
+            ],
+        ),
+    )
+    .await?;
+    runs::insert_errors(&txn, tenant, id, errors).await?;
+    exec(
+        &txn,
+        raw(
+            db.backend(),
+            "UPDATE runs SET rejected = $1 WHERE id = $2 AND tenant_id = $3",
+            vec![
+                ((parser_rejected + errors.len() as u64) as i64).into(),
+                id.to_string().into(),
+                tv(tenant),
+            ],
+        ),
+    )
+    .await?;
+    txn.commit().await
+}
+
 /// What [`finish_dry_run`] records.
 #[derive(Debug, Clone)]
 pub struct DryRunOutcome {

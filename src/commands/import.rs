@@ -311,8 +311,9 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
     if let Some(why) = plan.refused {
         return Ok(Summary::refused(tenant, &name, mode, why));
     }
-    let related_errors = plan.related.errors.len() as u64;
+    let related_errors = (plan.related.errors.len() + plan.errors.len()) as u64;
     let mut errors = parsed.errors;
+    errors.extend(plan.errors.iter().cloned());
     errors.extend(plan.related.errors.iter().cloned());
     let mut summary = Summary::dry_run(
         tenant,
