@@ -406,15 +406,14 @@ pub async fn set_plan(
 
 /// Records the row errors planning generation `generation` found (rows it left out, see
 /// [`crate::identity`]) beside the parser's, in one transaction: replaces those an
-/// earlier planning of the run recorded, and sets the run's rejected rows to the
-/// parser's `parser_rejected` plus these. Writes nothing for a first planning that found
-/// none.
+/// earlier planning of the run recorded, and counts them among the run's rejected rows
+/// in their place (so planning again never counts a row twice). Writes nothing for a
+/// first planning that found none.
 pub async fn set_plan_errors(
     db: &Db,
     tenant: &TenantId,
     id: RunId,
     generation: i32,
-    parser_rejected: u64,
     errors: &[RowError],
 ) -> Result<(), DbErr> {
     use roster_shared::sea_orm::TransactionTrait;
@@ -422,7 +421,7 @@ pub async fn set_plan_errors(
         return Ok(());
     }
     let txn = db.conn().begin().await?;
-    exec(
+    let removed = exec(
         &txn,
         raw(
             db.backend(),
@@ -440,9 +439,9 @@ pub async fn set_plan_errors(
         &txn,
         raw(
             db.backend(),
-            "UPDATE runs SET rejected = $1 WHERE id = $2 AND tenant_id = $3",
+            "UPDATE runs SET rejected = rejected + $1 WHERE id = $2 AND tenant_id = $3",
             vec![
-                ((parser_rejected + errors.len() as u64) as i64).into(),
+                (errors.len() as i64 - removed as i64).into(),
                 id.to_string().into(),
                 tv(tenant),
             ],

@@ -204,7 +204,7 @@ pub async fn handle(
     .filter(|plan| !plan.changes.is_empty() || !plan.errors.is_empty());
     // Rows planning itself refuses (an email taken by another person) are the run's row
     // errors beside the parser's.
-    db::set_plan_errors(db, tenant, run_id, generation, env.body.rejected, &errors).await?;
+    db::set_plan_errors(db, tenant, run_id, generation, &errors).await?;
     let people_batches = summary.batches;
     let batches = people_batches + u32::from(related.is_some());
     let diff_ms = started.elapsed().as_millis() as i64;
