@@ -530,24 +530,8 @@ async fn parse_and_store(
         }
     };
     let mut parsed = parsed;
-    if !parsed.unknown_managers.is_empty() {
-        // A full file is the whole directory: a manager not in it is nobody. A delta's
-        // manager may be a stored active person.
-        let known = match parsed.mode.unwrap_or(body.mode) {
-            SyncMode::Full => HashSet::new(),
-            SyncMode::Delta => {
-                let mut managers: Vec<&str> = parsed
-                    .unknown_managers
-                    .iter()
-                    .map(|u| u.manager.as_str())
-                    .collect();
-                managers.sort_unstable();
-                managers.dedup();
-                db::active_people(&services.db, tenant, &managers).await?
-            }
-        };
-        parsed.warn_unknown_managers(|m| known.contains(m));
-    }
+    let mode = parsed.mode.unwrap_or(body.mode);
+    warn_unknown_managers(&services.db, tenant, mode, &mut parsed).await?;
     let snapshot_key = BlobStore::snapshot_key(tenant, env.run_id);
     let rejects_key = BlobStore::rejects_key(tenant, env.run_id);
     services
@@ -602,6 +586,35 @@ async fn parse_and_store(
         "parsed"
     );
     Ok(result)
+}
+
+/// Turns the rows of `parsed` whose manager is not among the file's people into
+/// warnings, unless (in a `delta`) the manager is an active person of the tenant's
+/// directory: a full file is the whole directory, so a manager not in it is nobody.
+pub async fn warn_unknown_managers(
+    db: &roster_shared::db::Db,
+    tenant: &roster_shared::model::ids::TenantId,
+    mode: SyncMode,
+    parsed: &mut ParsedFile,
+) -> Result<(), roster_shared::sea_orm::DbErr> {
+    if parsed.unknown_managers.is_empty() {
+        return Ok(());
+    }
+    let known = match mode {
+        SyncMode::Full => HashSet::new(),
+        SyncMode::Delta => {
+            let mut managers: Vec<&str> = parsed
+                .unknown_managers
+                .iter()
+                .map(|u| u.manager.as_str())
+                .collect();
+            managers.sort_unstable();
+            managers.dedup();
+            db::active_people(db, tenant, &managers).await?
+        }
+    };
+    parsed.warn_unknown_managers(|m| known.contains(m));
+    Ok(())
 }
 
 /// Whether `error` says its row repeats a key an earlier row has: a duplicate email in a

@@ -253,6 +253,8 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
     };
     // A contact-details file changes no one: its people part is a delta.
     mode = parsed.mode.unwrap_or(mode);
+    let mut parsed = parsed;
+    roster_parser::warn_unknown_managers(db, file.tenant, mode, &mut parsed).await?;
     let snapshot = tempfile_path("roster-dry-run");
     let result = async {
         parsed.write_snapshot(BufWriter::new(std::fs::File::create(&snapshot)?))?;
