@@ -78,14 +78,17 @@ fn place(e: &ErrorLine) -> String {
     place.join(", ")
 }
 
-/// Row errors and notes, apart.
-fn split(rows: Vec<RowError>) -> (Vec<ErrorLine>, Vec<ErrorLine>) {
-    let (notes, errors): (Vec<RowError>, Vec<RowError>) =
-        rows.into_iter().partition(|e| e.severity == Severity::Note);
-    (
-        errors.into_iter().map(ErrorLine::from).collect(),
-        notes.into_iter().map(ErrorLine::from).collect(),
-    )
+/// Row errors, notes and warnings, apart.
+fn split(rows: Vec<RowError>) -> (Vec<ErrorLine>, Vec<ErrorLine>, Vec<ErrorLine>) {
+    let (mut errors, mut notes, mut warnings) = (Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        match row.severity {
+            Severity::Error => errors.push(ErrorLine::from(row)),
+            Severity::Note => notes.push(ErrorLine::from(row)),
+            Severity::Warning => warnings.push(ErrorLine::from(row)),
+        }
+    }
+    (errors, notes, warnings)
 }
 
 /// The summary of an import (or a dry run).
@@ -117,6 +120,10 @@ pub struct Summary {
     pub errors: Vec<ErrorLine>,
     /// Notes on rows skipped or read with something left out (the first ones).
     pub notes: Vec<ErrorLine>,
+    /// Warnings on rows applied all the same (a manager not in the directory), the
+    /// first ones.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<ErrorLine>,
     /// Why the run was rejected, held, failed or superseded.
     pub reason: Option<String>,
     /// The file's name.
@@ -138,7 +145,7 @@ impl Summary {
     pub fn of_run(run: &run::Model, errors: Vec<RowError>) -> Summary {
         let state = run.state;
         let counts = runs::counts(run);
-        let (mut errors, notes) = split(errors);
+        let (mut errors, notes, warnings) = split(errors);
         if state == RunState::Rejected {
             errors.insert(
                 0,
@@ -163,6 +170,7 @@ impl Summary {
             skipped: run.skipped as u64,
             errors,
             notes,
+            warnings,
             reason: run.reason.clone(),
             file: run.file_name.clone(),
             mode: run.mode,
@@ -191,7 +199,7 @@ impl Summary {
         errors: Vec<RowError>,
         reason: Option<String>,
     ) -> Summary {
-        let (errors, notes) = split(errors);
+        let (errors, notes, warnings) = split(errors);
         Summary {
             run_id: None,
             tenant: tenant.to_string(),
@@ -206,6 +214,7 @@ impl Summary {
             skipped,
             errors,
             notes,
+            warnings,
             reason,
             file: file.to_owned(),
             mode,
@@ -229,6 +238,7 @@ impl Summary {
             rejected: 0,
             skipped: 0,
             notes: Vec::new(),
+            warnings: Vec::new(),
             errors: vec![ErrorLine {
                 line: None,
                 column: None,
@@ -310,6 +320,15 @@ impl Summary {
                     "  ... {} rows rejected in all (see `roster runs --json`)",
                     self.rejected
                 )?;
+            }
+        }
+        if !self.warnings.is_empty() {
+            writeln!(out, "warnings:")?;
+            for e in self.warnings.iter().take(50) {
+                writeln!(out, "  {}: {}", place(e), e.message)?;
+            }
+            if self.warnings.len() > 50 {
+                writeln!(out, "  ... {} warnings in all", self.warnings.len())?;
             }
         }
         if !self.notes.is_empty() {

@@ -503,8 +503,8 @@ pub struct Hold<'a> {
 
 /// Holds a run that brakes stopped: state `held` with the reason, the brakes' names,
 /// the directory version it was planned against, the active people then and where its
-/// change list is (its counts stay as they were: the writer adds them up when applied). Clears an earlier approval (an approved run held again needs approving
-/// again). Returns whether this call moved it.
+/// change list is (its counts stay as they were: the writer adds them up when applied).
+/// Clears an earlier approval (an approved run held again needs approving again). Returns whether this call moved it.
 pub async fn hold<C: ConnectionTrait>(
     conn: &C,
     tenant: &TenantId,
@@ -546,6 +546,53 @@ pub async fn hold<C: ConnectionTrait>(
         .rows_affected
         > 0;
     Ok(moved)
+}
+
+/// Records the row errors planning generation `generation` found (rows it left out, see
+/// [`crate::identity`]) beside the parser's, in one transaction: replaces those an
+/// earlier planning of the run recorded, and counts them among the run's rejected rows
+/// in their place (so planning again never counts a row twice). Writes nothing for a
+/// first planning that found none.
+pub async fn set_plan_errors(
+    db: &Db,
+    tenant: &TenantId,
+    id: RunId,
+    generation: i32,
+    errors: &[RowError],
+) -> Result<(), DbErr> {
+    use roster_shared::sea_orm::TransactionTrait;
+    if errors.is_empty() && generation <= 1 {
+        return Ok(());
+    }
+    let txn = db.conn().begin().await?;
+    let removed = exec(
+        &txn,
+        raw(
+            db.backend(),
+            "DELETE FROM run_errors WHERE run_id = $1 AND tenant_id = $2 AND message LIKE $3",
+            vec![
+                id.to_string().into(),
+                tv(tenant),
+                format!("{}%", crate::identity::EMAIL_TAKEN).into(),
+            ],
+        ),
+    )
+    .await?;
+    runs::insert_errors(&txn, tenant, id, errors).await?;
+    exec(
+        &txn,
+        raw(
+            db.backend(),
+            "UPDATE runs SET rejected = rejected + $1 WHERE id = $2 AND tenant_id = $3",
+            vec![
+                (errors.len() as i64 - removed as i64).into(),
+                id.to_string().into(),
+                tv(tenant),
+            ],
+        ),
+    )
+    .await?;
+    txn.commit().await
 }
 
 /// What [`finish_dry_run`] records.

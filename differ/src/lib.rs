@@ -46,11 +46,13 @@ use tracing::{debug, info};
 pub mod brake;
 pub mod changes;
 pub mod db;
+pub mod identity;
 pub mod plan;
 pub mod related;
 
 pub use brake::{Brake, BrakeSettings};
 pub use db::IndexEntry;
+pub use identity::Identity;
 pub use plan::{Fills, PlanSummary, Step};
 
 /// Settings of the differ stage.
@@ -182,19 +184,30 @@ pub async fn handle(
     let index_ms = started.elapsed().as_millis() as u64;
     // A first import (nobody stored) is counted and cut into batches of creations by
     // reference in one pass; any other run is counted here and planned again below.
-    let (summary, slices, fills) = if index.is_empty() {
+    let (
+        summary,
+        slices,
+        Counted {
+            fills,
+            identity,
+            errors,
+        },
+    ) = if index.is_empty() {
         let file = services.blobs.open(&env.body.snapshot_key).await?;
         let (summary, ranges) = tokio::task::spawn_blocking(move || cut_first_import(file))
             .await
             .map_err(join_failed)??;
-        (summary, Some(ranges), Arc::default())
+        (summary, Some(ranges), Counted::default())
     } else {
         let key = &env.body.snapshot_key;
         let open = || async { Ok(services.blobs.open(key).await?) };
-        let (summary, fills) =
+        let (summary, counted) =
             summarize_filled(db, tenant, &index, open, mode, env.body.covered.as_ref()).await?;
-        (summary, None, fills)
+        (summary, None, counted)
     };
+    // Rows planning itself refuses (an email taken by another person) are the run's row
+    // errors beside the parser's.
+    db::set_plan_errors(db, tenant, run_id, generation, &errors).await?;
     let active = index.iter().filter(|e| e.state.active).count() as u64;
     let base = db::directory_base(db.conn(), tenant).await?;
     // An approval lets through the plan the operator reviewed; if the directory moved
@@ -280,7 +293,7 @@ pub async fn handle(
             Some(ranges) => Batches::slices(ranges, index),
             None => {
                 let file = services.blobs.open(&env.body.snapshot_key).await?;
-                Batches::start(index, file, mode, fills)
+                Batches::start(index, file, mode, fills, identity)
             }
         };
         let published = publish_batches(services, &env, generation, batches, source).await?;
@@ -311,14 +324,28 @@ pub async fn handle(
 /// Stored people whose file leaves fields out are read this many at a time.
 const FILL_CHUNK: usize = 1000;
 
+/// What counting a plan settles besides its summary, for producing it.
+#[derive(Debug, Clone, Default)]
+struct Counted {
+    /// Entries completed from the stored people ([`plan::Fills`]).
+    fills: Arc<Fills>,
+    /// Who moves to a new email, which rows are left out ([`identity`]).
+    identity: Arc<Identity>,
+    /// The row errors of the rows left out.
+    errors: Vec<roster_shared::model::envelope::RowError>,
+}
+
 /// The summary of a plan of the snapshot `open` gives against `index`, with the entries
 /// completed from the stored people where the file's columns (`covered`) leave fields
-/// out ([`plan::Fills`]; `None`: the file's record is the whole record).
+/// out ([`plan::Fills`]; `None`: the file's record is the whole record), and people
+/// followed across a change of email by their employee id ([`identity`]).
 ///
-/// One pass when nothing needed completing (the usual case: what the file leaves out is
-/// blank in the directory too, or nobody changed), otherwise the stored records of the
-/// people the file would modify are read ([`FILL_CHUNK`] at a time), completed, and the
-/// plan counted again with them. Memory: the entries of the people it would modify.
+/// One pass when nothing needed completing and nobody's email changed (the usual case:
+/// what the file leaves out is blank in the directory too, or nobody changed),
+/// otherwise the employee ids of would-be creations and changed rows are looked up, the
+/// stored records of the people the file would modify are read ([`FILL_CHUNK`] at a
+/// time), completed, and the plan counted again with them. Memory: the entries of the
+/// people it would modify.
 async fn summarize_filled<F, Fut>(
     db: &Db,
     tenant: &TenantId,
@@ -326,32 +353,84 @@ async fn summarize_filled<F, Fut>(
     open: F,
     mode: SyncMode,
     covered: Option<&Covered>,
-) -> Result<(PlanSummary, Arc<Fills>), StageError>
+) -> Result<(PlanSummary, Counted), StageError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<File, StageError>>,
 {
-    let count = |file: File, fills: Arc<Fills>, keep: bool| {
+    let count = |file: File,
+                 fills: Arc<Fills>,
+                 identity: Arc<Identity>,
+                 keep: bool,
+                 candidates: Option<identity::Candidates>| {
         let index = index.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                plan::summarize_keeping(&index, &mut SnapshotReader::new(file), mode, &fills, keep)
+                let mut candidates = candidates;
+                plan::count(
+                    &index,
+                    &mut SnapshotReader::new(file),
+                    mode,
+                    &fills,
+                    &identity,
+                    keep,
+                    candidates.as_mut(),
+                )
+                .map(|(summary, kept)| (summary, kept, candidates))
             })
             .await
             .map_err(join_failed)?
             .map_err(corrupt)
         }
     };
-    let (summary, modified) = count(open().await?, Arc::default(), covered.is_some()).await?;
+    let noting = identity::Candidates::new(index.len());
+    let (mut summary, mut modified, candidates) = count(
+        open().await?,
+        Arc::default(),
+        Arc::default(),
+        covered.is_some(),
+        Some(noting),
+    )
+    .await?;
+    let candidates = candidates.unwrap_or_default();
+    let (found, errors) = identity::resolve(db.conn(), tenant, index, &candidates).await?;
+    drop(candidates);
+    let identity = Arc::new(found);
+    if !identity.is_empty() {
+        (summary, modified, _) = count(
+            open().await?,
+            Arc::default(),
+            identity.clone(),
+            covered.is_some(),
+            None,
+        )
+        .await?;
+    }
+    let done = |summary, fills| {
+        Ok((
+            summary,
+            Counted {
+                fills,
+                identity: identity.clone(),
+                errors: errors.clone(),
+            },
+        ))
+    };
     let Some(covered) = covered.filter(|_| !modified.is_empty()) else {
-        return Ok((summary, Arc::default()));
+        return done(summary, Arc::default());
     };
     let mut fills = Fills::new();
     for chunk in modified.chunks(FILL_CHUNK) {
-        let emails: Vec<&str> = chunk.iter().map(|e| e.email.as_str()).collect();
+        // A person moving to a new email is stored under the old one.
+        let stored_email = |e: &SnapshotEntry| match identity.renamed_to(&e.email) {
+            Some(i) => index[i].email.to_string(),
+            None => e.email.clone(),
+        };
+        let keys: Vec<String> = chunk.iter().map(stored_email).collect();
+        let emails: Vec<&str> = keys.iter().map(String::as_str).collect();
         let stored = db::fetch(db.conn(), tenant, &emails).await?;
-        for entry in chunk {
-            let Some(old) = stored.get(&entry.email) else {
+        for (entry, key) in chunk.iter().zip(&keys) {
+            let Some(old) = stored.get(key) else {
                 continue;
             };
             let mut person = entry.person().map_err(corrupt)?;
@@ -364,11 +443,12 @@ where
     }
     drop(modified);
     if fills.is_empty() {
-        return Ok((summary, Arc::default()));
+        return done(summary, Arc::default());
     }
     let fills = Arc::new(fills);
-    let (summary, _) = count(open().await?, fills.clone(), false).await?;
-    Ok((summary, fills))
+    let (summary, _, _) =
+        count(open().await?, fills.clone(), identity.clone(), false, None).await?;
+    done(summary, fills)
 }
 
 /// The brakes a run whose plan counts `counts` against `index` trips, with the tenant's
@@ -485,12 +565,14 @@ fn produce(
     file: File,
     mode: SyncMode,
     fills: &Fills,
+    identity: &Identity,
     mut sink: impl FnMut(Vec<Pending>) -> bool,
 ) -> Result<(), StageError> {
     let mut batch = Vec::with_capacity(CHANGE_BATCH_SIZE);
     let mut batcher = plan::Batcher::default();
     let mut closed = false;
-    plan::merge(index, &mut SnapshotReader::new(file), mode, fills, |step| {
+    let mut reader = SnapshotReader::new(file);
+    plan::merge_with(index, &mut reader, mode, fills, identity, None, |step| {
         let Some(size) = plan::change_size(&step, index) else {
             return Ok(());
         };
@@ -580,10 +662,11 @@ async fn resolve<C: roster_shared::sea_orm::ConnectionTrait>(
     index: &[IndexEntry],
     batch: Vec<Pending>,
 ) -> Result<Vec<Change>, StageError> {
+    // By the stored email (a person moving to a new email is stored under the old one).
     let modified: Vec<&str> = batch
         .iter()
         .filter_map(|p| match p {
-            Pending::Modify { entry, .. } => Some(entry.email.as_str()),
+            Pending::Modify { stored, .. } => Some(&*index[*stored].email),
             _ => None,
         })
         .collect();
@@ -603,6 +686,7 @@ async fn resolve<C: roster_shared::sea_orm::ConnectionTrait>(
                     target: entry.state,
                     person: Some(entry.person().map_err(corrupt)?),
                     changed: vec![],
+                    renamed_from: None,
                 },
                 Pending::Modify {
                     entry,
@@ -610,8 +694,10 @@ async fn resolve<C: roster_shared::sea_orm::ConnectionTrait>(
                     kind,
                 } => {
                     let person = entry.person().map_err(corrupt)?;
+                    let from = &*index[i].email;
+                    // A rename's changed fields include `email`, old to new.
                     let changed = stored
-                        .get(&entry.email)
+                        .get(from)
                         .map(|old| changes::field_changes(old, &person))
                         .unwrap_or_default();
                     Change {
@@ -621,6 +707,7 @@ async fn resolve<C: roster_shared::sea_orm::ConnectionTrait>(
                         target: entry.state,
                         person: Some(person),
                         changed,
+                        renamed_from: (from != entry.email).then(|| from.to_owned()),
                     }
                 }
                 Pending::Deactivate(i) => {
@@ -639,6 +726,7 @@ async fn resolve<C: roster_shared::sea_orm::ConnectionTrait>(
                             old: Some("true".into()),
                             new: Some("false".into()),
                         }],
+                        renamed_from: None,
                     }
                 }
             })
@@ -657,12 +745,18 @@ struct Batches {
 }
 
 impl Batches {
-    fn start(index: Arc<Vec<IndexEntry>>, file: File, mode: SyncMode, fills: Arc<Fills>) -> Self {
+    fn start(
+        index: Arc<Vec<IndexEntry>>,
+        file: File,
+        mode: SyncMode,
+        fills: Arc<Fills>,
+        identity: Arc<Identity>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel::<Planned<Vec<Pending>>>(2);
         let producer = {
             let index = index.clone();
             tokio::task::spawn_blocking(move || {
-                produce(&index, file, mode, &fills, |batch| {
+                produce(&index, file, mode, &fills, &identity, |batch| {
                     tx.blocking_send(Planned::Changes(batch)).is_ok()
                 })
             })
@@ -871,7 +965,7 @@ async fn plan_dry_run(
             counts: plan.summary.counts,
             unchanged: plan.summary.unchanged,
             related: related_counts,
-            errors: plan.related.errors,
+            errors: plan.errors.into_iter().chain(plan.related.errors).collect(),
             changes_key,
             held: held.clone(),
             held_by: plan.held_by.clone(),
@@ -987,6 +1081,8 @@ pub struct DryRun {
     pub refused: Option<String>,
     /// What would change of the related records (groups, memberships, contacts).
     pub related: RelatedPlan,
+    /// Rows planning would leave out (an email taken by another person), with why.
+    pub errors: Vec<roster_shared::model::envelope::RowError>,
 }
 
 /// Plans `snapshot` (a local snapshot file with `accepted` people, from a file whose
@@ -1034,7 +1130,23 @@ where
          would be refused"
             .to_owned()
     });
-    let (summary, fills) = summarize_filled(db, tenant, &index, &open, mode, covered).await?;
+    let (summary, counted) = if index.is_empty() {
+        let summary = plan::summarize(
+            &index,
+            &mut SnapshotReader::new(open().await?),
+            mode,
+            &Fills::new(),
+        )
+        .map_err(corrupt)?;
+        (summary, Counted::default())
+    } else {
+        summarize_filled(db, tenant, &index, &open, mode, covered).await?
+    };
+    let Counted {
+        fills,
+        identity,
+        errors,
+    } = counted;
     let trips = check_brakes(
         db,
         tenant,
@@ -1050,7 +1162,7 @@ where
     let held = (!trips.is_empty()).then(|| Brake::reason(&trips));
     if let Some(sink) = changes {
         let file = open().await?;
-        let mut batches = Batches::start(index.clone(), file, mode, fills);
+        let mut batches = Batches::start(index.clone(), file, mode, fills, identity);
         while let Some(planned) = batches.next(db.conn(), tenant).await? {
             if let Planned::Changes(batch) = planned {
                 sink(batch);
@@ -1067,6 +1179,7 @@ where
         held_by,
         refused,
         related,
+        errors,
     })
 }
 

@@ -14,6 +14,7 @@ use roster_shared::model::snapshot::{encode_line, encode_protected, line_email};
 
 use crate::ParseLimits;
 use crate::error::RejectReason;
+use crate::links::{Links, UnknownManager};
 use crate::rows::RowOutcome;
 
 /// Bytes of encoded rows sorted in memory at once unless set otherwise: a file of up to
@@ -80,6 +81,8 @@ pub struct Collector {
     spilled: usize,
     /// Why writing a run failed, once it has.
     spill_error: Option<io::Error>,
+    /// Employee ids and managers of the rows ([`crate::links`]).
+    links: Links,
 }
 
 impl Collector {
@@ -100,6 +103,7 @@ impl Collector {
             runs: Vec::new(),
             spilled: 0,
             spill_error: None,
+            links: Links::default(),
         }
     }
 
@@ -126,6 +130,36 @@ impl Collector {
     /// Adds the outcome of one row that starts at `line` (0 when unknown).
     pub fn push(&mut self, outcome: RowOutcome, line: u64) {
         let start = self.arena.len();
+        // A second row with another's employee id is rejected, its email kept.
+        let ordinal = self.rows_read as u32;
+        let outcome = match outcome {
+            RowOutcome::Person(p) | RowOutcome::Noted(p, _) if self.links.would_repeat_id(&p) => {
+                let error = self.links.check(&p, ordinal, line);
+                RowOutcome::Rejected {
+                    email: Some(p.email),
+                    errors: error.into_iter().collect(),
+                }
+            }
+            RowOutcome::Person(p) => {
+                self.links.check(&p, ordinal, line);
+                RowOutcome::Person(p)
+            }
+            RowOutcome::Noted(p, note) => {
+                self.links.check(&p, ordinal, line);
+                RowOutcome::Noted(p, note)
+            }
+            RowOutcome::Rejected {
+                email: Some(email),
+                errors,
+            } => {
+                self.links.rejected(&email);
+                RowOutcome::Rejected {
+                    email: Some(email),
+                    errors,
+                }
+            }
+            other => other,
+        };
         let (protected, email_len) = match outcome {
             RowOutcome::Blank => return,
             RowOutcome::Skipped(note) => {
@@ -227,11 +261,26 @@ impl Collector {
         if let Some(refusal) = self.spill_error.take() {
             return Err(RejectReason::Scratch(refusal));
         }
-        let mut dedupe = Dedupe::new(&email_column);
+        // Rows in a manager cycle are rejected: their lines become protected ones.
+        let links = std::mem::take(&mut self.links).finish();
+        self.rejected += links.rejected.len() as u64;
+        self.errors.extend(links.errors);
+        let mut dedupe = Dedupe::new(&email_column, &links.rejected);
         let mut runs = 1;
         let snapshot = if self.runs.is_empty() {
-            let arena = std::mem::take(&mut self.arena);
+            let mut arena = std::mem::take(&mut self.arena);
             let mut entries = std::mem::take(&mut self.entries);
+            for entry in &mut entries {
+                if !entry.protected && links.rejected.contains(&entry.ordinal) {
+                    let start = arena.len();
+                    let email =
+                        arena[entry.start + EMAIL_AT..][..entry.email_len as usize].to_vec();
+                    encode_protected(&String::from_utf8_lossy(&email), &mut arena);
+                    entry.start = start;
+                    entry.len = (arena.len() - start) as u32;
+                    entry.protected = true;
+                }
+            }
             sort_entries(&arena, &mut entries);
             // De-duplicated in place: a second list of entries would add 48 bytes a row
             // to the parse's peak.
@@ -280,6 +329,7 @@ impl Collector {
             rejected: self.rejected,
             skipped: self.skipped,
             accepted: kept - protected,
+            unknown_managers: links.unknown,
             runs,
             covered: Covered::default(),
             layout: None,
@@ -323,6 +373,8 @@ pub(crate) const DUPLICATE_EMAIL: &str = "duplicate email ";
 /// rejected row, which has its own error).
 struct Dedupe<'a> {
     email_column: &'a dyn Fn(u32) -> Option<String>,
+    /// Rows (by ordinal) rejected once every row was read: written as protected lines.
+    protect: &'a std::collections::HashSet<u32>,
     last: Option<Entry>,
     last_email: Vec<u8>,
     errors: Vec<RowError>,
@@ -331,9 +383,13 @@ struct Dedupe<'a> {
 }
 
 impl<'a> Dedupe<'a> {
-    fn new(email_column: &'a dyn Fn(u32) -> Option<String>) -> Self {
+    fn new(
+        email_column: &'a dyn Fn(u32) -> Option<String>,
+        protect: &'a std::collections::HashSet<u32>,
+    ) -> Self {
         Dedupe {
             email_column,
+            protect,
             last: None,
             last_email: Vec::new(),
             errors: Vec::new(),
@@ -370,7 +426,8 @@ impl<'a> Dedupe<'a> {
                 self.last_email.clear();
                 self.last_email.extend_from_slice(email);
                 self.kept += 1;
-                self.protected += u64::from(entry.protected);
+                self.protected +=
+                    u64::from(entry.protected || self.protect.contains(&entry.ordinal));
                 true
             }
         }
@@ -478,8 +535,15 @@ fn merge(
         match &mut into {
             Merged::Run => write_run_entry(&mut out, &entry, &run.line)?,
             Merged::Snapshot(dedupe) => {
-                if dedupe.keep(&entry, &run.line[EMAIL_AT..EMAIL_AT + email_len]) {
-                    out.write_all(&run.line)?;
+                let email = &run.line[EMAIL_AT..EMAIL_AT + email_len];
+                if dedupe.keep(&entry, email) {
+                    if !entry.protected && dedupe.protect.contains(&entry.ordinal) {
+                        let mut line = Vec::new();
+                        encode_protected(&String::from_utf8_lossy(email), &mut line);
+                        out.write_all(&line)?;
+                    } else {
+                        out.write_all(&run.line)?;
+                    }
                 }
             }
         }
@@ -513,6 +577,9 @@ pub struct ParsedFile {
     pub skipped: u64,
     /// People in the snapshot.
     pub accepted: u64,
+    /// Rows whose manager is not among the file's people: warnings once the directory
+    /// is known not to hold them either ([`ParsedFile::warn_unknown_managers`]).
+    pub unknown_managers: Vec<UnknownManager>,
     /// Runs the rows were sorted in: 1 in memory, more when they were written to
     /// scratch files and merged.
     pub runs: usize,
@@ -558,6 +625,22 @@ impl ParsedFile {
                     .into_owned()
             })
             .collect())
+    }
+
+    /// Turns the rows of [`ParsedFile::unknown_managers`] whose manager `known` does not
+    /// know into warnings on those rows (in line order among the errors).
+    pub fn warn_unknown_managers(&mut self, known: impl Fn(&str) -> bool) {
+        let unknown = std::mem::take(&mut self.unknown_managers);
+        let before = self.errors.len();
+        self.errors.extend(
+            unknown
+                .iter()
+                .filter(|u| !known(&u.manager))
+                .map(UnknownManager::warning),
+        );
+        if self.errors.len() > before {
+            self.errors.sort_by_key(|e| e.line);
+        }
     }
 
     /// Writes the row errors (and notes) as JSON lines: the reject file of a JSON file

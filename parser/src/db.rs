@@ -7,6 +7,29 @@ use roster_shared::model::ids::{RunId, TenantId};
 use roster_shared::model::run::RunState;
 use roster_shared::sea_orm::{DbErr, TransactionTrait};
 
+/// Which of `emails` are active people of the tenant's directory.
+pub async fn active_people(
+    db: &Db,
+    tenant: &TenantId,
+    emails: &[&str],
+) -> Result<std::collections::HashSet<String>, DbErr> {
+    let rows = roster_shared::db::people::select_by_email(
+        db.conn(),
+        tenant,
+        emails,
+        "p.email, p.active",
+        false,
+    )
+    .await?;
+    let mut out = std::collections::HashSet::new();
+    for row in rows {
+        if row.try_get_by_index::<bool>(1)? {
+            out.insert(row.try_get_by_index::<String>(0)?);
+        }
+    }
+    Ok(out)
+}
+
 /// What the parser found in a run's file, as recorded with the run.
 #[derive(Debug, Clone, Copy)]
 pub struct Parsed<'a> {

@@ -8,6 +8,7 @@
 //! with its line and column and the rest go on; memory holds the snapshot once, however
 //! long the file.
 
+use std::collections::HashSet;
 use std::io::{BufWriter, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +19,9 @@ use roster_shared::blob::BlobStore;
 use roster_shared::config::ConsumeSettings;
 use roster_shared::db::{runs, tenants};
 use roster_shared::error::StageError;
-use roster_shared::model::envelope::{Envelope, FileFetched, Format, RowError, SnapshotParsed};
+use roster_shared::model::envelope::{
+    Envelope, FileFetched, Format, RowError, SnapshotParsed, SyncMode,
+};
 use roster_shared::model::ids::MessageId;
 use roster_shared::model::mapping::ValueRules;
 use roster_shared::model::person::MappingTarget;
@@ -39,6 +42,7 @@ pub mod decode;
 pub mod error;
 pub mod headers;
 pub mod json_input;
+pub mod links;
 pub mod preview;
 pub mod rejects;
 pub mod rows;
@@ -525,6 +529,9 @@ async fn parse_and_store(
             return Err(e);
         }
     };
+    let mut parsed = parsed;
+    let mode = parsed.mode.unwrap_or(body.mode);
+    warn_unknown_managers(&services.db, tenant, mode, &mut parsed).await?;
     let snapshot_key = BlobStore::snapshot_key(tenant, env.run_id);
     let rejects_key = BlobStore::rejects_key(tenant, env.run_id);
     services
@@ -579,6 +586,35 @@ async fn parse_and_store(
         "parsed"
     );
     Ok(result)
+}
+
+/// Turns the rows of `parsed` whose manager is not among the file's people into
+/// warnings, unless (in a `delta`) the manager is an active person of the tenant's
+/// directory: a full file is the whole directory, so a manager not in it is nobody.
+pub async fn warn_unknown_managers(
+    db: &roster_shared::db::Db,
+    tenant: &roster_shared::model::ids::TenantId,
+    mode: SyncMode,
+    parsed: &mut ParsedFile,
+) -> Result<(), roster_shared::sea_orm::DbErr> {
+    if parsed.unknown_managers.is_empty() {
+        return Ok(());
+    }
+    let known = match mode {
+        SyncMode::Full => HashSet::new(),
+        SyncMode::Delta => {
+            let mut managers: Vec<&str> = parsed
+                .unknown_managers
+                .iter()
+                .map(|u| u.manager.as_str())
+                .collect();
+            managers.sort_unstable();
+            managers.dedup();
+            db::active_people(db, tenant, &managers).await?
+        }
+    };
+    parsed.warn_unknown_managers(|m| known.contains(m));
+    Ok(())
 }
 
 /// Whether `error` says its row repeats a key an earlier row has: a duplicate email in a

@@ -1162,3 +1162,67 @@ c@x.com,gone,Other\n";
         parsed.covered
     );
 }
+
+/// The references between rows, read in memory and sorted through scratch files alike:
+/// a second row with another row's employee id is rejected (its email protected); a
+/// manager cycle rejects its rows, each error naming the people and lines of the cycle;
+/// a manager not in the file is left for the directory to resolve; a self-manager is a
+/// warning.
+#[test]
+fn employee_ids_and_managers_are_checked_across_rows() {
+    let file = b"Email,Employee ID,Manager\n\
+a@x.com,1,\n\
+b@x.com,2,a@x.com\n\
+c@x.com,1,a@x.com\n\
+d@x.com,4,e@x.com\n\
+e@x.com,5,f@x.com\n\
+f@x.com,6,d@x.com\n\
+g@x.com,7,zed@x.com\n\
+h@x.com,8,h@x.com\n";
+    for sort_memory in [roster_parser::DEFAULT_SORT_MEMORY, 64] {
+        let options = ParseOptions {
+            sort_memory,
+            ..options()
+        };
+        let mut parsed =
+            parse(Box::new(Cursor::new(file.to_vec())), &options, &NoProgress).unwrap();
+        assert_eq!(parsed.rejected, 4, "{:?}", parsed.errors);
+        assert_eq!(parsed.accepted, 4, "a, b, g, h");
+        let errors: Vec<(Option<u64>, Severity, &str)> = parsed
+            .errors
+            .iter()
+            .map(|e| (e.line, e.severity, e.message.as_str()))
+            .collect();
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+        assert_eq!((errors[0].0, errors[0].1), (Some(4), Severity::Error));
+        assert!(errors[0].2.contains("duplicate employee id 1") && errors[0].2.contains("line 2"));
+        for e in &errors[1..4] {
+            assert_eq!(e.1, Severity::Error);
+            assert!(
+                e.2.starts_with(roster_parser::links::MANAGER_CYCLE)
+                    && e.2.contains("d@x.com (line 5)")
+                    && e.2.contains("e@x.com (line 6)")
+                    && e.2.contains("f@x.com (line 7)"),
+                "{e:?}"
+            );
+        }
+        assert_eq!(
+            errors[1..4].iter().map(|e| e.0).collect::<Vec<_>>(),
+            [Some(5), Some(6), Some(7)]
+        );
+        assert_eq!((errors[4].0, errors[4].1), (Some(9), Severity::Warning));
+        let protected: Vec<String> = entries(&parsed)
+            .into_iter()
+            .filter(|e| e.protected)
+            .map(|e| e.email)
+            .collect();
+        assert_eq!(protected, ["c@x.com", "d@x.com", "e@x.com", "f@x.com"]);
+        assert_eq!(parsed.unknown_managers.len(), 1);
+        assert_eq!(parsed.unknown_managers[0].manager, "zed@x.com");
+        assert_eq!(parsed.unknown_managers[0].line, 8);
+        parsed.warn_unknown_managers(|m| m == "nobody");
+        let last = parsed.errors.iter().find(|e| e.line == Some(8)).unwrap();
+        assert_eq!(last.severity, Severity::Warning);
+        assert!(last.message.contains("zed@x.com"));
+    }
+}

@@ -275,6 +275,8 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
     };
     // A contact-details file changes no one: its people part is a delta.
     mode = parsed.mode.unwrap_or(mode);
+    let mut parsed = parsed;
+    roster_parser::warn_unknown_managers(db, file.tenant, mode, &mut parsed).await?;
     let snapshot = tempfile_path("roster-dry-run");
     let result = async {
         parsed.write_snapshot(BufWriter::new(std::fs::File::create(&snapshot)?))?;
@@ -344,8 +346,9 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
     if let Some(why) = plan.refused {
         return Ok(Summary::refused(tenant, &name, mode, why));
     }
-    let related_errors = plan.related.errors.len() as u64;
+    let related_errors = (plan.related.errors.len() + plan.errors.len()) as u64;
     let mut errors = parsed.errors;
+    errors.extend(plan.errors.iter().cloned());
     errors.extend(plan.related.errors.iter().cloned());
     let mut summary = Summary::dry_run(
         tenant,

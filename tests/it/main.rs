@@ -9,6 +9,7 @@ mod events;
 mod fault;
 mod fetcher;
 mod harness;
+mod identity;
 mod pipeline;
 mod probes;
 mod property;

@@ -170,6 +170,7 @@ fn retitle(before: &Person, title: &str) -> Change {
         expected: Some(RowState::of(before)),
         target: RowState::of(&after),
         changed: roster_differ::changes::field_changes(before, &after),
+        renamed_from: None,
         person: Some(after),
     }
 }
@@ -254,6 +255,7 @@ fn create(person: &Person) -> Change {
         expected: None,
         target: RowState::of(person),
         changed: Vec::new(),
+        renamed_from: None,
         person: Some(person.clone()),
     }
 }

@@ -531,6 +531,41 @@ impl Serialize for JsonRow<'_> {
     }
 }
 
+/// Moves the stored person `from` to the email `to` (free, checked by the caller), with
+/// what hangs off them: their group memberships and contact details follow. The row
+/// keeps its `created_at`; its fields are written by the upsert that follows.
+pub async fn rename<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &TenantId,
+    from: &str,
+    to: &str,
+) -> Result<(), DbErr> {
+    let backend = conn.get_database_backend();
+    let run = |sql: &str| {
+        exec(
+            conn,
+            raw(
+                backend,
+                sql,
+                vec![tv(tenant), from.to_owned().into(), to.to_owned().into()],
+            ),
+        )
+    };
+    run("UPDATE people SET email = $3 WHERE tenant_id = $1 AND email = $2").await?;
+    // A membership the new email already has (a bundle's, naming someone not stored
+    // yet) stays; the old email's duplicate of it goes.
+    run(
+        "DELETE FROM group_members WHERE tenant_id = $1 AND member_kind = 'person'          AND member = $2 AND group_id IN (SELECT group_id FROM group_members          WHERE tenant_id = $1 AND member_kind = 'person' AND member = $3)",
+    )
+    .await?;
+    run(
+        "UPDATE group_members SET member = $3 WHERE tenant_id = $1          AND member_kind = 'person' AND member = $2",
+    )
+    .await?;
+    run("UPDATE contact_details SET person = $3 WHERE tenant_id = $1 AND person = $2").await?;
+    Ok(())
+}
+
 /// Marks `emails` inactive, as last changed by `run` at `now`.
 pub async fn deactivate<C: ConnectionTrait>(
     conn: &C,

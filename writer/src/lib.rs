@@ -399,13 +399,18 @@ pub async fn apply(
         conn.rollback_to(CREATE_SAVEPOINT).await?;
         debug!("some people of a creating batch are stored already: checking each");
     }
-    let emails: Vec<&str> = changes.iter().map(|c| c.email.as_str()).collect();
+    // A change moving a person to a new email is checked against both rows.
+    let emails: Vec<&str> = changes
+        .iter()
+        .flat_map(|c| std::iter::once(c.email.as_str()).chain(c.renamed_from.as_deref()))
+        .collect();
     let stored = db::stored_states(conn, tenant, &emails).await?;
     let mut out = Applied::default();
     let mut rows: Vec<&Person> = Vec::new();
     let mut deactivate = Vec::new();
+    let mut renames: Vec<(&str, &str)> = Vec::new();
     for (i, change) in changes.iter().enumerate() {
-        match change.check(stored.get(change.email.as_str()).copied()) {
+        match change.check_with(|email| stored.get(email).copied()) {
             Applicability::Apply => {}
             Applicability::AlreadyApplied => continue,
             Applicability::Conflict => {
@@ -413,16 +418,26 @@ pub async fn apply(
                 continue;
             }
         }
-        match &change.person {
-            Some(p) => rows.push(p),
-            None if change.kind == ChangeKind::Deactivated => deactivate.push(change.email.clone()),
-            None => {
+        match (&change.person, &change.renamed_from) {
+            (Some(p), Some(from)) => {
+                renames.push((from, &change.email));
+                rows.push(p);
+            }
+            (Some(p), None) => rows.push(p),
+            (None, None) if change.kind == ChangeKind::Deactivated => {
+                deactivate.push(change.email.clone());
+            }
+            (None, _) => {
                 out.conflicts += 1;
                 continue;
             }
         }
         out.counts.add(change.kind);
         out.applied.push(i);
+    }
+    // Moved first: the upsert then finds each moved row under its new email.
+    for (from, to) in renames {
+        db::rename(conn, tenant, from, to).await?;
     }
     db::upsert(conn, tenant, &rows, run, now).await?;
     db::deactivate(conn, tenant, &deactivate, run, now).await?;

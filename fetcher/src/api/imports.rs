@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use roster_shared::db::entity::run;
 use roster_shared::db::runs;
-use roster_shared::model::envelope::{Format, Severity, SyncMode};
+use roster_shared::model::envelope::{Format, SyncMode};
 use roster_shared::model::ids::RunId;
 use roster_shared::model::run::RunState;
 use serde::{Deserialize, Serialize};
@@ -117,7 +117,8 @@ pub struct ImportError {
     pub column: Option<String>,
     /// What is wrong.
     pub message: String,
-    /// `error` (the row was rejected) or `note` (skipped on purpose).
+    /// `error` (the row was rejected), `note` (skipped on purpose) or `warning` (applied,
+    /// but worth a look: a manager not in the directory, say).
     pub severity: String,
 }
 
@@ -481,11 +482,7 @@ async fn describe(
                 line: e.line,
                 column: e.column,
                 message: e.message,
-                severity: match e.severity {
-                    Severity::Error => "error",
-                    Severity::Note => "note",
-                }
-                .into(),
+                severity: e.severity.name().into(),
             })
             .collect(),
         errors_truncated,

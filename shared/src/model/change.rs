@@ -87,6 +87,12 @@ pub struct Change {
     /// The fields that changed (empty for creations and plain deactivations).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed: Vec<FieldChange>,
+    /// The person's stored key before this change, when the change moves a stored person
+    /// to a new email (same employee id): `expected` is then the state of the row stored
+    /// under this old email, and `email` the key it moves to (`changed` names `email`).
+    /// Absent from older messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
 }
 
 /// How a change meets the stored row it was planned against.
@@ -109,6 +115,23 @@ impl Change {
             Applicability::AlreadyApplied
         } else {
             Applicability::Conflict
+        }
+    }
+}
+
+impl Change {
+    /// [`Change::check`] against the stored rows, found by email with `stored`: a
+    /// change that moves a person to a new email ([`Change::renamed_from`]) applies where
+    /// the old row is in the expected state and the new email is free, and was applied
+    /// before where the old row is gone and the new one is in the target state.
+    pub fn check_with(&self, stored: impl Fn(&str) -> Option<RowState>) -> Applicability {
+        let Some(old) = &self.renamed_from else {
+            return self.check(stored(&self.email));
+        };
+        match (stored(old), stored(&self.email)) {
+            (from, None) if from == self.expected => Applicability::Apply,
+            (None, Some(now)) if now == self.target => Applicability::AlreadyApplied,
+            _ => Applicability::Conflict,
         }
     }
 }
@@ -204,6 +227,7 @@ mod tests {
             target: state(2, true),
             person: None,
             changed: vec![],
+            renamed_from: None,
         };
         assert_eq!(update.check(Some(state(1, true))), Applicability::Apply);
         assert_eq!(
@@ -224,5 +248,48 @@ mod tests {
             Applicability::AlreadyApplied
         );
         assert_eq!(create.check(Some(state(3, true))), Applicability::Conflict);
+    }
+
+    #[test]
+    fn a_rename_checks_the_old_row_and_the_new_email() {
+        let rename = Change {
+            kind: ChangeKind::Updated,
+            email: "b@x.com".into(),
+            expected: Some(state(1, true)),
+            target: state(2, true),
+            person: None,
+            changed: vec![],
+            renamed_from: Some("a@x.com".into()),
+        };
+        let rows = |a: Option<RowState>, b: Option<RowState>| {
+            move |email: &str| if email == "a@x.com" { a } else { b }
+        };
+        assert_eq!(
+            rename.check_with(rows(Some(state(1, true)), None)),
+            Applicability::Apply
+        );
+        assert_eq!(
+            rename.check_with(rows(None, Some(state(2, true)))),
+            Applicability::AlreadyApplied
+        );
+        // The new email taken meanwhile, or the old row moved on: stale.
+        assert_eq!(
+            rename.check_with(rows(Some(state(1, true)), Some(state(5, true)))),
+            Applicability::Conflict
+        );
+        assert_eq!(
+            rename.check_with(rows(Some(state(3, true)), None)),
+            Applicability::Conflict
+        );
+        assert_eq!(rename.check_with(rows(None, None)), Applicability::Conflict);
+        // Without a rename, as `check`.
+        let plain = Change {
+            renamed_from: None,
+            ..rename
+        };
+        assert_eq!(
+            plain.check_with(rows(None, Some(state(1, true)))),
+            Applicability::Apply
+        );
     }
 }

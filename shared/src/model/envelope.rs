@@ -297,14 +297,19 @@ pub enum Severity {
     /// The row was skipped on purpose and nothing is wrong with it (an Active Directory
     /// service account without an email, say).
     Note,
+    /// The row was accepted and applied, but something in it deserves a look (a manager
+    /// who is not in the directory, say).
+    Warning,
 }
 
 impl Severity {
-    /// The severity's name: `error` or `note` (as stored in `run_errors.severity`).
+    /// The severity's name: `error`, `note` or `warning` (as stored in
+    /// `run_errors.severity`).
     pub fn name(self) -> &'static str {
         match self {
             Severity::Error => "error",
             Severity::Note => "note",
+            Severity::Warning => "warning",
         }
     }
 
@@ -312,6 +317,7 @@ impl Severity {
     pub fn from_name(name: &str) -> Severity {
         match name {
             "note" => Severity::Note,
+            "warning" => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -352,6 +358,14 @@ impl RowError {
     pub fn note(line: Option<u64>, column: Option<String>, message: impl Into<String>) -> Self {
         RowError {
             severity: Severity::Note,
+            ..RowError::new(line, column, message)
+        }
+    }
+
+    /// A warning on a row that was accepted all the same.
+    pub fn warning(line: Option<u64>, column: Option<String>, message: impl Into<String>) -> Self {
+        RowError {
+            severity: Severity::Warning,
             ..RowError::new(line, column, message)
         }
     }
@@ -609,6 +623,7 @@ mod tests {
                 old: None,
                 new: Some("Ann".into()),
             }],
+            renamed_from: None,
         };
         let gone = Change {
             kind: ChangeKind::Updated,
@@ -623,6 +638,7 @@ mod tests {
             },
             person: None,
             changed: Vec::new(),
+            renamed_from: None,
         };
         let (tenant, run) = (TenantId::new("acme").unwrap(), RunId::new());
         let at = Utc::now();

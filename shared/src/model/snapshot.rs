@@ -109,6 +109,17 @@ impl SnapshotEntry {
         self.record.len()
     }
 
+    /// The first text field of the record ([`RecordField::TEXT`]`[0]`: a person's
+    /// employee id), read without decoding the rest; `None` when absent or unreadable.
+    pub fn first_text(&self) -> Option<String> {
+        first_text(&self.record)
+    }
+
+    /// The snapshot line this entry was read from (0: made, not read).
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
     /// Decodes the full person.
     pub fn person(&self) -> Result<Person, SnapshotError> {
         self.record()
@@ -118,6 +129,18 @@ impl SnapshotEntry {
     pub fn record<R: Record>(&self) -> Result<R, SnapshotError> {
         decode(&self.email, self.state.active, &self.record, self.line)
     }
+}
+
+/// The first element of an encoded record's array of text fields, when it is a string.
+fn first_text(encoded: &[u8]) -> Option<String> {
+    let rest = encoded.strip_prefix(b"[")?;
+    if !rest.starts_with(b"\"") {
+        return None;
+    }
+    serde_json::Deserializer::from_slice(rest)
+        .into_iter::<String>()
+        .next()?
+        .ok()
 }
 
 /// The record of line `line` keyed `email`, from its encoded fields and extras.
@@ -271,6 +294,7 @@ impl EntryRef<'_> {
                 self.line,
             )?),
             changed: vec![],
+            renamed_from: None,
         }))
     }
 
@@ -318,6 +342,11 @@ mod tests {
         assert!(!entries[0].protected && entries[2].protected);
         assert_eq!(entries[2].email, "c@x.com");
         assert_eq!(entries[0].person().unwrap(), a);
+        assert_eq!(entries[0].first_text(), None);
+        let mut c = Person::new("c@x.com".into());
+        c.set(Field::EmployeeId, "E\"7");
+        c.set(Field::JobTitle, "x");
+        assert_eq!(SnapshotEntry::of(&c).first_text().as_deref(), Some("E\"7"));
         assert_eq!(entries[1].person().unwrap(), b);
         assert_eq!(entries[0].state, RowState::of(&a));
         assert!(!entries[1].state.active);

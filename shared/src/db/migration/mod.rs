@@ -16,6 +16,7 @@ mod m20261130_000010_related;
 mod m20261201_000011_import_api;
 mod m20261202_000012_safety;
 mod m20261202_000013_webhooks;
+mod m20261202_000014_identity;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_import_api::Migration),
             Box::new(m20261202_000012_safety::Migration),
             Box::new(m20261202_000013_webhooks::Migration),
+            Box::new(m20261202_000014_identity::Migration),
         ]
     }
 }
