@@ -32,6 +32,8 @@ pub struct DlqArgs {
 
 /// The `roster dlq` subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum DlqCommand {
     /// Lists dead letters: id, stage, tenant, file, reason, attempts, first and last failure.
     List {

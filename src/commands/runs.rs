@@ -38,6 +38,8 @@ pub struct RunsArgs {
 
 /// `roster runs` subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum RunsCommand {
     /// One run: its summary with its row errors and notes, (`--changes`) what a held or
     /// dry run would do, or (`--rejects`) its reject

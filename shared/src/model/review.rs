@@ -127,6 +127,7 @@ mod tests {
             target: RowState::of(&person),
             person: Some(person),
             changed: vec![],
+            renamed_from: None,
         };
         let mut list = ChangeList::new(Some("r1".into()), "held", vec![BrakeName::Deactivations]);
         list.push(&created);
