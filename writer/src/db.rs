@@ -555,11 +555,14 @@ pub async fn rename<C: ConnectionTrait>(
     // A membership the new email already has (a bundle's, naming someone not stored
     // yet) stays; the old email's duplicate of it goes.
     run(
-        "DELETE FROM group_members WHERE tenant_id = $1 AND member_kind = 'person'          AND member = $2 AND group_id IN (SELECT group_id FROM group_members          WHERE tenant_id = $1 AND member_kind = 'person' AND member = $3)",
+        "DELETE FROM group_members WHERE tenant_id = $1 AND member_kind = 'person' \
+         AND member = $2 AND group_id IN (SELECT group_id FROM group_members \
+         WHERE tenant_id = $1 AND member_kind = 'person' AND member = $3)",
     )
     .await?;
     run(
-        "UPDATE group_members SET member = $3 WHERE tenant_id = $1          AND member_kind = 'person' AND member = $2",
+        "UPDATE group_members SET member = $3 WHERE tenant_id = $1 \
+         AND member_kind = 'person' AND member = $2",
     )
     .await?;
     run("UPDATE contact_details SET person = $3 WHERE tenant_id = $1 AND person = $2").await?;
