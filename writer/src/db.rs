@@ -560,10 +560,8 @@ pub async fn rename<C: ConnectionTrait>(
          WHERE tenant_id = $1 AND member_kind = 'person' AND member = $3)",
     )
     .await?;
-    run(
-        "UPDATE group_members SET member = $3 WHERE tenant_id = $1 \
-         AND member_kind = 'person' AND member = $2",
-    )
+    run("UPDATE group_members SET member = $3 WHERE tenant_id = $1 \
+         AND member_kind = 'person' AND member = $2")
     .await?;
     run("UPDATE contact_details SET person = $3 WHERE tenant_id = $1 AND person = $2").await?;
     Ok(())
