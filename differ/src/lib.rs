@@ -238,7 +238,7 @@ pub async fn handle(
                 ""
             };
             // What it would do, kept for review (`roster runs show RUN --changes`).
-            let changes_key = record_changes(services, config, &env)
+            let changes_key = record_changes(services, None, &env)
                 .await?
                 .map(|(_, key)| key);
             let hold = db::Hold {
@@ -945,7 +945,7 @@ async fn plan_dry_run(
 ) -> Result<(), StageError> {
     let started = Instant::now();
     let (db, tenant, run_id) = (&services.db, &env.tenant, env.run_id);
-    let Some((plan, changes_key)) = record_changes(services, config, env).await? else {
+    let Some((plan, changes_key)) = record_changes(services, Some(config.brake), env).await? else {
         return Err(StageError::rejected(format!(
             "{}: {}",
             run.file_name, EMPTY_FULL_SNAPSHOT
@@ -996,10 +996,12 @@ const EMPTY_FULL_SNAPSHOT: &str = "no usable people in the file; a full sync of 
 /// Plans the run `env` announces without applying anything and stores its changes (people
 /// then related records, JSON lines as `import --dry-run --dump` writes them) under the
 /// run's changes key: what a dry run shows, and what a held run would do. Returns the
-/// plan and the key, or `None` when the run would be refused (nothing stored).
+/// plan and the key, or `None` when the run would be refused (nothing stored). The
+/// brakes are weighed with `brake` (a dry run's), or not at all (`None`: a held run's,
+/// weighed already).
 async fn record_changes(
     services: &Services,
-    config: &DifferConfig,
+    brake: Option<Brake>,
     env: &Envelope<SnapshotParsed>,
 ) -> Result<Option<(DryRun, String)>, StageError> {
     let (db, tenant, run_id, body) = (&services.db, &env.tenant, env.run_id, &env.body);
@@ -1027,7 +1029,7 @@ async fn record_changes(
         body.accepted,
         body.covered.as_ref(),
         body.mode,
-        config.brake,
+        brake,
         Some(&mut sink),
         related.as_ref(),
     )
@@ -1102,12 +1104,21 @@ pub async fn dry_run(
 ) -> Result<DryRun, StageError> {
     let open = || async { File::open(snapshot).map_err(|e| StageError::Blob(e.into())) };
     plan_only(
-        db, tenant, open, accepted, covered, mode, brake, changes, related,
+        db,
+        tenant,
+        open,
+        accepted,
+        covered,
+        mode,
+        Some(brake),
+        changes,
+        related,
     )
     .await
 }
 
-/// [`dry_run`] on the snapshot `open` opens (twice when `changes` is given).
+/// [`dry_run`] on the snapshot `open` opens (twice when `changes` is given); `brake`
+/// `None` when the caller weighed the brakes already (nothing is then said held).
 #[allow(clippy::too_many_arguments)]
 async fn plan_only<F, Fut>(
     db: &Db,
@@ -1116,7 +1127,7 @@ async fn plan_only<F, Fut>(
     accepted: u64,
     covered: Option<&Covered>,
     mode: SyncMode,
-    brake: Brake,
+    brake: Option<Brake>,
     changes: Option<&mut (dyn FnMut(Vec<Change>) + Send)>,
     related: Option<&RelatedSnapshot>,
 ) -> Result<DryRun, StageError>
@@ -1147,17 +1158,22 @@ where
         identity,
         errors,
     } = counted;
-    let trips = check_brakes(
-        db,
-        tenant,
-        brake,
-        &index,
-        &open,
-        mode,
-        &fills,
-        summary.counts,
-    )
-    .await?;
+    let trips = match brake {
+        Some(brake) => {
+            check_brakes(
+                db,
+                tenant,
+                brake,
+                &index,
+                &open,
+                mode,
+                &fills,
+                summary.counts,
+            )
+            .await?
+        }
+        None => Vec::new(),
+    };
     let held_by = trips.iter().map(|t| t.brake).collect();
     let held = (!trips.is_empty()).then(|| Brake::reason(&trips));
     if let Some(sink) = changes {

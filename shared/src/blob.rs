@@ -94,6 +94,15 @@ impl BlobStore {
         format!("related/{tenant}/{run}.json")
     }
 
+    /// Keys of what a run's planning reads (its snapshot and related records): of no
+    /// more use once the run is final.
+    pub fn planning_keys(tenant: &TenantId, run: RunId) -> [String; 2] {
+        [
+            Self::snapshot_key(tenant, run),
+            Self::related_key(tenant, run),
+        ]
+    }
+
     /// Key of a dry run's planned changes (JSON lines: the people's changes, then the
     /// related ones, as `roster import --dry-run --dump` writes them).
     pub fn changes_key(tenant: &TenantId, run: RunId) -> String {

@@ -78,6 +78,30 @@ impl Services {
             .await
     }
 
+    /// Approves a held run and hands it back to the differ (its `snapshot.parsed`
+    /// message rebuilt from the run's record, under an id naming the run and its
+    /// generation, so approving it again after it was held again is a new message).
+    /// Returns false, sending nothing, when the run is not held.
+    pub async fn approve_held(
+        &self,
+        tenant: &TenantId,
+        run_id: RunId,
+        run: &run::Model,
+    ) -> Result<bool, StageError> {
+        if !runs::approve(&self.db, tenant, run_id).await? {
+            return Ok(false);
+        }
+        let envelope = Envelope::new(
+            MessageId::derived(&["approved", &run.id, &run.generation.to_string()]),
+            tenant.clone(),
+            run_id,
+            runs::parsed_body(run),
+        );
+        self.publish(Queue::Parsed, &envelope, Some(&run.file_name))
+            .await?;
+        Ok(true)
+    }
+
     /// Hands a fetched run to the parser: its `file.fetched` message rebuilt from the
     /// run's record (always under the same message id), then records that it went out.
     pub async fn send_to_parser(
@@ -133,10 +157,7 @@ impl Services {
     /// so snapshots do not pile up run after run. The raw file stays. Best effort: a failure is logged and
     /// leaves only a stray file behind.
     pub async fn discard_snapshot(&self, tenant: &TenantId, run: RunId) {
-        for key in [
-            BlobStore::snapshot_key(tenant, run),
-            BlobStore::related_key(tenant, run),
-        ] {
+        for key in BlobStore::planning_keys(tenant, run) {
             if let Err(e) = self.blobs.delete(&key).await {
                 warn!(%key, error = %e, "could not remove a finished run's snapshot");
             }

@@ -12,10 +12,9 @@ use roster_parser::rows::RowOutcome;
 use roster_parser::{ParseLimits, ParseOptions};
 use roster_shared::config::{BrokerSettings, StoreSettings};
 use roster_shared::db::{Db, runs, tenants};
-use roster_shared::model::envelope::{Envelope, Format};
-use roster_shared::model::ids::{MessageId, RunId, TenantId};
+use roster_shared::model::envelope::Format;
+use roster_shared::model::ids::{RunId, TenantId};
 use roster_shared::model::person::{Field, MappingTarget};
-use roster_shared::transport::Queue;
 
 use crate::App;
 use crate::app::read_db;
@@ -270,21 +269,19 @@ pub async fn approve(store: StoreSettings, args: ApproveArgs) -> anyhow::Result<
     let run = runs::get(db, &args.tenant, args.run)
         .await?
         .with_context(|| format!("{} has no run {}", args.tenant, args.run))?;
-    if !runs::approve(db, &args.tenant, args.run).await? {
-        bail!("run {} is {}, not held", args.run, run.state);
-    }
-    let env = Envelope::new(
-        MessageId::derived(&["approved", &run.id, &run.generation.to_string()]),
-        args.tenant.clone(),
-        args.run,
-        runs::parsed_body(&run),
-    );
     let mut pipeline = app
         .is_embedded()
         .then(|| Pipeline::start(&app, &args.pipeline, None));
-    app.services
-        .publish(Queue::Parsed, &env, Some(&run.file_name))
-        .await?;
+    if !app
+        .services
+        .approve_held(&args.tenant, args.run, &run)
+        .await?
+    {
+        if let Some(p) = pipeline {
+            p.stop().await?;
+        }
+        bail!("run {} is {}, not held", args.run, run.state);
+    }
     let done = match pipeline.as_mut() {
         Some(p) => p.wait_for(&app, &args.tenant, args.run).await?,
         None => wait_for_run(&app, &args.tenant, args.run).await?,

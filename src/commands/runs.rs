@@ -158,10 +158,7 @@ async fn reject(store: StoreSettings, args: RejectArgs) -> anyhow::Result<ExitCo
     }
     // Its snapshot is of no more use (its change list stays for the record).
     let blobs = BlobStore::local(store.blob_dir())?;
-    for key in [
-        BlobStore::snapshot_key(&tenant, args.run),
-        BlobStore::related_key(&tenant, args.run),
-    ] {
+    for key in BlobStore::planning_keys(&tenant, args.run) {
         let _ = blobs.delete(&key).await;
     }
     println!("run {}: rejected ({why})", args.run);

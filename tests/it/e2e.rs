@@ -1255,24 +1255,6 @@ pub fn bundles_bring_groups_memberships_and_renames(i: &Install) {
     assert_eq!(s["related"]["memberships_added"], 4, "{s:#}");
 }
 
-/// Runs every case against every backend: one module per backend, one test per case.
-macro_rules! backends {
-    ([$($backend:ident => $make:expr),* $(,)?], $cases:tt) => {
-        $(backends!(@one $backend, $make, $cases);)*
-    };
-    (@one $backend:ident, $make:expr, [$($case:ident),* $(,)?]) => {
-        mod $backend {
-            $(
-                #[test]
-                fn $case() {
-                    let install = $make;
-                    super::$case(&install);
-                }
-            )*
-        }
-    };
-}
-
 backends!(
     [
         embedded => crate::harness::Install::embedded(),

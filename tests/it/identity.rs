@@ -230,23 +230,6 @@ e@x.com,E E,d@x.com\n";
     );
 }
 
-macro_rules! backends {
-    ([$($backend:ident => $make:expr),* $(,)?], $cases:tt) => {
-        $(backends!(@one $backend, $make, $cases);)*
-    };
-    (@one $backend:ident, $make:expr, [$($case:ident),* $(,)?]) => {
-        mod $backend {
-            $(
-                #[test]
-                fn $case() {
-                    let install = $make;
-                    super::$case(&install);
-                }
-            )*
-        }
-    };
-}
-
 backends!(
     [
         embedded => crate::harness::Install::embedded(),

@@ -411,24 +411,6 @@ pub fn an_old_file_arriving_after_a_newer_one_is_stale(i: &Install) {
     );
 }
 
-/// Runs every case against every backend: one module per backend, one test per case.
-macro_rules! backends {
-    ([$($backend:ident => $make:expr),* $(,)?], $cases:tt) => {
-        $(backends!(@one $backend, $make, $cases);)*
-    };
-    (@one $backend:ident, $make:expr, [$($case:ident),* $(,)?]) => {
-        mod $backend {
-            $(
-                #[test]
-                fn $case() {
-                    let install = $make;
-                    super::$case(&install);
-                }
-            )*
-        }
-    };
-}
-
 backends!(
     [
         embedded => crate::harness::Install::embedded(),

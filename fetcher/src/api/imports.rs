@@ -674,28 +674,14 @@ pub async fn approve(
 ) -> Result<(StatusCode, Json<ImportStatus>), ApiError> {
     let run = visible(&state, &caller, &id).await?;
     let run_id: RunId = run.id.parse().map_err(|e| ApiError::internal(&e))?;
-    if run.dry_run || !runs::approve(&state.services.db, &caller.tenant, run_id).await? {
+    if run.dry_run
+        || !state
+            .services
+            .approve_held(&caller.tenant, run_id, &run)
+            .await?
+    {
         return Err(not_held(&run));
     }
-    let env = roster_shared::model::envelope::Envelope::new(
-        roster_shared::model::ids::MessageId::derived(&[
-            "approved",
-            &run.id,
-            &run.generation.to_string(),
-        ]),
-        caller.tenant.clone(),
-        run_id,
-        runs::parsed_body(&run),
-    );
-    state
-        .services
-        .publish(
-            roster_shared::transport::Queue::Parsed,
-            &env,
-            Some(&run.file_name),
-        )
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
     info!(tenant = %caller.tenant, run = %run.id, "held import approved");
     let now = runs::get(&state.services.db, &caller.tenant, run_id)
         .await?
