@@ -383,13 +383,14 @@ where
             .map_err(corrupt)
         }
     };
-    let noting = identity::Candidates::new(index.len());
+    // With nobody stored (a first import) nobody can be renamed: nothing to note.
+    let noting = (!index.is_empty()).then(|| identity::Candidates::new(index.len()));
     let (mut summary, mut modified, candidates) = count(
         open().await?,
         Arc::default(),
         Arc::default(),
         covered.is_some(),
-        Some(noting),
+        noting,
     )
     .await?;
     let candidates = candidates.unwrap_or_default();

@@ -3,13 +3,16 @@
 //! (each should be a person of the directory, and no chain of managers may come back to
 //! where it started).
 //!
-//! Memory: about 40 bytes a row (hashes of the email and the manager, the line), plus the
-//! text of each distinct manager and each employee id's first row: a million rows cost
-//! tens of megabytes, beside the rows themselves. The cycle check walks each chain once
-//! (O(rows)).
+//! Memory: 24 bytes a row (hashes of the email and the manager, the row's number and
+//! line), about 17 more a row carrying an employee id (its hash and its first row), the
+//! text of each distinct manager, and, for files naming managers, 5 bytes a row while the
+//! chains are walked: a million rows with employee ids cost about 60 MB beside the rows
+//! themselves. The cycle check walks each chain once (O(rows)); files naming no manager
+//! skip it.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::num::NonZeroU64;
 
 use roster_shared::model::envelope::RowError;
 use roster_shared::model::person::Person;
@@ -23,20 +26,47 @@ pub const UNKNOWN_MANAGER: &str = "manager not in the directory: ";
 /// How the message of a row repeating an earlier row's employee id starts.
 pub const DUPLICATE_EMPLOYEE_ID: &str = "duplicate employee id ";
 
+/// `text` hashed, never 0 (so emails and managers hash alike, see [`manager_hash`]).
 fn hash(text: &str) -> u64 {
     let mut h = DefaultHasher::new();
     text.hash(&mut h);
-    h.finish()
+    h.finish().max(1)
 }
 
-/// One person row: who, whose report, where.
+/// A manager's email hashed as [`hash`] does (never 0, so an absent manager costs no
+/// room).
+fn manager_hash(text: &str) -> NonZeroU64 {
+    NonZeroU64::new(hash(text)).unwrap_or(NonZeroU64::MIN)
+}
+
+/// One person row: who, whose report, where (24 bytes).
 #[derive(Debug, Clone, Copy)]
 struct Link {
     email: u64,
-    manager: Option<u64>,
+    manager: Option<NonZeroU64>,
     ordinal: u32,
-    line: u64,
+    /// The row's line; 0 when unknown or past `u32::MAX`.
+    line: u32,
 }
+
+impl Link {
+    /// Where the row is, for messages: its line, else its record number.
+    fn place(&self) -> String {
+        if self.line > 0 {
+            format!("line {}", self.line)
+        } else {
+            format!("record {}", self.ordinal + 1)
+        }
+    }
+
+    /// The line for a row error (`None` when unknown).
+    fn error_line(&self) -> Option<u64> {
+        (self.line > 0).then_some(u64::from(self.line))
+    }
+}
+
+/// No chain of managers goes on from here ([`Links::finish`]'s table).
+const NO_MANAGER: u32 = u32::MAX;
 
 /// A row whose manager is not among the file's people: resolved against the stored
 /// directory (for a delta) or reported (see [`Links::finish`]).
@@ -70,9 +100,9 @@ pub struct Links {
     /// Emails of rows rejected for their own reasons (present in the file all the same).
     rejected: HashSet<u64>,
     /// The text of each manager named.
-    names: HashMap<u64, Box<str>>,
-    /// Each employee id's first row: (line, ordinal, email).
-    ids: HashMap<u64, (u64, u32, u64)>,
+    names: HashMap<NonZeroU64, Box<str>>,
+    /// Each employee id's first row (its position in `people`).
+    ids: HashMap<u64, u32>,
 }
 
 /// What [`Links::finish`] found.
@@ -93,7 +123,7 @@ impl Links {
         person.employee_id.as_deref().is_some_and(|id| {
             self.ids
                 .get(&hash(id))
-                .is_some_and(|&(_, _, first_email)| first_email != hash(&person.email))
+                .is_some_and(|&first| self.people[first as usize].email != hash(&person.email))
         })
     }
 
@@ -102,14 +132,10 @@ impl Links {
     pub fn check(&mut self, person: &Person, ordinal: u32, line: u64) -> Option<RowError> {
         let email = hash(&person.email);
         if let Some(id) = person.employee_id.as_deref() {
-            match self.ids.get(&hash(id)) {
+            match self.ids.get(&hash(id)).map(|&at| self.people[at as usize]) {
                 // The same email twice is a duplicate email, reported as such.
-                Some(&(first, first_ordinal, first_email)) if first_email != email => {
-                    let where_first = if first > 0 {
-                        format!("line {first}")
-                    } else {
-                        format!("record {}", first_ordinal + 1)
-                    };
+                Some(first) if first.email != email => {
+                    let where_first = first.place();
                     return Some(RowError::new(
                         (line > 0).then_some(line),
                         Some("employee_id".to_owned()),
@@ -122,12 +148,13 @@ impl Links {
                 }
                 Some(_) => {}
                 None => {
-                    self.ids.insert(hash(id), (line, ordinal, email));
+                    let at = u32::try_from(self.people.len()).unwrap_or(u32::MAX);
+                    self.ids.insert(hash(id), at);
                 }
             }
         }
         let manager = person.manager_email.as_deref().map(|m| {
-            let h = hash(m);
+            let h = manager_hash(m);
             self.names.entry(h).or_insert_with(|| m.into());
             h
         });
@@ -135,7 +162,7 @@ impl Links {
             email,
             manager,
             ordinal,
-            line,
+            line: u32::try_from(line).unwrap_or(0),
         });
         None
     }
@@ -151,26 +178,26 @@ impl Links {
     /// each with an error naming everyone in the cycle and their lines.
     pub fn finish(mut self) -> Found {
         let mut found = Found::default();
+        if self.names.is_empty() {
+            // No row names a manager: nothing to check.
+            return found;
+        }
+        drop(std::mem::take(&mut self.ids));
         // The first row of each email is the person (as the snapshot keeps it).
         self.people.sort_unstable_by_key(|l| (l.email, l.ordinal));
         self.people.dedup_by_key(|l| l.email);
         let people = self.people;
-        let at = |email: u64| people.binary_search_by_key(&email, |l| l.email).ok();
-        let name = |h: u64| self.names.get(&h).map_or("?", |n| &**n).to_owned();
-        let place = |l: &Link| {
-            if l.line > 0 {
-                format!("line {}", l.line)
-            } else {
-                format!("record {}", l.ordinal + 1)
-            }
-        };
+        let at = |email: NonZeroU64| people.binary_search_by_key(&email.get(), |l| l.email).ok();
+        let name = |h: NonZeroU64| self.names.get(&h).map_or("?", |n| &**n).to_owned();
+        // A person's own name: the text the rows managed by them use, if any.
+        let own_name = |l: &Link| NonZeroU64::new(l.email).map_or_else(|| "?".to_owned(), name);
         // Each person's manager's position, when in the file.
-        let mut next: Vec<Option<usize>> = vec![None; people.len()];
+        let mut next: Vec<u32> = vec![NO_MANAGER; people.len()];
         for (i, l) in people.iter().enumerate() {
             let Some(m) = l.manager else { continue };
-            if m == l.email {
+            if m.get() == l.email {
                 found.errors.push(RowError::warning(
-                    (l.line > 0).then_some(l.line),
+                    l.error_line(),
                     Some("manager_email".to_owned()),
                     format!(
                         "{} is their own manager; read as the top of the hierarchy",
@@ -180,10 +207,10 @@ impl Links {
                 continue;
             }
             match at(m) {
-                Some(j) => next[i] = Some(j),
-                None if self.rejected.contains(&m) => {}
+                Some(j) => next[i] = u32::try_from(j).unwrap_or(NO_MANAGER),
+                None if self.rejected.contains(&m.get()) => {}
                 None => found.unknown.push(UnknownManager {
-                    line: l.line,
+                    line: u64::from(l.line),
                     manager: name(m),
                 }),
             }
@@ -198,29 +225,29 @@ impl Links {
                 state[i] = 1;
                 walk.push(i);
                 match next[i] {
-                    Some(j) => i = j,
-                    None => break,
+                    NO_MANAGER => break,
+                    j => i = j as usize,
                 }
             }
-            if state[i] == 1 && next[i].is_some() {
+            if state[i] == 1 && next[i] != NO_MANAGER {
                 // Back on this walk: from `i` on, a cycle.
                 let from = walk.iter().position(|&w| w == i).unwrap_or(0);
                 let cycle = &walk[from..];
                 let names: Vec<String> = cycle
                     .iter()
-                    .map(|&c| format!("{} ({})", name(people[c].email), place(&people[c])))
+                    .map(|&c| format!("{} ({})", own_name(&people[c]), people[c].place()))
                     .collect();
-                let text = format!("{} -> {}", names.join(" -> "), name(people[cycle[0]].email));
+                let text = format!("{} -> {}", names.join(" -> "), own_name(&people[cycle[0]]));
                 for &c in cycle {
                     let l = &people[c];
                     found.rejected.insert(l.ordinal);
                     found.errors.push(RowError::new(
-                        (l.line > 0).then_some(l.line),
+                        l.error_line(),
                         Some("manager_email".to_owned()),
                         format!(
                             "{MANAGER_CYCLE}{text}: the chain of managers comes back to {}; \
                              the row was rejected",
-                            name(l.email)
+                            own_name(l)
                         ),
                     ));
                 }

@@ -177,6 +177,55 @@ carla.diaz@widget.com,E3,Carla,Diaz,Engineer,es\n";
     assert_eq!(i.directory_csv(&t, true), before, "nobody changed");
 }
 
+/// In a directory of 600 people, a full file leaves two out (few: the differ reads their
+/// employee ids by email) and a delta leaves out nearly everyone (one pass over the
+/// directory): either way an employee id carries its person to a new email, and an
+/// employee id nobody holds is a new person.
+pub fn renames_are_found_among_few_or_many_left_out(i: &Install) {
+    let t = tenant("many");
+    let header = "email,employeeId,firstName,lastName,jobTitle,language\n";
+    let row = |n: u32, email: &str| format!("{email},E{n},First{n},Last{n},Engineer,en\n");
+    let email = |n: u32| format!("p{n:03}@widget.com");
+    let everyone: String = (0..600).map(|n| row(n, &email(n))).collect();
+    let s = i.import_ok(&t, &i.file("all.csv", format!("{header}{everyone}")), &[]);
+    assert_eq!(counts(&s), [600, 0, 0, 0, 0], "{s:#}");
+
+    // Full: p007 moves to q007, p008 leaves, E999 arrives.
+    let full: String = (0..600)
+        .filter_map(|n| match n {
+            7 => Some(row(7, "q007@widget.com")),
+            8 => None,
+            _ => Some(row(n, &email(n))),
+        })
+        .chain([row(999, "new@widget.com")])
+        .collect();
+    let s = i.import_ok(&t, &i.file("full.csv", format!("{header}{full}")), &[]);
+    assert_eq!(counts(&s), [1, 1, 1, 0, 598], "{s:#}");
+
+    // Delta: p009 moves to q009.
+    let delta = format!("{header}{}", row(9, "q009@widget.com"));
+    let s = i.import_ok(&t, &i.file("delta.csv", delta), &["--mode", "delta"]);
+    assert_eq!(counts(&s)[..4], [0, 1, 0, 0], "{s:#}");
+
+    let people = people_json(i, &t);
+    for (gone, moved, id) in [
+        ("p007@widget.com", "q007@widget.com", "E7"),
+        ("p009@widget.com", "q009@widget.com", "E9"),
+    ] {
+        assert!(person(&people, gone).is_none(), "{gone} still stored");
+        let p = person(&people, moved).unwrap_or_else(|| panic!("{moved} missing"));
+        assert_eq!(
+            (&p["employee_id"], &p["active"]),
+            (&id.into(), &true.into())
+        );
+    }
+    assert_eq!(person(&people, "p008@widget.com").unwrap()["active"], false);
+    assert_eq!(
+        person(&people, "new@widget.com").unwrap()["employee_id"],
+        "E999"
+    );
+}
+
 /// A manager not in the directory is a warning on the row (applied all the same); a
 /// cycle of managers rejects its rows with an error naming the people and their lines.
 /// In a delta, a manager stored in the directory is known.
@@ -239,6 +288,7 @@ backends!(
         an_email_change_with_an_employee_id_keeps_the_person,
         an_email_change_without_the_employee_id_is_a_new_person,
         an_email_taken_by_another_active_person_is_a_row_error,
+        renames_are_found_among_few_or_many_left_out,
         managers_resolve_warn_and_refuse_cycles,
     ]
 );

@@ -1,6 +1,9 @@
 //! Identity continuity: people are found by their employee id (`people_by_employee_id`
 //! on `(tenant_id, employee_id)`), so the differ can tell a person whose email changed
 //! from a new person with one query for the employee ids of a run's would-be creations.
+//!
+//! Superseded by `m20261203_000015_identity_unindexed`, which drops the index again
+//! (kept so databases that ran this migration stay in step).
 
 use sea_orm_migration::prelude::*;
 

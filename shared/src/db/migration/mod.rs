@@ -17,6 +17,7 @@ mod m20261201_000011_import_api;
 mod m20261202_000012_safety;
 mod m20261202_000013_webhooks;
 mod m20261202_000014_identity;
+mod m20261203_000015_identity_unindexed;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_safety::Migration),
             Box::new(m20261202_000013_webhooks::Migration),
             Box::new(m20261202_000014_identity::Migration),
+            Box::new(m20261203_000015_identity_unindexed::Migration),
         ]
     }
 }
