@@ -5,12 +5,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::blob::BlobStore;
 use crate::config::{ConsumeSettings, RetryPolicy};
@@ -305,7 +306,10 @@ async fn handle<T, H, Fut>(
         let result = match decoded {
             Ok(mut envelope) => {
                 envelope.attempt = attempt;
-                handler(envelope).await
+                let heartbeat = Heartbeat::start(services, &tenant, &run);
+                let result = handler(envelope).await;
+                drop(heartbeat);
+                result
             }
             Err(e) => Err(StageError::internal_from("reading the message", e)),
         };
@@ -367,6 +371,51 @@ async fn handle<T, H, Fut>(
     }
     .instrument(span)
     .await;
+}
+
+/// How often a message's run is marked as worked on while its handler runs.
+pub const HEARTBEAT: Duration = Duration::from_secs(3);
+
+/// How long a handler's run is marked as worked on at most: a handler stuck longer stops
+/// hiding its run from the supervisor, which announces it again.
+pub const HEARTBEAT_FOR_AT_MOST: Duration = Duration::from_secs(3600);
+
+/// Marks a message's run as worked on ([`runs::touch`]) every [`HEARTBEAT`] while the
+/// handler runs (in a task of its own, so a slow database never holds the handler up),
+/// until dropped: the supervisor, which announces again runs that have not moved for a
+/// while (10 s in one process), then leaves a long parse or plan alone instead of
+/// starting it again beside itself.
+struct Heartbeat(Option<tokio::task::JoinHandle<()>>);
+
+impl Heartbeat {
+    /// Starts beating for run `run` of `tenant` (nothing when the message names none).
+    fn start(services: &Services, tenant: &str, run: &str) -> Heartbeat {
+        let (Ok(tenant), Ok(run)) = (TenantId::new(tenant), run.parse::<RunId>()) else {
+            return Heartbeat(None);
+        };
+        let db = services.db.clone();
+        Heartbeat(Some(tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut beat = tokio::time::interval_at(started + HEARTBEAT, HEARTBEAT);
+            while started.elapsed() < HEARTBEAT_FOR_AT_MOST {
+                beat.tick().await;
+                match runs::touch(&db, &tenant, run).await {
+                    Ok(true) => {}
+                    // Held, finished or gone: nothing to keep moving.
+                    Ok(false) => return,
+                    Err(e) => debug!(error = %e, "could not mark the run as worked on"),
+                }
+            }
+        })))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C.

@@ -761,6 +761,66 @@ async fn parsed_run(app: &App, tenant: &TenantId) -> RunId {
     id
 }
 
+/// A stage working on a run for longer than the supervisor waits keeps the run moving
+/// (its heartbeat), so the supervisor does not announce it again and start the same work
+/// beside itself; once the handler is done, a run left where it is stalls as before.
+#[tokio::test]
+async fn a_run_worked_on_is_not_announced_again() {
+    use roster_shared::stage::{ConsumeOptions, HEARTBEAT, consume, message};
+    use roster_shared::transport::Stage;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, memory) = app(&dir).await;
+    let t = TenantId::new("beat").unwrap();
+    let run = parsed_run(&app, &t).await;
+    let body = SnapshotParsed {
+        snapshot_key: "none".into(),
+        rejects_key: "none".into(),
+        rows_read: 1,
+        accepted: 1,
+        rejected: 0,
+        mode: SyncMode::Delta,
+        generation: 0,
+        covered: None,
+        related_key: None,
+    };
+    let envelope = Envelope::new(MessageId::new(), t.clone(), run, body);
+    app.services
+        .transport
+        .publish(Queue::Parsed, vec![message(&envelope, None)])
+        .await
+        .unwrap();
+    let stall = HEARTBEAT - Duration::from_millis(500);
+    let work = HEARTBEAT * 2;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let options = ConsumeOptions::new(&Default::default(), true);
+    let consuming = consume(
+        &app.services,
+        Stage::Differ,
+        options,
+        shutdown.clone(),
+        |_: Envelope<SnapshotParsed>| async move {
+            tokio::time::sleep(work).await;
+            Ok(())
+        },
+    );
+    let watching = async {
+        // Past the stall time and past the first beat, the handler still at work.
+        tokio::time::sleep(HEARTBEAT + Duration::from_millis(700)).await;
+        let sent = recover_stalled(&app.services, stall).await.unwrap();
+        assert_eq!(sent, 0, "a run a handler works on is moving");
+        // The handler done (and nothing more taken), the run left parsed: it stalls like
+        // any other.
+        tokio::time::sleep(work - HEARTBEAT).await;
+        shutdown.cancel();
+        tokio::time::sleep(stall).await;
+        let sent = recover_stalled(&app.services, stall).await.unwrap();
+        assert_eq!(sent, 1, "a run nobody works on any more is announced again");
+    };
+    let (consumed, ()) = tokio::join!(consuming, watching);
+    consumed.unwrap();
+    assert_eq!(memory.len(Queue::Parsed), 1, "announced again once");
+}
+
 #[tokio::test]
 async fn runs_waiting_behind_an_earlier_one_are_not_stalled() {
     let dir = tempfile::tempdir().unwrap();

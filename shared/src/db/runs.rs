@@ -275,6 +275,19 @@ pub async fn finish_if_complete<C: ConnectionTrait>(
     Ok(n > 0)
 }
 
+/// Marks run `id` of `tenant` as worked on now, while it is in one of the states stages
+/// still work on ([`RunState::MOVING`]): the supervisor announces again only runs that
+/// stop moving, so a long parse or plan is not started a second time beside itself.
+/// Returns whether the run was moving.
+pub async fn touch(db: &Db, tenant: &TenantId, id: RunId) -> Result<bool, DbErr> {
+    let sql = format!(
+        "UPDATE runs SET updated_at = $1 WHERE id = $2 AND tenant_id = $3 AND state IN ({})",
+        states_sql(&RunState::MOVING)
+    );
+    let values = vec![Utc::now().into(), id.to_string().into(), tv(tenant)];
+    Ok(exec(db.conn(), raw(db.backend(), &sql, values)).await? > 0)
+}
+
 /// Reopens a run that ended `failed` or `rejected` at state `to`, for a replayed message
 /// to continue from there: clears its reason and end time. Returns whether it reopened.
 pub async fn reopen(db: &Db, tenant: &TenantId, id: RunId, to: RunState) -> Result<bool, DbErr> {
