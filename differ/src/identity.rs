@@ -228,14 +228,8 @@ pub async fn resolve<C: ConnectionTrait>(
         return Ok((identity, errors));
     }
     // Renames and collisions both need a stored person the snapshot leaves out.
-    let left_out: Vec<&str> = candidates
-        .listed
-        .iter()
-        .zip(index)
-        .filter(|(listed, _)| !**listed)
-        .map(|(_, e)| &*e.email)
-        .collect();
-    if left_out.is_empty() {
+    let left_out = candidates.listed.iter().filter(|listed| !**listed).count();
+    if left_out == 0 {
         return Ok((identity, errors));
     }
     let mut ids: Vec<&str> = candidates
@@ -246,15 +240,21 @@ pub async fn resolve<C: ConnectionTrait>(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    if left_out.len() <= index.len() / BY_EMAIL_SHARE {
+    if left_out <= index.len() / BY_EMAIL_SHARE {
         // Few left out: only the rows' employee ids one of them holds can matter.
-        let theirs = employee_ids_of(conn, tenant, &left_out).await?;
+        let emails: Vec<&str> = candidates
+            .listed
+            .iter()
+            .zip(index)
+            .filter(|(listed, _)| !**listed)
+            .map(|(_, e)| &*e.email)
+            .collect();
+        let theirs = employee_ids_of(conn, tenant, &emails).await?;
         ids.retain(|id| theirs.contains(*id));
         if ids.is_empty() {
             return Ok((identity, errors));
         }
     }
-    drop(left_out);
     let holders = holders(conn, tenant, &ids).await?;
     // Stored people the snapshot does not list, holding `id`.
     let unlisted = |id: &str| -> Vec<(&Holder, usize)> {

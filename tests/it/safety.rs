@@ -301,7 +301,12 @@ pub fn held_runs_are_approved_rejected_or_planned_again(i: &Install) {
     assert_eq!(review["totals"]["deactivated"], 30);
     let ran = i.roster(&["approve", "--tenant", &t, "--json", &run]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
-    assert_eq!(ran.json()["deactivated"], 30);
+    let applied = ran.json();
+    assert_eq!(applied["deactivated"], 30, "{applied:#}");
+    assert!(
+        applied["reason"].is_null(),
+        "an applied run keeps no hold reason: {applied:#}"
+    );
     assert_eq!(i.emails(&t, false).len(), 10);
 
     // Approved after the directory moved: planned afresh, and held again when the new

@@ -312,15 +312,15 @@ pub async fn reopen(db: &Db, tenant: &TenantId, id: RunId, to: RunState) -> Resu
 }
 
 /// Clears a held run for planning again (`held` to `parsed`, approved, `approved_at`
-/// now): the differ applies the plan the operator reviewed while the directory is as it
-/// was when the run was held, and plans (and brakes) afresh otherwise. Returns whether it
-/// was held.
+/// now, the hold's reason cleared: `held_by` keeps which brakes held it): the differ
+/// applies the plan the operator reviewed while the directory is as it was when the run
+/// was held, and plans (and brakes) afresh otherwise. Returns whether it was held.
 pub async fn approve(db: &Db, tenant: &TenantId, id: RunId) -> Result<bool, DbErr> {
     let n = exec(
         db.conn(),
         raw(
             db.backend(),
-            "UPDATE runs SET state = $5, approved = $1, finished_at = NULL, \
+            "UPDATE runs SET state = $5, approved = $1, finished_at = NULL, reason = NULL, \
              updated_at = $2, approved_at = $2 WHERE id = $3 AND tenant_id = $4 AND state = $6",
             vec![
                 true.into(),
