@@ -215,13 +215,14 @@ fn position(index: &[IndexEntry], email: &str) -> Option<usize> {
 }
 
 /// Decides the renames and collisions `candidates` make against the tenant's stored
-/// people (see the module's doc), with a row error for each collision.
+/// people (see the module's doc), with a row error for each collision beside the email
+/// of its row (its line is the snapshot's to tell: [`name_lines`]).
 pub async fn resolve<C: ConnectionTrait>(
     conn: &C,
     tenant: &TenantId,
     index: &[IndexEntry],
     candidates: &Candidates,
-) -> Result<(Identity, Vec<RowError>), DbErr> {
+) -> Result<(Identity, Vec<(String, RowError)>), DbErr> {
     let mut identity = Identity::default();
     let mut errors = Vec::new();
     if candidates.is_empty() {
@@ -312,13 +313,16 @@ pub async fn resolve<C: ConnectionTrait>(
                     || "no employee id".to_owned(),
                     |e| format!("employee id {e}"),
                 );
-            errors.push(RowError::new(
-                None,
-                Some("email".to_owned()),
-                format!(
-                    "{EMAIL_TAKEN}{email} (employee id {id}) would move {other} (employee id \
+            errors.push((
+                email.to_owned(),
+                RowError::new(
+                    None,
+                    Some("email".to_owned()),
+                    format!(
+                        "{EMAIL_TAKEN}{email} (employee id {id}) would move {other} (employee id \
                      {id}) to {email}, which is the email of the active person {email} \
                      ({theirs}); the row was left out and both people stay as they are"
+                    ),
                 ),
             ));
         }
@@ -335,3 +339,39 @@ pub async fn resolve<C: ConnectionTrait>(
 
 /// How the message of a row refused for taking another person's email starts.
 pub const EMAIL_TAKEN: &str = "email taken: the row of ";
+
+/// Sets the line of each refused row (`(email, error)`, from [`resolve`]) from the
+/// snapshot `snapshot` and the lines of its entries `lines` (one per entry, in snapshot
+/// order: `BlobStore::lines_key`; 0 or missing: unknown).
+pub fn name_lines<R: std::io::Read>(
+    refused: Vec<(String, RowError)>,
+    snapshot: &mut roster_shared::model::snapshot::SnapshotReader<R>,
+    lines: &[u32],
+) -> Result<Vec<RowError>, roster_shared::model::snapshot::SnapshotError> {
+    let mut wanted: HashMap<&str, u32> = refused.iter().map(|(e, _)| (e.as_str(), 0)).collect();
+    let mut left = wanted.len();
+    let mut at = 0usize;
+    while left > 0
+        && let Some(entry) = snapshot.next_ref()?
+    {
+        if let Some(line) = wanted.get_mut(entry.email)
+            && *line == 0
+        {
+            *line = lines.get(at).copied().unwrap_or(0);
+            left -= 1;
+        }
+        at += 1;
+    }
+    Ok(refused
+        .iter()
+        .map(|(email, error)| {
+            let mut error = error.clone();
+            if let Some(&line) = wanted.get(email.as_str())
+                && line > 0
+            {
+                error.line = Some(u64::from(line));
+            }
+            error
+        })
+        .collect())
+}

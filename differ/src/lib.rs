@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roster_shared::CHANGE_BATCH_SIZE;
+use roster_shared::blob::BlobStore;
 use roster_shared::config::ConsumeSettings;
 use roster_shared::db::{Db, runs};
 use roster_shared::error::StageError;
@@ -201,8 +202,16 @@ pub async fn handle(
     } else {
         let key = &env.body.snapshot_key;
         let open = || async { Ok(services.blobs.open(key).await?) };
-        let (summary, counted) =
-            summarize_filled(db, tenant, &index, open, mode, env.body.covered.as_ref()).await?;
+        let (summary, counted) = summarize_filled(
+            db,
+            tenant,
+            &index,
+            open,
+            mode,
+            env.body.covered.as_ref(),
+            Lines::Stored(&services.blobs, &BlobStore::lines_key(tenant, run_id)),
+        )
+        .await?;
         (summary, None, counted)
     };
     // Rows planning itself refuses (an email taken by another person) are the run's row
@@ -353,6 +362,7 @@ async fn summarize_filled<F, Fut>(
     open: F,
     mode: SyncMode,
     covered: Option<&Covered>,
+    lines: Lines<'_>,
 ) -> Result<(PlanSummary, Counted), StageError>
 where
     F: Fn() -> Fut,
@@ -394,8 +404,13 @@ where
     )
     .await?;
     let candidates = candidates.unwrap_or_default();
-    let (found, errors) = identity::resolve(db.conn(), tenant, index, &candidates).await?;
+    let (found, refused) = identity::resolve(db.conn(), tenant, index, &candidates).await?;
     drop(candidates);
+    let errors = if refused.is_empty() {
+        Vec::new()
+    } else {
+        lines.name(&open, refused).await?
+    };
     let identity = Arc::new(found);
     if !identity.is_empty() {
         (summary, modified, _) = count(
@@ -1033,6 +1048,7 @@ async fn record_changes(
         brake,
         Some(&mut sink),
         related.as_ref(),
+        Lines::Stored(&services.blobs, &BlobStore::lines_key(tenant, run_id)),
     )
     .await;
     let written = planned.and_then(|plan| {
@@ -1057,7 +1073,7 @@ async fn record_changes(
             return Err(e);
         }
     };
-    let changes_key = roster_shared::blob::BlobStore::changes_key(tenant, run_id);
+    let changes_key = BlobStore::changes_key(tenant, run_id);
     services.blobs.put_file(&changes_key, &out).await?;
     Ok(Some((plan, changes_key)))
 }
@@ -1102,6 +1118,7 @@ pub async fn dry_run(
     brake: Brake,
     changes: Option<&mut (dyn FnMut(Vec<Change>) + Send)>,
     related: Option<&RelatedSnapshot>,
+    lines: &[u32],
 ) -> Result<DryRun, StageError> {
     let open = || async { File::open(snapshot).map_err(|e| StageError::Blob(e.into())) };
     plan_only(
@@ -1114,8 +1131,55 @@ pub async fn dry_run(
         Some(brake),
         changes,
         related,
+        Lines::Known(lines),
     )
     .await
+}
+
+/// Where the lines of a snapshot's entries in the file are, for the row errors planning
+/// makes ([`identity::name_lines`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Lines<'a> {
+    /// In the blob store under this key (`BlobStore::lines_key`; missing: unknown).
+    Stored(&'a BlobStore, &'a str),
+    /// In hand (the parser's `ParsedFile::lines`; empty: unknown).
+    Known(&'a [u32]),
+}
+
+impl Lines<'_> {
+    /// `refused` (row errors beside their rows' emails) with their lines set, the
+    /// snapshot `open` opens read once to find them (only ever for refused rows).
+    async fn name<F, Fut>(
+        self,
+        open: &F,
+        refused: Vec<(String, roster_shared::model::envelope::RowError)>,
+    ) -> Result<Vec<roster_shared::model::envelope::RowError>, StageError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<File, StageError>>,
+    {
+        let lines: Vec<u32> = match self {
+            Lines::Stored(blobs, key) => match blobs.get_bytes(key).await {
+                Ok(bytes) => bytes
+                    .chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                Err(roster_shared::blob::BlobError::NotFound(_)) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            },
+            Lines::Known(lines) => lines.to_vec(),
+        };
+        if lines.is_empty() {
+            return Ok(refused.into_iter().map(|(_, e)| e).collect());
+        }
+        let file = open().await?;
+        tokio::task::spawn_blocking(move || {
+            identity::name_lines(refused, &mut SnapshotReader::new(file), &lines)
+        })
+        .await
+        .map_err(join_failed)?
+        .map_err(corrupt)
+    }
 }
 
 /// [`dry_run`] on the snapshot `open` opens (twice when `changes` is given); `brake`
@@ -1131,6 +1195,7 @@ async fn plan_only<F, Fut>(
     brake: Option<Brake>,
     changes: Option<&mut (dyn FnMut(Vec<Change>) + Send)>,
     related: Option<&RelatedSnapshot>,
+    lines: Lines<'_>,
 ) -> Result<DryRun, StageError>
 where
     F: Fn() -> Fut,
@@ -1152,7 +1217,7 @@ where
         .map_err(corrupt)?;
         (summary, Counted::default())
     } else {
-        summarize_filled(db, tenant, &index, &open, mode, covered).await?
+        summarize_filled(db, tenant, &index, &open, mode, covered, lines).await?
     };
     let Counted {
         fills,

@@ -317,6 +317,7 @@ impl Collector {
             errors,
             kept,
             protected,
+            lines,
             ..
         } = dedupe;
         self.rejected += errors.len() as u64;
@@ -329,6 +330,7 @@ impl Collector {
             rejected: self.rejected,
             skipped: self.skipped,
             accepted: kept - protected,
+            lines,
             unknown_managers: links.unknown,
             runs,
             covered: Covered::default(),
@@ -380,6 +382,8 @@ struct Dedupe<'a> {
     errors: Vec<RowError>,
     kept: u64,
     protected: u64,
+    /// The source line of each kept entry, in snapshot order (0: unknown).
+    lines: Vec<u32>,
 }
 
 impl<'a> Dedupe<'a> {
@@ -395,6 +399,7 @@ impl<'a> Dedupe<'a> {
             errors: Vec::new(),
             kept: 0,
             protected: 0,
+            lines: Vec::new(),
         }
     }
 
@@ -428,6 +433,7 @@ impl<'a> Dedupe<'a> {
                 self.kept += 1;
                 self.protected +=
                     u64::from(entry.protected || self.protect.contains(&entry.ordinal));
+                self.lines.push(u32::try_from(entry.line).unwrap_or(0));
                 true
             }
         }
@@ -577,6 +583,9 @@ pub struct ParsedFile {
     pub skipped: u64,
     /// People in the snapshot.
     pub accepted: u64,
+    /// The line each of the snapshot's entries starts on in the file, in snapshot order
+    /// (0: unknown, or past `u32::MAX`): see [`ParsedFile::lines_bytes`].
+    pub lines: Vec<u32>,
     /// Rows whose manager is not among the file's people: warnings once the directory
     /// is known not to hold them either ([`ParsedFile::warn_unknown_managers`]).
     pub unknown_managers: Vec<UnknownManager>,
@@ -611,6 +620,13 @@ impl ParsedFile {
             }
         }
         out.flush()
+    }
+
+    /// [`ParsedFile::lines`] as stored beside the snapshot (`BlobStore::lines_key`): one
+    /// little-endian `u32` per snapshot entry, so planning can name the line of a row it
+    /// refuses.
+    pub fn lines_bytes(&self) -> Vec<u8> {
+        self.lines.iter().flat_map(|l| l.to_le_bytes()).collect()
     }
 
     /// The keys (emails) of the snapshot's people, rejected rows' included, sorted.

@@ -539,6 +539,17 @@ async fn parse_and_store(
         .put_file(&snapshot_key, &snapshot_path)
         .await?;
     services.blobs.put_file(&rejects_key, &rejects_path).await?;
+    // Where each person's row is, for the rows planning may refuse (an email taken by
+    // another person, which only an employee id can tell).
+    if parsed
+        .covered
+        .fields
+        .iter()
+        .any(|f| f == roster_shared::model::person::Field::EmployeeId.name())
+    {
+        let key = BlobStore::lines_key(tenant, env.run_id);
+        services.blobs.put_bytes(&key, parsed.lines_bytes()).await?;
+    }
     let related_key = match parsed.related.as_ref().filter(|r| !r.is_empty()) {
         Some(related) => {
             let key = BlobStore::related_key(tenant, env.run_id);

@@ -645,6 +645,9 @@ fn sorted_both_ways(file: &[u8], scratch: &std::path::Path) -> (ParsedFile, Pars
     assert_eq!(in_memory.runs, 1);
     assert_eq!(snapshot_bytes(&in_runs), snapshot_bytes(&in_memory));
     assert_eq!(in_runs.errors, in_memory.errors);
+    // One line per snapshot entry, the same either way.
+    assert_eq!(in_runs.lines, in_memory.lines);
+    assert_eq!(in_memory.lines.len(), entries(&in_memory).len());
     assert_eq!(
         (in_runs.rows_read, in_runs.rejected, in_runs.accepted),
         (in_memory.rows_read, in_memory.rejected, in_memory.accepted)
@@ -677,6 +680,7 @@ fn a_file_sorted_in_runs_on_disk_matches_one_sorted_in_memory() {
     // row (its 1st, on line 2, lacks a field), its later ones are duplicates of it.
     let first = entries(&in_runs)[0].person().unwrap();
     assert_eq!(first.email, "p0@x.com");
+    assert_eq!(in_runs.lines[0], 1502, "the line of the row that won");
     assert!(
         format!("{first:?}").contains("\"Person 1500\""),
         "{first:?}"

@@ -94,11 +94,19 @@ impl BlobStore {
         format!("related/{tenant}/{run}.json")
     }
 
-    /// Keys of what a run's planning reads (its snapshot and related records): of no
-    /// more use once the run is final.
-    pub fn planning_keys(tenant: &TenantId, run: RunId) -> [String; 2] {
+    /// Key of the lines of a run's snapshot entries in the file (one little-endian `u32`
+    /// per entry, in snapshot order; 0: unknown), so planning can name the line of a row
+    /// it refuses. Written by the parser when the file has employee ids.
+    pub fn lines_key(tenant: &TenantId, run: RunId) -> String {
+        format!("snapshots/{tenant}/{run}.lines")
+    }
+
+    /// Keys of what a run's planning reads (its snapshot, the snapshot's lines and related
+    /// records): of no more use once the run is final.
+    pub fn planning_keys(tenant: &TenantId, run: RunId) -> [String; 3] {
         [
             Self::snapshot_key(tenant, run),
+            Self::lines_key(tenant, run),
             Self::related_key(tenant, run),
         ]
     }

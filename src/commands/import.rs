@@ -319,6 +319,7 @@ pub async fn dry_run_file(db: &Db, file: &DryRun<'_>) -> anyhow::Result<Summary>
             (file.dump.is_some() || file.changes)
                 .then_some(&mut sink as &mut (dyn FnMut(_) + Send)),
             parsed.related.as_ref(),
+            &parsed.lines,
         )
         .await?;
         if let Some(out) = dump.as_mut() {

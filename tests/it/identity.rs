@@ -149,7 +149,8 @@ pub fn an_email_change_without_the_employee_id_is_a_new_person(i: &Install) {
 }
 
 /// Ana's employee id on Bo's email (Ana's own email gone): Ana would move onto the email
-/// of Bo, who is active. The row is an error naming both, and both stay as they were.
+/// of Bo, who is active. The row is an error on its line naming both, and both stay as
+/// they were; the dry run says the same.
 pub fn an_email_taken_by_another_active_person_is_a_row_error(i: &Install) {
     let t = tenant("taken");
     i.import_ok(
@@ -161,10 +162,17 @@ pub fn an_email_taken_by_another_active_person_is_a_row_error(i: &Install) {
     let taken = "email,employeeId,firstName,lastName,jobTitle,language\n\
 bo.chen@widget.com,E1,Ana,Silva,Head of Sales,pt\n\
 carla.diaz@widget.com,E3,Carla,Diaz,Engineer,es\n";
-    let (code, s) = i.import(&t, &i.file("taken.csv", taken), &[]);
+    let taken = i.file("taken.csv", taken);
+    // The dry run says the same, line and all.
+    let (code, dry) = i.import(&t, &taken, &["--dry-run"]);
+    assert_eq!(code, 0, "{dry:#}");
+    assert_eq!(dry["errors"][0]["line"], 2, "{dry:#}");
+    let (code, s) = i.import(&t, &taken, &[]);
     assert_eq!(code, 0, "{s:#}");
     assert_eq!(counts(&s), [0, 0, 0, 0, 1], "{s:#}");
     assert_eq!(s["rejected"], 1, "{s:#}");
+    assert_eq!(s["errors"][0]["line"], 2, "the row's line: {s:#}");
+    assert_eq!(s["errors"][0]["column"], "email", "{s:#}");
     let message = s["errors"][0]["message"].as_str().unwrap_or_default();
     for part in [
         "ana.silva@widget.com",
