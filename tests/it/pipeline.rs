@@ -723,9 +723,9 @@ async fn stalled_runs_are_announced_again_where_they_stopped() {
     assert_eq!(done.state.name(), "applied");
 }
 
-/// Records run `id` of `tenant` as parsed (one person, delta) as the parser would.
-async fn mark_parsed_by_hand(db: &roster_shared::db::Db, tenant: &TenantId, id: RunId) {
-    let parsed = SnapshotParsed {
+/// What the parser announces for a hand-made run: one person, delta, no snapshot.
+fn hand_made_parse() -> SnapshotParsed {
+    SnapshotParsed {
         snapshot_key: "none".into(),
         rejects_key: "none".into(),
         rows_read: 1,
@@ -735,7 +735,12 @@ async fn mark_parsed_by_hand(db: &roster_shared::db::Db, tenant: &TenantId, id: 
         generation: 0,
         covered: None,
         related_key: None,
-    };
+    }
+}
+
+/// Records run `id` of `tenant` as parsed (one person, delta) as the parser would.
+async fn mark_parsed_by_hand(db: &roster_shared::db::Db, tenant: &TenantId, id: RunId) {
+    let parsed = hand_made_parse();
     let recorded = roster_parser::db::Parsed {
         body: &parsed,
         errors: &[],
@@ -772,18 +777,7 @@ async fn a_run_worked_on_is_not_announced_again() {
     let (app, memory) = app(&dir).await;
     let t = TenantId::new("beat").unwrap();
     let run = parsed_run(&app, &t).await;
-    let body = SnapshotParsed {
-        snapshot_key: "none".into(),
-        rejects_key: "none".into(),
-        rows_read: 1,
-        accepted: 1,
-        rejected: 0,
-        mode: SyncMode::Delta,
-        generation: 0,
-        covered: None,
-        related_key: None,
-    };
-    let envelope = Envelope::new(MessageId::new(), t.clone(), run, body);
+    let envelope = Envelope::new(MessageId::new(), t.clone(), run, hand_made_parse());
     app.services
         .transport
         .publish(Queue::Parsed, vec![message(&envelope, None)])
