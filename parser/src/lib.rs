@@ -224,7 +224,7 @@ pub fn parse(
     let mut covered = covered;
     for (field, _) in &rules.defaults {
         // A default feeds its field for every row.
-        if !covered.fields.iter().any(|f| f == field.name()) {
+        if !covered.covers(field.name()) {
             covered.fields.push(field.name().to_owned());
         }
     }
@@ -543,9 +543,7 @@ async fn parse_and_store(
     // another person, which only an employee id can tell).
     if parsed
         .covered
-        .fields
-        .iter()
-        .any(|f| f == roster_shared::model::person::Field::EmployeeId.name())
+        .covers(roster_shared::model::person::Field::EmployeeId.name())
     {
         let key = BlobStore::lines_key(tenant, env.run_id);
         services.blobs.put_bytes(&key, parsed.lines_bytes()).await?;

@@ -232,13 +232,19 @@ pub struct Covered {
 }
 
 impl Covered {
+    /// Whether the file has a column feeding the text field named `field`
+    /// ([`crate::model::record::RecordField::name`]).
+    pub fn covers(&self, field: &str) -> bool {
+        self.fields.iter().any(|f| f == field)
+    }
+
     /// Fills in `record` (read from the file) what the file does not cover from
     /// `stored`: every text field it has no column for, and every extra attribute of
     /// `stored` under a header it does not have.
     pub fn fill<R: crate::model::record::Record>(&self, record: &mut R, stored: &R) {
         use crate::model::record::RecordField;
         for field in R::Field::TEXT {
-            if !self.fields.iter().any(|f| f == field.name()) {
+            if !self.covers(field.name()) {
                 record.put(*field, stored.text(*field).map(str::to_owned));
             }
         }
